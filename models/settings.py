@@ -1,0 +1,159 @@
+"""Runtime settings: one object, read from ``KLINESTREAM_*`` environment variables and a ``.env`` file.
+
+Built once at an entry point (CLI command, DAG task, Spark driver) with :func:`load_settings` and passed
+down. Invalid or missing values stop start-up with a :class:`~models.errors.SettingsError` that names
+the environment variable. Binance keys are ``SecretStr``: their value never appears in ``repr``, ``str``,
+logs or ``model_dump`` output.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from models.errors import SettingsError
+
+ENV_PREFIX = "KLINESTREAM_"
+
+DEFAULT_SYMBOLS = ("BNBUSDT", "BTCUSDT", "ETHUSDT", "LTCUSDT", "XRPUSDT")
+
+TradingMode = Literal["paper", "testnet", "live"]
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets ``field``."""
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+class Settings(BaseSettings):
+    """Every knob of the platform. Each field is set by ``KLINESTREAM_<FIELD NAME IN CAPITALS>``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        validate_default=True,
+    )
+
+    # --- local state -----------------------------------------------------------------------------
+    home: Path = Field(Path("var"), description="Folder of local state: service data, logs, lake, jars.")
+    data_dir: Path | None = Field(None, description="Folder of kline files used when Binance is unreachable.")
+    lake_dir: Path | None = Field(None, description="Kline lake root; defaults to <home>/lake.")
+
+    # --- market ----------------------------------------------------------------------------------
+    symbols: Annotated[tuple[str, ...], NoDecode] = Field(DEFAULT_SYMBOLS, description="Context symbols.")
+    traded_symbol: str = Field("BTCUSDT", description="The symbol the agent trades.")
+    interval: Literal["1h"] = "1h"
+    binance_base_url: str | None = Field(
+        None, description="Base URL of a Binance-compatible REST API (the simulator); unset = Binance."
+    )
+    binance_ws_url: str | None = Field(None, description="Base URL of the kline websocket; unset = Binance.")
+    binance_api_key: SecretStr | None = None
+    binance_api_secret: SecretStr | None = None
+
+    # --- services --------------------------------------------------------------------------------
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_topic_klines: str = "klines.1h"
+    kafka_topic_dlq: str = "klines.dlq"
+    cassandra_hosts: Annotated[tuple[str, ...], NoDecode] = ("127.0.0.1",)
+    cassandra_port: int = Field(9042, ge=1, le=65535)
+    cassandra_keyspace: str = Field("klinestream", pattern=r"^[a-z][a-z0-9_]{0,47}$")
+    mlflow_tracking_uri: str = "http://127.0.0.1:5000"
+    mlflow_model_name: str = "klinestream-dqn"
+    airflow_api_url: str = "http://127.0.0.1:8080"
+
+    # --- trading and risk ------------------------------------------------------------------------
+    trading_mode: TradingMode = "paper"
+    live_confirm: bool = Field(False, description="Second explicit consent required for live trading.")
+    fee_rate: float = Field(0.001, ge=0.0, lt=0.1, description="Fee per side as a fraction of notional.")
+    slippage_bps: float = Field(0.0, ge=0.0, le=1000.0)
+    max_position_units: float = Field(5.0, gt=0.0)
+    max_order_notional: float = Field(100_000.0, gt=0.0)
+    daily_loss_limit: float = Field(10_000.0, gt=0.0)
+    kill_switch: bool = False
+
+    # --- compute ---------------------------------------------------------------------------------
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    @field_validator("symbols", "cassandra_hosts", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("symbols")
+    @classmethod
+    def _check_symbols(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("needs at least one symbol, e.g. BTCUSDT,ETHUSDT")
+        bad = [s for s in value if not s.isalnum() or s.upper() != s]
+        if bad:
+            raise ValueError(f"symbols must be upper-case alphanumeric, got {bad}")
+        return value
+
+    @field_validator("home", "data_dir", "lake_dir")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser().resolve()
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> Settings:
+        if self.traded_symbol not in self.symbols:
+            raise _named_error("traded_symbol", f"{self.traded_symbol!r} is not one of the symbols {self.symbols}")
+        if self.trading_mode in ("testnet", "live"):
+            for name in ("binance_api_key", "binance_api_secret"):
+                secret = getattr(self, name)
+                if secret is None or not secret.get_secret_value():
+                    raise _named_error(name, f"is required when trading_mode={self.trading_mode}")
+        if self.trading_mode == "live" and not self.live_confirm:
+            raise _named_error("live_confirm", "must be true to trade real money (trading_mode=live)")
+        return self
+
+    @property
+    def lake_root(self) -> Path:
+        """Where the kline lake lives."""
+        return self.lake_dir if self.lake_dir is not None else self.home / "lake"
+
+    @property
+    def traded_index(self) -> int:
+        """Position of the traded symbol among the context symbols."""
+        return self.symbols.index(self.traded_symbol)
+
+
+class _NamedError(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{env_name(field)} {message}")
+        self.field = field
+
+
+def _named_error(field: str, message: str) -> _NamedError:
+    return _NamedError(field, message)
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        loc = [str(part) for part in item.get("loc", ()) if isinstance(part, str)]
+        message = str(item.get("msg", "invalid"))
+        if loc:
+            value = item.get("input")
+            shown = "" if loc[0].startswith("binance_api") else f" (got {value!r})"
+            lines.append(f"{env_name(loc[0])}: {message}{shown}")
+        else:
+            # model-level checks already name their variable
+            lines.append(message.removeprefix("Value error, "))
+    return "invalid settings: " + "; ".join(lines)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build and validate the settings once, at an entry point; raise SettingsError naming the variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None
