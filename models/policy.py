@@ -1,0 +1,181 @@
+"""The serving-ready policy: feature spec + fitted normalisation + Q-network weights + variant config.
+
+Training (evaluation of a trained agent), evaluation, the MLflow pyfunc and the live stream all
+decide through :class:`Policy`, so a stream decision equals the backtest decision on the same klines.
+
+Files written by :meth:`Policy.save` (no pickled modules):
+
+- ``policy.json`` — format version, feature spec, agent config, free-form metadata;
+- ``normalizer.json`` — per-feature mean and std fitted on the training range;
+- ``weights.pt`` — the acting network's ``state_dict`` (tensors only; loaded with ``weights_only=True``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from models.config import AgentConfig, config_from_dict, config_to_dict
+from models.features import (
+    FeatureError,
+    FeatureSpec,
+    FeatureTable,
+    Normalizer,
+    compute_feature_table,
+    state_rows,
+    window_index,
+)
+from models.networks import build_network
+
+POLICY_FORMAT_VERSION = 1
+POLICY_FILE, NORMALIZER_FILE, WEIGHTS_FILE = "policy.json", "normalizer.json", "weights.pt"
+ACTIONS = ("hold", "buy", "sell")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One decision for the latest hour of the klines given."""
+
+    open_time: int
+    """open_time (ms) of the hour the decision is taken at (its close)."""
+    action: int
+    """0 hold, 1 buy, 2 sell."""
+    q_values: np.ndarray
+    """float32 [3] Q-values of hold, buy, sell."""
+    close: float
+    """The traded symbol's close at that hour."""
+    tradable: bool
+    """False when the traded symbol's kline of that hour is missing (then the action is hold)."""
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``"auto"`` → CUDA when available, else CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class Policy:
+    """A trained Q-network with everything needed to turn klines into decisions."""
+
+    def __init__(
+        self,
+        spec: FeatureSpec,
+        normalizer: Normalizer,
+        agent_config: AgentConfig,
+        network: nn.Module,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.normalizer = normalizer
+        self.agent_config = agent_config
+        self.network = network.eval()
+        self.metadata = dict(metadata or {})
+        self.device = next(network.parameters()).device
+
+    @property
+    def variant(self) -> str:
+        return self.agent_config.variant
+
+    @property
+    def history_hours(self) -> int:
+        """Hours of klines per context symbol that :meth:`q_values` needs (the last N hours)."""
+        return self.spec.history_hours
+
+    # --- the one feature path -----------------------------------------------------------------
+    def feature_rows(self, klines: pd.DataFrame) -> tuple[FeatureTable, np.ndarray]:
+        """Feature table of a contract-form kline frame and its normalised float32 rows."""
+        table = compute_feature_table(klines, self.spec)
+        return table, self.normalizer.transform(table.values)
+
+    def states(self, klines: pd.DataFrame) -> tuple[FeatureTable, np.ndarray, np.ndarray]:
+        """(table, row indices with a state, float32 states ``[n, window, n_features]``)."""
+        table, rows = self.feature_rows(klines)
+        index = np.flatnonzero(state_rows(table, self.spec.window))
+        return table, index, rows[window_index(index, self.spec.window)]
+
+    @torch.inference_mode()
+    def q_values_from_states(self, states: np.ndarray | torch.Tensor, batch_size: int = 65_536) -> np.ndarray:
+        """float32 ``[n, 3]`` Q-values of states ``[n, window, n_features]`` (or flattened)."""
+        tensor = torch.as_tensor(states, dtype=torch.float32)
+        out = [
+            self.network(tensor[i : i + batch_size].to(self.device)).cpu() for i in range(0, len(tensor), batch_size)
+        ]
+        return torch.cat(out).numpy() if out else np.zeros((0, 3), dtype=np.float32)
+
+    # --- serving API --------------------------------------------------------------------------
+    def q_values(self, klines: pd.DataFrame) -> np.ndarray:
+        """float32 ``[3]`` Q-values (hold, buy, sell) at the latest hour of ``klines``.
+
+        ``klines``: contract-form frame (models/kline.py columns, at least symbol, open_time, open,
+        high, low, close, volume) with the last :attr:`history_hours` hourly klines of every context
+        symbol; the latest hour is the largest open_time present (send it once all symbols have it).
+        """
+        return self.decide(klines).q_values
+
+    def act(self, klines: pd.DataFrame) -> int:
+        """Greedy action (0 hold, 1 buy, 2 sell) at the latest hour of ``klines``."""
+        return self.decide(klines).action
+
+    def decide(self, klines: pd.DataFrame) -> Decision:
+        """Q-values and greedy action at the latest hour of ``klines`` (see :meth:`q_values`)."""
+        table, rows = self.feature_rows(klines)
+        last = len(table) - 1
+        if not state_rows(table, self.spec.window)[last]:
+            raise FeatureError(
+                f"need the last {self.history_hours} hourly klines of {', '.join(self.spec.symbols)} "
+                f"to decide at open_time {int(table.open_time[last])}"
+            )
+        state = rows[window_index(np.array([last]), self.spec.window)]
+        q = self.q_values_from_states(state)[0]
+        tradable = bool(table.tradable[last])
+        action = int(np.argmax(q)) if tradable else 0
+        return Decision(int(table.open_time[last]), action, q, float(table.close[last]), tradable)
+
+    def backtest_q_values(self, klines: pd.DataFrame) -> tuple[FeatureTable, np.ndarray, np.ndarray]:
+        """(table, row indices, Q-values ``[n, 3]``) for every hour of ``klines`` that has a state."""
+        table, index, states = self.states(klines)
+        return table, index, self.q_values_from_states(states)
+
+    # --- files --------------------------------------------------------------------------------
+    def save(self, directory: Path | str) -> Path:
+        """Write the policy files into ``directory`` (created); returns it."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        document = {
+            "format_version": POLICY_FORMAT_VERSION,
+            "feature_spec": self.spec.to_dict(),
+            "agent_config": config_to_dict(self.agent_config),
+            "metadata": self.metadata,
+        }
+        (directory / POLICY_FILE).write_text(json.dumps(document, indent=2, sort_keys=True))
+        (directory / NORMALIZER_FILE).write_text(self.normalizer.to_json())
+        state = {k: v.detach().cpu().contiguous() for k, v in self.network.state_dict().items()}
+        torch.save(state, directory / WEIGHTS_FILE)
+        return directory
+
+    @classmethod
+    def load(cls, directory: Path | str, device: str = "cpu") -> Policy:
+        """Rebuild a policy from the files of :meth:`save`."""
+        directory = Path(directory)
+        try:
+            document = json.loads((directory / POLICY_FILE).read_text())
+            normalizer = Normalizer.from_json((directory / NORMALIZER_FILE).read_text())
+        except FileNotFoundError as exc:
+            raise FeatureError(f"{directory} is not a saved policy: {exc.filename} is missing") from exc
+        if document.get("format_version") != POLICY_FORMAT_VERSION:
+            raise FeatureError(f"policy format {document.get('format_version')} is not {POLICY_FORMAT_VERSION}")
+        spec = FeatureSpec.from_dict(document["feature_spec"])
+        config = config_from_dict(AgentConfig, document["agent_config"])
+        target = resolve_device(device)
+        network = build_network(config.variant, spec.window, spec.n_features).to(target)
+        weights = torch.load(directory / WEIGHTS_FILE, map_location=target, weights_only=True)
+        network.load_state_dict(weights)
+        return cls(spec, normalizer, config, network, document.get("metadata", {}))
