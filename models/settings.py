@@ -121,6 +121,16 @@ class Settings(BaseSettings):
         return self.lake_dir if self.lake_dir is not None else self.home / "lake"
 
     @property
+    def jvm_dir(self) -> Path:
+        """Where ``klinestream stack install`` puts the jars it resolves from Maven Central."""
+        return self.home / "jvm"
+
+    @property
+    def stack_dir(self) -> Path:
+        """Data and logs of the local services, one folder per service."""
+        return self.home / "stack"
+
+    @property
     def traded_index(self) -> int:
         """Position of the traded symbol among the context symbols."""
         return self.symbols.index(self.traded_symbol)
