@@ -1,0 +1,63 @@
+# Klinestream — the usual targets. `make install` once, then `make test`; `make up` / `make down` for the stack.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV := $(PYTHON) -m uv
+STAMP := $(VENV)/.klinestream-installed
+
+.PHONY: help install lock lint format typecheck test test-unit test-integration up down status bench compose-check clean
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-18s %s\n", $$1, $$2}'
+
+install: $(STAMP) ## Install Python (locked) and JVM dependencies; a second run does nothing
+	@$(BIN)/klinestream stack install
+
+$(STAMP): requirements.lock pyproject.toml
+	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install -q "uv>=0.5"
+	@test -x $(BIN)/python || $(UV) venv -q --python 3.11 $(VENV)
+	$(UV) pip sync -q --python $(BIN)/python requirements.lock
+	$(UV) pip install -q --python $(BIN)/python --no-deps -e .
+	@touch $@
+
+lock: ## Re-resolve requirements.lock from pyproject.toml
+	$(UV) pip compile -q pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+
+lint: $(STAMP) ## ruff (lint + format check) and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy models pipelines klinestream
+
+format: $(STAMP) ## Format and fix what ruff can
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: install ## All tests; integration tests bring the local stack up (and stop what they started)
+	$(BIN)/pytest
+
+test-unit: $(STAMP) ## Fast tests that need no service
+	$(BIN)/pytest -m "not integration"
+
+test-integration: install ## Tests against the real local services
+	$(BIN)/pytest -m integration
+
+up: install ## Start Kafka, Cassandra, MLflow and Airflow as local processes
+	$(BIN)/klinestream stack up
+
+down: ## Stop the local services started by `make up`
+	@test -x $(BIN)/klinestream && $(BIN)/klinestream stack down || true
+
+status: ## Ports, pids, memory and health of the local services
+	$(BIN)/klinestream stack status
+
+bench: install ## Benchmarks that print their figures (see bench/)
+	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+compose-check: ## Validate docker-compose.yml (needs the docker client with the compose plugin)
+	docker compose --env-file .env.example config -q
+
+clean: down ## Remove the virtualenv and all local state (var/)
+	rm -rf $(VENV) var
