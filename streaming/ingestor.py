@@ -1,0 +1,278 @@
+"""The ingestor: Binance kline websocket → closed klines only → Kafka ``klines.1h`` (shared/DESIGN.md §2, §4.2).
+
+python-binance speaks to the exchange. ``AsyncClient`` has no constructor argument for an arbitrary base
+URL (only ``tld``/``base_endpoint`` inside Binance's host names, and ``create()`` pings Binance before
+one could change it), but its REST root is the instance attribute ``API_URL`` and
+``BinanceSocketManager``'s stream root is ``STREAM_URL``: both are set right after construction when
+``KLINESTREAM_BINANCE_BASE_URL`` / ``KLINESTREAM_BINANCE_WS_URL`` point at the simulator.
+
+Nothing lost: the ingestor remembers the last hour it published per symbol (at start-up, read from the
+tail of ``klines.1h``). After every (re)connection it fills the hours since then from the REST klines
+endpoint, up to the server's "now"; a closed kline that arrives after a hole (a reconnection inside
+python-binance) fills the hole first. Nothing doubled on purpose: a kline at or before the last published
+hour is not sent again (duplicates would be harmless downstream anyway). Reconnections back off
+exponentially (tenacity); the backoff starts afresh once a connection has delivered klines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
+
+from kafka import KafkaProducer
+from kafka.errors import KafkaError
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from models.errors import KlineParseError, PermanentError, TemporaryError
+from models.kline import HOUR_MS, Kline, parse_ws_kline
+from models.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SOURCE_STREAM = "binance-ws"
+SOURCE_REST = "binance-rest"
+
+
+class StreamInterrupted(TemporaryError):
+    """The websocket broke after it had delivered klines: reconnect at once, with a fresh backoff."""
+
+
+class KlineSink(Protocol):
+    """Where closed klines go (Kafka in production)."""
+
+    def publish(self, kline: Kline, source: str) -> None: ...
+
+    def flush(self) -> None:
+        """Block until everything published is durable; TemporaryError otherwise."""
+
+
+class KlineRest(Protocol):
+    """The REST side of the exchange, as the ingestor needs it."""
+
+    async def server_time(self) -> int: ...
+
+    async def klines(self, symbol: str, start_ms: int, end_ms: int) -> list[Kline]:
+        """Klines of ``symbol`` opened in ``[start_ms, end_ms]``, oldest first (all pages)."""
+        ...
+
+
+#: Opens the kline stream of the given symbols; the context yields message dicts until it breaks.
+StreamOpener = Callable[[list[str]], AbstractAsyncContextManager[AsyncIterator[Mapping[str, Any]]]]
+
+
+class KafkaKlineSink:
+    """Publishes klines to ``topic``: key = symbol, value = :meth:`Kline.to_json`."""
+
+    def __init__(self, producer: KafkaProducer, topic: str) -> None:
+        self.producer = producer
+        self.topic = topic
+        self._pending: list[Any] = []
+
+    def publish(self, kline: Kline, source: str) -> None:
+        self._pending.append(self.producer.send(self.topic, key=kline.symbol.encode(), value=kline.to_json(source)))
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, []
+        try:
+            self.producer.flush()
+            for future in pending:
+                future.get(timeout=30)
+        except KafkaError as exc:
+            raise TemporaryError(f"publishing {len(pending)} klines to {self.topic} failed: {exc}") from exc
+
+
+class Ingestor:
+    """Filters kline stream messages to closed klines, fills holes from REST, publishes to a sink."""
+
+    def __init__(
+        self,
+        symbols: Iterable[str],
+        sink: KlineSink,
+        rest: KlineRest,
+        last_published: Mapping[str, int] | None = None,
+        max_attempts: int | None = None,
+    ) -> None:
+        self.symbols = list(symbols)
+        self.sink = sink
+        self.rest = rest
+        self.last_published: dict[str, int] = dict(last_published or {})
+        self.max_attempts = max_attempts
+        self.published = 0
+        self.filled = 0
+        self.connections = 0
+
+    async def on_message(self, message: Mapping[str, Any]) -> int:
+        """Handle one stream message; returns how many klines it published (with any hole filled)."""
+        if message.get("e") == "error":
+            raise StreamInterrupted(f"kline stream broke: {message.get('type')} {message.get('m')}")
+        try:
+            kline, closed = parse_ws_kline(message)
+        except KlineParseError as exc:
+            log.warning("ignored stream message: %s", exc)
+            return 0
+        if not closed:
+            return 0
+        if kline.symbol not in self.symbols:
+            log.warning("ignored kline of unsubscribed symbol=%s open_time=%d", kline.symbol, kline.open_time)
+            return 0
+        last = self.last_published.get(kline.symbol)
+        if last is not None and kline.open_time <= last:
+            return 0
+        count = 0
+        if last is not None and kline.open_time > last + HOUR_MS:
+            count += await self.fill(kline.symbol, last + HOUR_MS, kline.open_time - 1, now_ms=kline.open_time)
+        self._publish(kline, SOURCE_STREAM)
+        self.sink.flush()
+        return count + 1
+
+    async def catch_up(self) -> int:
+        """Fill, for every symbol with a known last hour, the closed klines since then (after a connect)."""
+        now = await self.rest.server_time()
+        count = 0
+        for symbol in self.symbols:
+            last = self.last_published.get(symbol)
+            if last is not None and last + HOUR_MS < now:
+                count += await self.fill(symbol, last + HOUR_MS, now, now_ms=now)
+        return count
+
+    async def fill(self, symbol: str, start_ms: int, end_ms: int, now_ms: int) -> int:
+        """Publish the closed klines of ``symbol`` opened in ``[start_ms, end_ms]`` (close before ``now_ms``)."""
+        klines = await self.rest.klines(symbol, start_ms, end_ms)
+        count = 0
+        for kline in sorted(klines, key=lambda k: k.open_time):
+            if kline.symbol != symbol or kline.event_time >= now_ms:
+                continue
+            if kline.open_time <= self.last_published.get(symbol, -1):
+                continue
+            self._publish(kline, SOURCE_REST)
+            count += 1
+        self.sink.flush()
+        self.filled += count
+        log.info("filled from REST symbol=%s start=%d end=%d klines=%d", symbol, start_ms, end_ms, count)
+        return count
+
+    def _publish(self, kline: Kline, source: str) -> None:
+        self.sink.publish(kline, source)
+        self.last_published[kline.symbol] = kline.open_time
+        self.published += 1
+        log.debug("published symbol=%s open_time=%d source=%s", kline.symbol, kline.open_time, source)
+
+    async def run(self, open_stream: StreamOpener, stop: asyncio.Event) -> None:
+        """Stream until ``stop`` is set: (re)connect with backoff, catch up from REST, publish closed klines."""
+        while not stop.is_set():
+            try:
+                await self._connect_with_backoff(open_stream, stop)
+            except StreamInterrupted as exc:
+                log.warning("reconnecting: %s", exc)
+
+    async def _connect_with_backoff(self, open_stream: StreamOpener, stop: asyncio.Event) -> None:
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(_worth_a_backoff),
+            wait=wait_exponential_jitter(initial=0.5, max=30.0),
+            stop=stop_after_attempt(self.max_attempts) if self.max_attempts else (lambda state: False),
+            before_sleep=lambda state: log.warning(
+                "stream connection failed attempt=%d: %s",
+                state.attempt_number,
+                state.outcome and state.outcome.exception(),
+            ),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                await self._session(open_stream, stop)
+
+    async def _session(self, open_stream: StreamOpener, stop: asyncio.Event) -> None:
+        delivered = 0
+        try:
+            async with open_stream(self.symbols) as messages:
+                self.connections += 1
+                log.info("stream connected symbols=%s connection=%d", ",".join(self.symbols), self.connections)
+                await self.catch_up()
+                iterator = aiter(messages)
+                while not stop.is_set():
+                    message = await _next_or_stop(iterator, stop)
+                    if message is None:
+                        return
+                    delivered += await self.on_message(message)
+        except TemporaryError as exc:
+            if delivered:
+                raise StreamInterrupted(str(exc)) from exc
+            raise
+        except (TimeoutError, OSError) as exc:
+            error = StreamInterrupted if delivered else TemporaryError
+            raise error(f"kline stream failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _worth_a_backoff(exc: BaseException) -> bool:
+    """Temporary failures back off; an interrupted stream that had delivered reconnects at once."""
+    return isinstance(exc, TemporaryError) and not isinstance(exc, StreamInterrupted)
+
+
+async def _next_or_stop(iterator: AsyncIterator[Mapping[str, Any]], stop: asyncio.Event) -> Mapping[str, Any] | None:
+    """The next message, or None once ``stop`` is set (or the stream ends)."""
+    next_message = asyncio.ensure_future(anext(iterator))
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        done, _ = await asyncio.wait({next_message, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (next_message, stopped):
+            if not task.done():
+                task.cancel()
+    if next_message in done:
+        try:
+            return next_message.result()
+        except StopAsyncIteration:
+            raise TemporaryError("kline stream ended") from None
+    return None
+
+
+async def retry_rest(call: Callable[[], Awaitable[Any]], what: str, attempts: int = 5) -> Any:
+    """Run a REST call, retrying TemporaryError with exponential backoff; PermanentError fails at once."""
+    retrying = AsyncRetrying(
+        retry=retry_if_exception_type(TemporaryError),
+        wait=wait_exponential_jitter(initial=0.5, max=10.0),
+        stop=stop_after_attempt(attempts),
+        reraise=True,
+    )
+    async for attempt in retrying:
+        with attempt:
+            return await call()
+    raise PermanentError(f"{what}: no attempt made")  # pragma: no cover - tenacity always attempts
+
+
+async def run_ingestor(settings: Settings, stop: asyncio.Event, max_attempts: int | None = None) -> Ingestor:
+    """Wire the ingestor from settings (topics, idempotent producer, python-binance) and run until ``stop``."""
+    from streaming.binance_io import BinanceRest, make_client, open_kline_stream
+    from streaming.kafka_io import build_producer, ensure_topics, last_published_hours
+
+    ensure_topics(settings)
+    last = last_published_hours(settings)
+    log.info("last published hours: %s", " ".join(f"{s}={t}" for s, t in sorted(last.items())) or "none")
+    producer = build_producer(settings, client_id="klinestream-ingestor")
+    client = make_client(settings.binance_base_url)
+    symbols = list(settings.symbols)
+    ingestor = Ingestor(
+        symbols, KafkaKlineSink(producer, settings.kafka_topic_klines), BinanceRest(client), last, max_attempts
+    )
+    try:
+        await ingestor.run(lambda syms: open_kline_stream(client, syms, settings.binance_ws_url), stop)
+    finally:
+        producer.flush()
+        producer.close()
+        await client.close_connection()
+    log.info(
+        "ingestor stopped published=%d filled=%d connections=%d",
+        ingestor.published,
+        ingestor.filled,
+        ingestor.connections,
+    )
+    return ingestor

@@ -1,0 +1,171 @@
+"""Kafka plumbing of the live path (shared/DESIGN.md §4.2): topics, the idempotent producer, DLQ records
+and the tail of ``klines.1h``.
+
+kafka-python errors are translated at this boundary into :class:`~models.errors.TemporaryError`
+(broker unavailable, timeouts) so that callers retry with backoff and see no vendor types.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from models.errors import KlineParseError, TemporaryError
+from models.kline import parse_record
+from models.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Kafka headers of a DLQ record; its value is the original bytes, unchanged.
+DLQ_REASON = "dlq.reason"
+DLQ_TOPIC = "dlq.topic"
+DLQ_PARTITION = "dlq.partition"
+DLQ_OFFSET = "dlq.offset"
+
+
+@dataclass(frozen=True, slots=True)
+class DlqRecord:
+    """A record of ``klines.1h`` that failed to parse or validate, with why."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    reason: str
+
+    @property
+    def dlq_key(self) -> bytes:
+        """Deterministic key (source coordinates): a replayed micro-batch rewrites the same keys."""
+        return f"{self.topic}/{self.partition}/{self.offset}".encode()
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return [
+            (DLQ_REASON, self.reason.encode()),
+            (DLQ_TOPIC, self.topic.encode()),
+            (DLQ_PARTITION, str(self.partition).encode()),
+            (DLQ_OFFSET, str(self.offset).encode()),
+        ]
+
+
+def build_producer(settings: Settings, client_id: str, **overrides: Any) -> KafkaProducer:
+    """The producer of the live path: idempotent, ``acks=all``, keys and values as bytes."""
+    config: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap_servers,
+        "client_id": client_id,
+        "enable_idempotence": True,
+        "acks": "all",
+        "linger_ms": 5,
+        "max_in_flight_requests_per_connection": 5,
+    }
+    config.update(overrides)
+    try:
+        return KafkaProducer(**config)
+    except KafkaError as exc:
+        raise TemporaryError(f"kafka unavailable at {settings.kafka_bootstrap_servers}: {exc}") from exc
+
+
+def ensure_topics(settings: Settings, topics: Iterable[str] | None = None, partitions: int = 1) -> list[str]:
+    """Create the live-path topics that do not exist yet (idempotent); returns those it created."""
+    wanted = list(topics) if topics is not None else [settings.kafka_topic_klines, settings.kafka_topic_dlq]
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, client_id="klinestream-admin")
+    except KafkaError as exc:
+        raise TemporaryError(f"kafka unavailable at {settings.kafka_bootstrap_servers}: {exc}") from exc
+    created = []
+    try:
+        existing = set(admin.list_topics())
+        for topic in wanted:
+            if topic in existing:
+                continue
+            try:
+                admin.create_topics(
+                    {topic: {"num_partitions": partitions, "replication_factor": 1}}, wait_for_metadata=True
+                )
+                created.append(topic)
+                log.info("created topic=%s partitions=%d", topic, partitions)
+            except TopicAlreadyExistsError:
+                log.info("topic=%s created concurrently", topic)
+    except KafkaError as exc:
+        raise TemporaryError(f"creating topics {wanted} failed: {exc}") from exc
+    finally:
+        admin.close()
+    return created
+
+
+def send_dlq(producer: KafkaProducer, topic: str, records: Iterable[DlqRecord]) -> int:
+    """Write DLQ records (value = original bytes, reason in headers) and wait until they are durable."""
+    futures = [
+        producer.send(topic, key=record.dlq_key, value=record.value or b"", headers=record.headers())
+        for record in records
+    ]
+    try:
+        producer.flush()
+        for future in futures:
+            future.get(timeout=30)
+    except KafkaError as exc:
+        raise TemporaryError(f"writing {len(futures)} DLQ records to {topic} failed: {exc}") from exc
+    return len(futures)
+
+
+@contextmanager
+def _consumer(settings: Settings) -> Iterator[KafkaConsumer]:
+    try:
+        consumer = KafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            enable_auto_commit=False,
+            group_id=None,
+            client_id="klinestream-tail",
+            consumer_timeout_ms=5000,
+        )
+    except KafkaError as exc:
+        raise TemporaryError(f"kafka unavailable at {settings.kafka_bootstrap_servers}: {exc}") from exc
+    try:
+        yield consumer
+    finally:
+        consumer.close()
+
+
+def last_published_hours(settings: Settings, lookback: int = 2000) -> dict[str, int]:
+    """The latest ``open_time`` per symbol among the last ``lookback`` records of each partition of
+    ``klines.1h`` (unparseable records are ignored). Empty when the topic is empty or missing."""
+    topic = settings.kafka_topic_klines
+    latest: dict[str, int] = {}
+    with _consumer(settings) as consumer:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        if not tps:
+            return latest
+        consumer.assign(tps)
+        ends = consumer.end_offsets(tps)
+        begins = consumer.beginning_offsets(tps)
+        for tp in tps:
+            consumer.seek(tp, max(begins[tp], ends[tp] - lookback))
+        remaining = {tp for tp in tps if ends[tp] > begins[tp]}
+        while remaining:
+            batch = consumer.poll(timeout_ms=2000)
+            if not batch:
+                break
+            for tp, messages in batch.items():
+                for message in messages:
+                    _note_latest(latest, message.value)
+                    if message.offset >= ends[tp] - 1:
+                        remaining.discard(tp)
+    return latest
+
+
+def _note_latest(latest: dict[str, int], value: bytes | None) -> None:
+    if value is None:
+        return
+    try:
+        kline = parse_record(value)
+    except KlineParseError:
+        return
+    if kline.open_time > latest.get(kline.symbol, -1):
+        latest[kline.symbol] = kline.open_time
