@@ -1,0 +1,386 @@
+"""The four local services of ``klinestream stack``, one small class each.
+
+A service knows its ports (from the settings), how to prepare its folder ``<home>/stack/<name>/`` (configs,
+storage), the command that runs it in the foreground, the environment it needs and how to ask it whether
+it is healthy with its own client. Starting, stopping and waiting live in :mod:`klinestream.stack.control`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import requests
+
+from klinestream.stack import configs
+from klinestream.stack.jvm import require_jars
+from klinestream.stack.process import host_port_from_bootstrap, host_port_from_url, port_open
+from models.errors import ServiceError
+from models.settings import Settings
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+
+#: Variables of the caller that must not leak into a service (a test session points AIRFLOW_HOME elsewhere).
+_SCRUBBED_PREFIXES = ("AIRFLOW", "MLFLOW_", "_AIRFLOW")
+
+
+class Service(ABC):
+    """One local service: ports, folder, command, environment and health check."""
+
+    name: str
+    start_timeout: float = 120.0
+    stop_timeout: float = 30.0
+    #: sent to the service's main process first; its process group gets SIGTERM, then SIGKILL, if it lingers
+    stop_signal: signal.Signals = signal.SIGTERM
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    # --- where ----------------------------------------------------------------------------------
+    @property
+    @abstractmethod
+    def host(self) -> str: ...
+
+    @property
+    @abstractmethod
+    def port(self) -> int: ...
+
+    @property
+    def extra_ports(self) -> tuple[int, ...]:
+        """Other ports the service binds (checked for conflicts before it starts)."""
+        return ()
+
+    @property
+    def root(self) -> Path:
+        return self.settings.stack_dir / self.name
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / f"{self.name}.log"
+
+    @property
+    def pid_path(self) -> Path:
+        return self.root / f"{self.name}.pid"
+
+    # --- how ------------------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Create the folders and configs the command needs (idempotent)."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+
+    @abstractmethod
+    def command(self) -> list[str]: ...
+
+    def env(self) -> dict[str, str]:
+        """The caller's environment without Airflow/MLflow variables, with the venv's scripts on PATH."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUBBED_PREFIXES)}
+        env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+        return env
+
+    @abstractmethod
+    def healthy(self) -> bool:
+        """Ask the service itself whether it serves requests; False (never an exception) when it does not."""
+
+    def notes(self) -> str:
+        """A hint shown by ``stack status`` (login, URL)."""
+        return ""
+
+
+class KafkaService(Service):
+    """Single-node KRaft Kafka: combined broker and controller, replication factors 1."""
+
+    name = "kafka"
+    start_timeout = 90.0
+
+    @property
+    def host(self) -> str:
+        return host_port_from_bootstrap(self.settings.kafka_bootstrap_servers)[0]
+
+    @property
+    def port(self) -> int:
+        return host_port_from_bootstrap(self.settings.kafka_bootstrap_servers)[1]
+
+    @property
+    def extra_ports(self) -> tuple[int, ...]:
+        return (self.controller_port,)
+
+    @property
+    def controller_port(self) -> int:
+        return self.port + 1
+
+    def prepare(self) -> None:
+        super().prepare()
+        conf = self.root / "conf"
+        conf.mkdir(exist_ok=True)
+        props = configs.kafka_server_properties(self.host, self.port, self.controller_port, self.data_dir)
+        (conf / "server.properties").write_text(props)
+        (conf / "log4j2.properties").write_text(configs.LOG4J2_CONSOLE)
+        if not (self.data_dir / "meta.properties").exists():
+            self._format_storage()
+
+    def _java(self, main: str, *args: str, heap: str = "512m") -> list[str]:
+        classpath = os.pathsep.join(str(p) for p in require_jars(self.settings.jvm_dir, "kafka"))
+        return [
+            "java",
+            f"-Xms{heap}",
+            f"-Xmx{heap}",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.root / 'conf' / 'log4j2.properties'}",
+            "-cp",
+            classpath,
+            main,
+            *args,
+        ]
+
+    def _format_storage(self) -> None:
+        cluster_id = kafka_cluster_id(self.data_dir)
+        server = str(self.root / "conf" / "server.properties")
+        cmd = self._java(
+            "kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id, "-c", server, heap="256m"
+        )
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+        if result.returncode != 0:
+            raise ServiceError(f"formatting Kafka storage in {self.data_dir} failed: {result.stderr.strip()[-300:]}")
+        log.info("formatted kafka storage cluster_id=%s dir=%s", cluster_id, self.data_dir)
+
+    def command(self) -> list[str]:
+        return self._java("kafka.Kafka", str(self.root / "conf" / "server.properties"))
+
+    def healthy(self) -> bool:
+        if not port_open(self.host, self.port):
+            return False
+        from kafka import KafkaAdminClient
+        from kafka.errors import KafkaError
+
+        try:
+            admin = KafkaAdminClient(
+                bootstrap_servers=self.settings.kafka_bootstrap_servers, request_timeout_ms=5000, client_id="ks-health"
+            )
+        except (KafkaError, OSError):
+            return False
+        try:
+            brokers = admin.describe_cluster().get("brokers", [])
+            return bool(brokers)
+        except (KafkaError, OSError):
+            return False
+        finally:
+            admin.close()
+
+
+def kafka_cluster_id(data_dir: Path) -> str:
+    """A KRaft cluster id (22 url-safe base64 characters) derived from the data folder, so it is reproducible."""
+    raw = hashlib.md5(str(data_dir).encode(), usedforsecurity=False).digest()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+class CassandraService(Service):
+    """One Cassandra 5.0 node on Java 17: 1 GB heap, JMX off, JRE crypto provider."""
+
+    name = "cassandra"
+    start_timeout = 240.0
+    storage_port = 7000
+
+    @property
+    def host(self) -> str:
+        return self.settings.cassandra_hosts[0]
+
+    @property
+    def port(self) -> int:
+        return self.settings.cassandra_port
+
+    @property
+    def extra_ports(self) -> tuple[int, ...]:
+        return (self.storage_port,)
+
+    def prepare(self) -> None:
+        super().prepare()
+        conf = self.root / "conf"
+        conf.mkdir(exist_ok=True)
+        (conf / "cassandra.yaml").write_text(configs.cassandra_yaml(self.host, self.port, self.storage_port))
+        (conf / "logback.xml").write_text(configs.LOGBACK_CONSOLE)
+
+    def command(self) -> list[str]:
+        found = require_jars(self.settings.jvm_dir, "cassandra")
+        jamm = [p for p in found if p.name.startswith("jamm-")]
+        if not jamm:
+            raise ServiceError("the jamm agent jar is missing from the Cassandra jars: run `klinestream stack install`")
+        conf = self.root / "conf"
+        return [
+            "java",
+            "-Xms1G",
+            "-Xmx1G",
+            "-Xss512k",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=300",
+            f"-javaagent:{jamm[0]}",
+            *configs.CASSANDRA_JVM17_OPTIONS,
+            f"-Dcassandra.config=file://{conf / 'cassandra.yaml'}",
+            f"-Dcassandra.storagedir={self.data_dir}",
+            f"-Dcassandra.logdir={self.root}",
+            f"-Dlogback.configurationFile={conf / 'logback.xml'}",
+            "-Dcassandra-foreground=yes",
+            "-Dcassandra.skip_wait_for_gossip_to_settle=0",
+            "-Dcassandra.ring_delay_ms=1000",
+            "-Dcassandra.superuser_setup_delay_ms=0",
+            "-cp",
+            os.pathsep.join([str(conf), *(str(p) for p in found)]),
+            "org.apache.cassandra.service.CassandraDaemon",
+        ]
+
+    def healthy(self) -> bool:
+        if not port_open(self.host, self.port):
+            return False
+        from cassandra import DriverException
+        from cassandra.cluster import Cluster, NoHostAvailable
+        from cassandra.policies import DCAwareRoundRobinPolicy
+
+        cluster = Cluster(
+            [self.host],
+            port=self.port,
+            protocol_version=5,
+            connect_timeout=5,
+            load_balancing_policy=DCAwareRoundRobinPolicy(local_dc="datacenter1"),
+        )
+        try:
+            session = cluster.connect()
+            row = session.execute("SELECT release_version FROM system.local", timeout=5).one()
+            return row is not None
+        except (NoHostAvailable, DriverException, OSError):
+            return False
+        finally:
+            cluster.shutdown()
+
+
+class MlflowService(Service):
+    """MLflow tracking server: SQLite backend, local artifact store, one worker, job execution off."""
+
+    name = "mlflow"
+    start_timeout = 120.0
+
+    @property
+    def host(self) -> str:
+        return host_port_from_url(self.settings.mlflow_tracking_uri)[0]
+
+    @property
+    def port(self) -> int:
+        return host_port_from_url(self.settings.mlflow_tracking_uri)[1]
+
+    def command(self) -> list[str]:
+        return [
+            str(VENV_BIN / "mlflow"),
+            "server",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--backend-store-uri",
+            f"sqlite:///{self.data_dir / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(self.data_dir / "artifacts"),
+            "--workers",
+            "1",
+        ]
+
+    def env(self) -> dict[str, str]:
+        env = super().env()
+        env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+        return env
+
+    def healthy(self) -> bool:
+        try:
+            return requests.get(f"{self.settings.mlflow_tracking_uri.rstrip('/')}/health", timeout=3).ok
+        except requests.RequestException:
+            return False
+
+    def notes(self) -> str:
+        return f"UI {self.settings.mlflow_tracking_uri}"
+
+
+class AirflowService(Service):
+    """``airflow standalone`` (API server, scheduler, DAG processor, triggerer) on SQLite."""
+
+    name = "airflow"
+    start_timeout = 300.0
+    stop_signal = signal.SIGINT  # standalone's own shutdown path: it terminates its components and waits
+
+    @property
+    def host(self) -> str:
+        return host_port_from_url(self.settings.airflow_api_url)[0]
+
+    @property
+    def port(self) -> int:
+        return host_port_from_url(self.settings.airflow_api_url)[1]
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.data_dir
+
+    @property
+    def password_file(self) -> Path:
+        return self.airflow_home / "simple_auth_manager_passwords.json.generated"
+
+    def command(self) -> list[str]:
+        return [str(VENV_BIN / "airflow"), "standalone"]
+
+    def env(self) -> dict[str, str]:
+        env = super().env()
+        base = f"http://{self.host}:{self.port}"
+        env.update(
+            {
+                "AIRFLOW_HOME": str(self.airflow_home),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                "AIRFLOW__CORE__PARALLELISM": "2",
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base}/execution/",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.password_file),
+                "AIRFLOW__API__HOST": self.host,
+                "AIRFLOW__API__PORT": str(self.port),
+                "AIRFLOW__API__WORKERS": "1",
+                "AIRFLOW__API__BASE_URL": base,
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.airflow_home / 'airflow.db'}",
+            }
+        )
+        return env
+
+    def healthy(self) -> bool:
+        url = f"{self.settings.airflow_api_url.rstrip('/')}/api/v2/monitor/health"
+        try:
+            response = requests.get(url, timeout=3)
+            body = response.json() if response.ok else {}
+        except (requests.RequestException, ValueError):
+            return False
+        return all(body.get(part, {}).get("status") == "healthy" for part in ("metadatabase", "scheduler"))
+
+    def notes(self) -> str:
+        return f"UI {self.settings.airflow_api_url} — user admin, password in {self.password_file}"
+
+
+SERVICE_CLASSES: dict[str, type[Service]] = {
+    cls.name: cls for cls in (KafkaService, CassandraService, MlflowService, AirflowService)
+}
+SERVICE_NAMES = tuple(SERVICE_CLASSES)
+
+
+def build_services(settings: Settings, names: list[str] | tuple[str, ...] = ()) -> list[Service]:
+    """The services named (all of them, in start order, when ``names`` is empty)."""
+    unknown = [n for n in names if n not in SERVICE_CLASSES]
+    if unknown:
+        raise ServiceError(f"unknown service(s) {unknown}; choose from {list(SERVICE_NAMES)}")
+    chosen = [n for n in SERVICE_NAMES if not names or n in names]
+    return [SERVICE_CLASSES[n](settings) for n in chosen]
