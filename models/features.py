@@ -15,6 +15,13 @@ Per symbol and hour (columns named ``<SYMBOL>:<feature>``):
   ±1 at ±2 std), ``roc_24h`` (24 h log rate of change).
 - ``gap``: 1.0 where the hour is missing for that symbol (an exchange outage) and was filled.
 
+The state is the window of the last ``window`` feature rows plus, when ``spec.account`` (default),
+three features of the agent's own account (:func:`account_features`: exposure, return of what the
+next sell would close, whether a buy can execute). The reference system's state had market features
+only; with its sell-only reward every action then leads to the same next state and the greedy policy
+degenerates to "always sell" (never trading), so Klinestream adds the account by default
+(``account=False`` keeps the reference's market-only state).
+
 Gaps: symbols are aligned on the common hourly grid from the first to the last open_time. A missing
 hour is filled by carrying the last close forward (return 0, volume features 0) and flagged with
 ``gap`` = 1; the traded symbol's missing hours are not tradable (the environment forces hold). So a
@@ -50,6 +57,8 @@ REFERENCE_FEATURES = ("log_close", "log_volume")
 OPTIONAL_FEATURES = {"log_count": "count", "taker_buy_ratio": "taker_buy_volume"}
 SCALE_FREE_FEATURES = ("ret_1h", "volume_z", "rsi", "bollinger", "roc_24h")
 GAP_FEATURE = "gap"
+#: Features of the agent's own account appended to the market window (see :func:`account_features`).
+ACCOUNT_FEATURES = ("exposure", "entry_return", "can_buy")
 
 
 class FeatureError(PermanentError):
@@ -64,6 +73,7 @@ class FeatureSpec:
     traded_symbol: str = "BTCUSDT"
     window: int = 10
     optional: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    account: bool = True
     version: int = FEATURE_SPEC_VERSION
 
     def __post_init__(self) -> None:
@@ -88,9 +98,14 @@ class FeatureSpec:
         return len(self.columns)
 
     @property
+    def n_account(self) -> int:
+        """Number of account features (0 = market-only state, as in the reference system)."""
+        return len(ACCOUNT_FEATURES) if self.account else 0
+
+    @property
     def state_size(self) -> int:
-        """Length of the flat state of the linear network (window × features)."""
-        return self.window * self.n_features
+        """Length of the flat state of the linear network (window × features + account features)."""
+        return self.window * self.n_features + self.n_account
 
     @property
     def history_hours(self) -> int:
@@ -110,12 +125,17 @@ class FeatureSpec:
             traded_symbol=str(data["traded_symbol"]),
             window=int(data["window"]),
             optional={k: tuple(v) for k, v in data.get("optional", {}).items()},
+            account=bool(data.get("account", True)),
             version=int(data["version"]),
         )
 
 
 def infer_spec(
-    frame: pd.DataFrame, symbols: tuple[str, ...] = DEFAULT_SYMBOLS, traded_symbol: str = "BTCUSDT", window: int = 10
+    frame: pd.DataFrame,
+    symbols: tuple[str, ...] = DEFAULT_SYMBOLS,
+    traded_symbol: str = "BTCUSDT",
+    window: int = 10,
+    account: bool = True,
 ) -> FeatureSpec:
     """A spec whose optional features are those every kline of the symbol in ``frame`` has."""
     optional: dict[str, tuple[str, ...]] = {}
@@ -126,7 +146,9 @@ def infer_spec(
         present = tuple(name for name, col in OPTIONAL_FEATURES.items() if col in rows and rows[col].notna().all())
         if present:
             optional[symbol] = present
-    return FeatureSpec(symbols=tuple(symbols), traded_symbol=traded_symbol, window=window, optional=optional)
+    return FeatureSpec(
+        symbols=tuple(symbols), traded_symbol=traded_symbol, window=window, optional=optional, account=account
+    )
 
 
 @dataclass(frozen=True)
@@ -269,3 +291,21 @@ def state_rows(table: FeatureTable, window: int) -> np.ndarray:
     if window > 1:
         ok[window - 1 :] = sliding_window_view(table.valid, window).all(axis=1)
     return ok
+
+
+def account_features(exposure: np.ndarray, entry_return: np.ndarray, can_buy: np.ndarray) -> np.ndarray:
+    """float32 ``[..., 3]`` account features, the same for the environment, backtest and stream.
+
+    ``exposure``: value of the held asset / equity (0 = flat, 1 = all in); ``entry_return``: close /
+    entry price − 1 of what the next sell closes (the oldest FIFO unit, or the average entry of a
+    portfolio position; 0 when flat), scaled ×10 and clipped to ±5; ``can_buy``: 1 when a buy would
+    execute (cash and position limits allow it).
+    """
+    scaled = np.clip(np.asarray(entry_return, dtype=np.float64) * 10.0, -5.0, 5.0)
+    return np.stack(
+        [np.asarray(exposure, dtype=np.float64), scaled, np.asarray(can_buy, dtype=np.float64)], axis=-1
+    ).astype(np.float32)
+
+
+FLAT_ACCOUNT = np.array([0.0, 0.0, 1.0], dtype=np.float32)
+"""Account features of a flat account with cash (the default when no account is given)."""

@@ -24,6 +24,7 @@ from torch import nn
 
 from models.config import AgentConfig, config_from_dict, config_to_dict
 from models.features import (
+    FLAT_ACCOUNT,
     FeatureError,
     FeatureSpec,
     FeatureTable,
@@ -102,29 +103,36 @@ class Policy:
         return table, index, rows[window_index(index, self.spec.window)]
 
     @torch.inference_mode()
-    def q_values_from_states(self, states: np.ndarray | torch.Tensor, batch_size: int = 65_536) -> np.ndarray:
-        """float32 ``[n, 3]`` Q-values of states ``[n, window, n_features]`` (or flattened)."""
-        tensor = torch.as_tensor(states, dtype=torch.float32)
-        out = [
-            self.network(tensor[i : i + batch_size].to(self.device)).cpu() for i in range(0, len(tensor), batch_size)
-        ]
-        return torch.cat(out).numpy() if out else np.zeros((0, 3), dtype=np.float32)
+    def q_values_from_states(
+        self, states: np.ndarray | torch.Tensor, accounts: np.ndarray | torch.Tensor | None = None
+    ) -> np.ndarray:
+        """float32 ``[n, 3]`` Q-values of market windows ``[n, window, n_features]`` and account
+        features ``[n, 3]`` (``None`` = a flat account with cash; ignored by a market-only spec)."""
+        market = torch.as_tensor(states, dtype=torch.float32).to(self.device)
+        account = None
+        if self.spec.n_account:
+            if accounts is None:
+                accounts = np.broadcast_to(FLAT_ACCOUNT, (len(market), len(FLAT_ACCOUNT))).copy()
+            account = torch.as_tensor(accounts, dtype=torch.float32).to(self.device)
+        return self.network(market, account).cpu().numpy()
 
     # --- serving API --------------------------------------------------------------------------
-    def q_values(self, klines: pd.DataFrame) -> np.ndarray:
+    def q_values(self, klines: pd.DataFrame, account: np.ndarray | None = None) -> np.ndarray:
         """float32 ``[3]`` Q-values (hold, buy, sell) at the latest hour of ``klines``.
 
         ``klines``: contract-form frame (models/kline.py columns, at least symbol, open_time, open,
         high, low, close, volume) with the last :attr:`history_hours` hourly klines of every context
         symbol; the latest hour is the largest open_time present (send it once all symbols have it).
+        ``account``: float32 ``[3]`` from :func:`models.features.account_features` (exposure, entry
+        return, can_buy) of the account that trades; ``None`` = flat with cash.
         """
-        return self.decide(klines).q_values
+        return self.decide(klines, account).q_values
 
-    def act(self, klines: pd.DataFrame) -> int:
+    def act(self, klines: pd.DataFrame, account: np.ndarray | None = None) -> int:
         """Greedy action (0 hold, 1 buy, 2 sell) at the latest hour of ``klines``."""
-        return self.decide(klines).action
+        return self.decide(klines, account).action
 
-    def decide(self, klines: pd.DataFrame) -> Decision:
+    def decide(self, klines: pd.DataFrame, account: np.ndarray | None = None) -> Decision:
         """Q-values and greedy action at the latest hour of ``klines`` (see :meth:`q_values`)."""
         table, rows = self.feature_rows(klines)
         last = len(table) - 1
@@ -134,15 +142,10 @@ class Policy:
                 f"to decide at open_time {int(table.open_time[last])}"
             )
         state = rows[window_index(np.array([last]), self.spec.window)]
-        q = self.q_values_from_states(state)[0]
+        q = self.q_values_from_states(state, None if account is None else np.asarray(account)[None, :])[0]
         tradable = bool(table.tradable[last])
         action = int(np.argmax(q)) if tradable else 0
         return Decision(int(table.open_time[last]), action, q, float(table.close[last]), tradable)
-
-    def backtest_q_values(self, klines: pd.DataFrame) -> tuple[FeatureTable, np.ndarray, np.ndarray]:
-        """(table, row indices, Q-values ``[n, 3]``) for every hour of ``klines`` that has a state."""
-        table, index, states = self.states(klines)
-        return table, index, self.q_values_from_states(states)
 
     # --- files --------------------------------------------------------------------------------
     def save(self, directory: Path | str) -> Path:
@@ -175,7 +178,7 @@ class Policy:
         spec = FeatureSpec.from_dict(document["feature_spec"])
         config = config_from_dict(AgentConfig, document["agent_config"])
         target = resolve_device(device)
-        network = build_network(config.variant, spec.window, spec.n_features).to(target)
+        network = build_network(config.variant, spec.window, spec.n_features, spec.n_account).to(target)
         weights = torch.load(directory / WEIGHTS_FILE, map_location=target, weights_only=True)
         network.load_state_dict(weights)
         return cls(spec, normalizer, config, network, document.get("metadata", {}))
