@@ -1,0 +1,198 @@
+"""The Spark Structured Streaming job: Kafka ``klines.1h`` → judge / align on the driver → online trader.
+
+The stream reads ``klines.1h`` through the spark-sql-kafka connector (``startingOffsets`` earliest,
+``maxOffsetsPerTrigger`` bounded) and parses the value with a Spark schema *derived* from the kline
+contract (:func:`kline_value_schema`, generated from :class:`models.kline.Kline`'s fields). Each
+micro-batch is collected to the driver — hourly klines of a handful of symbols, bounded by
+``maxOffsetsPerTrigger`` — and handed to :class:`streaming.micro_batch.MicroBatchProcessor`, which decides
+validity with :func:`models.kline.parse_record` / :func:`models.kline.check_kline` (so Spark and Python
+cannot disagree), writes bad records to ``klines.dlq``, aligns hours and calls the trader.
+
+Durable state lives under ``<home>/checkpoints/<name>/``: ``spark/`` (Spark's offset and commit logs)
+and ``aligner/`` (the driver's per-batch state, see :mod:`streaming.batch_state`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import types
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaProducer
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.streaming import StreamingQuery
+from pyspark.sql.types import DataType, DoubleType, LongType, StringType, StructField, StructType
+
+from models.kline import Kline
+from models.settings import Settings
+from streaming.batch_state import BatchStateStore
+from streaming.dlq import MAX_RECORD_BYTES, RawRecord
+from streaming.kafka_io import DlqRecord, build_producer, send_dlq
+from streaming.micro_batch import AlignerConfig, BatchOutcome, BatchTrader, MicroBatchProcessor
+
+log = logging.getLogger(__name__)
+
+_SPARK_TYPES: dict[type, DataType] = {str: StringType(), int: LongType(), float: DoubleType()}
+#: Fields :meth:`Kline.to_json` adds to the kline in a Kafka value.
+ENVELOPE: dict[str, type] = {"schema_version": int, "source": str}
+
+
+def _spark_field(name: str, hint: Any) -> StructField:
+    nullable = False
+    args = typing.get_args(hint)
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        nullable = type(None) in args
+        concrete = [a for a in args if a is not type(None)]
+        if len(concrete) != 1:
+            raise TypeError(f"kline field {name}: cannot map {hint} to a Spark type")
+        hint = concrete[0]
+    if hint not in _SPARK_TYPES:
+        raise TypeError(f"kline field {name}: no Spark type for {hint}")
+    return StructField(name, _SPARK_TYPES[hint], nullable)
+
+
+def kline_value_schema() -> StructType:
+    """The Spark schema of a ``klines.1h`` value, generated from the :class:`Kline` dataclass and the
+    envelope (``schema_version``, ``source``): add a field to the contract and the schema follows."""
+    hints = typing.get_type_hints(Kline)
+    fields = [_spark_field(f.name, hints[f.name]) for f in dataclasses.fields(Kline)]
+    fields += [_spark_field(name, hint) for name, hint in ENVELOPE.items()]
+    return StructType(fields)
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """Knobs of the streaming query."""
+
+    name: str = "klines-trader"
+    max_offsets_per_trigger: int = 5000
+    trigger_seconds: float = 5.0
+    available_now: bool = False
+    """Process what the topic holds, then stop (replays, tests) instead of running forever."""
+    timeout_hours: int = 2
+    max_record_bytes: int = MAX_RECORD_BYTES
+    starting_offsets: str = "earliest"
+
+
+def checkpoint_root(settings: Settings, name: str) -> Path:
+    return settings.home / "checkpoints" / name
+
+
+def read_klines(spark: SparkSession, settings: Settings, options: StreamOptions) -> DataFrame:
+    """The raw stream of ``klines.1h`` plus the value parsed with :func:`kline_value_schema` (``kline``)."""
+    raw = (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", settings.kafka_bootstrap_servers)
+        .option("subscribe", settings.kafka_topic_klines)
+        .option("startingOffsets", options.starting_offsets)
+        .option("maxOffsetsPerTrigger", str(options.max_offsets_per_trigger))
+        .option("failOnDataLoss", "true")
+        .load()
+    )
+    return raw.select(
+        "topic",
+        "partition",
+        "offset",
+        "key",
+        "value",
+        F.unix_millis("timestamp").alias("timestamp_ms"),
+        F.from_json(F.col("value").cast("string"), kline_value_schema(), {"mode": "PERMISSIVE"}).alias("kline"),
+    )
+
+
+def to_raw_records(batch: DataFrame) -> list[RawRecord]:
+    """Collect a micro-batch to the driver as :class:`RawRecord`, in (partition, offset) order."""
+    rows = batch.select("topic", "partition", "offset", "key", "value", "timestamp_ms").orderBy("partition", "offset")
+    return [
+        RawRecord(
+            row["topic"],
+            int(row["partition"]),
+            int(row["offset"]),
+            None if row["key"] is None else bytes(row["key"]),
+            None if row["value"] is None else bytes(row["value"]),
+            int(row["timestamp_ms"] or 0),
+        )
+        for row in rows.collect()
+    ]
+
+
+class KafkaDlqWriter:
+    """Writes DLQ records to ``klines.dlq`` with the driver's idempotent producer."""
+
+    def __init__(self, producer: KafkaProducer, topic: str) -> None:
+        self.producer = producer
+        self.topic = topic
+
+    def write(self, records: Sequence[DlqRecord]) -> int:
+        return send_dlq(self.producer, self.topic, records)
+
+
+def build_processor(
+    settings: Settings, trader: BatchTrader, options: StreamOptions, producer: KafkaProducer
+) -> MicroBatchProcessor:
+    config = AlignerConfig(
+        tuple(settings.symbols), settings.traded_symbol, options.timeout_hours, options.max_record_bytes
+    )
+    state = BatchStateStore(checkpoint_root(settings, options.name) / "aligner")
+    return MicroBatchProcessor(config, trader, KafkaDlqWriter(producer, settings.kafka_topic_dlq), state)
+
+
+def foreach_batch(
+    processor: MicroBatchProcessor, on_outcome: Callable[[BatchOutcome], None] | None = None
+) -> Callable[[DataFrame, int], None]:
+    """The ``foreachBatch`` function: runs on the driver once per micro-batch."""
+
+    def run(batch: DataFrame, batch_id: int) -> None:
+        outcome = processor.process(int(batch_id), to_raw_records(batch))
+        if on_outcome is not None:
+            on_outcome(outcome)
+
+    return run
+
+
+def start_stream(
+    spark: SparkSession,
+    settings: Settings,
+    trader: BatchTrader,
+    options: StreamOptions,
+    producer: KafkaProducer,
+    on_outcome: Callable[[BatchOutcome], None] | None = None,
+) -> StreamingQuery:
+    """Start the query (checkpointed under ``<home>/checkpoints/<name>/spark``) and return it."""
+    processor = build_processor(settings, trader, options, producer)
+    writer = (
+        read_klines(spark, settings, options)
+        .writeStream.queryName(options.name.replace("-", "_"))
+        .option("checkpointLocation", str(checkpoint_root(settings, options.name) / "spark"))
+        .foreachBatch(foreach_batch(processor, on_outcome))
+    )
+    if options.available_now:
+        writer = writer.trigger(availableNow=True)
+    else:
+        writer = writer.trigger(processingTime=f"{options.trigger_seconds} seconds")
+    query = writer.start()
+    log.info("stream started name=%s topic=%s id=%s", options.name, settings.kafka_topic_klines, query.id)
+    return query
+
+
+def run_stream(
+    spark: SparkSession,
+    settings: Settings,
+    trader: BatchTrader,
+    options: StreamOptions,
+    on_outcome: Callable[[BatchOutcome], None] | None = None,
+) -> None:
+    """Run the job until it is stopped (or, with ``available_now``, until the topic is drained)."""
+    producer = build_producer(settings, client_id=f"klinestream-{options.name}-dlq")
+    try:
+        query = start_stream(spark, settings, trader, options, producer, on_outcome)
+        query.awaitTermination()
+    finally:
+        producer.flush()
+        producer.close()
