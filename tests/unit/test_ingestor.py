@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -77,7 +77,7 @@ def test_a_stream_error_message_interrupts_the_session() -> None:
 class ScriptedStreams:
     """Each connection serves the next script: a list of messages, then an error (or ends quietly)."""
 
-    def __init__(self, scripts: list[list[Mapping[str, Any]]], stop: asyncio.Event) -> None:
+    def __init__(self, scripts: Sequence[Sequence[Mapping[str, Any]]], stop: asyncio.Event) -> None:
         self.scripts = scripts
         self.stop = stop
         self.opened = 0

@@ -22,7 +22,7 @@ class ListDlq:
         return len(records)
 
 
-def records(items: list[Kline | bytes], start_offset: int = 0) -> list[RawRecord]:
+def records(items: Sequence[Kline | bytes], start_offset: int = 0) -> list[RawRecord]:
     out = []
     for i, item in enumerate(items):
         if isinstance(item, Kline):
@@ -39,7 +39,8 @@ def processor(tmp_path: Path, trader: RecordingTrader, dlq: ListDlq) -> MicroBat
 
 def test_good_klines_reach_the_trader_in_hour_order_and_bad_ones_the_dlq(tmp_path: Path) -> None:
     trader, dlq = RecordingTrader(), ListDlq()
-    batch0 = [kline(s, h) for h in (1, 0) for s in SYMBOLS] + [b"garbage", kline("BTCUSDT", 0)]
+    batch0: list[Kline | bytes] = [kline(s, h) for h in (1, 0) for s in SYMBOLS]
+    batch0 += [b"garbage", kline("BTCUSDT", 0)]
     outcome = processor(tmp_path, trader, dlq).process(0, records(batch0))
     assert [(k.open_time - T0) // HOUR_MS for k in trader.klines()] == [0, 0, 0, 1, 1, 1]
     assert [r.reason.split(":")[0] for r in dlq.records] == ["not_json", "duplicate"]
