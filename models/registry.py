@@ -1,0 +1,150 @@
+"""Reading the MLflow model registry: which version an alias points to, and loading that version.
+
+This is what the live stream uses (``streaming/`` may import ``models``, not ``pipelines``): it polls
+:func:`alias_version` between micro-batches and, when the number changes, calls
+:func:`load_alias` to hot-swap. The platform always reads the alias from the registry, never a local
+copy, so setting ``champion`` in the MLflow UI has the same effect as the retrain DAG's gate or
+``klinestream promote``. Nothing here moves an alias (that is ``pipelines/promotion.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlflow import MlflowClient
+from mlflow.artifacts import download_artifacts
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException, RestException
+
+from models.errors import PermanentError, TemporaryError
+from models.policy import Policy
+from models.pyfunc import POLICY_ARTIFACT
+
+log = logging.getLogger(__name__)
+
+CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
+ALIASES = (CHAMPION, CHALLENGER, PREVIOUS)
+
+
+class RegistryError(PermanentError):
+    """The registry has no such model, version or alias (set the alias, or run a retrain first)."""
+
+
+@dataclass(frozen=True)
+class LoadedPolicy:
+    """A registered model version, loaded."""
+
+    name: str
+    version: int
+    alias: str | None
+    policy: Policy
+    run_id: str | None
+    variant: str
+
+
+def registry_client(tracking_uri: str) -> MlflowClient:
+    """A client on the tracking server (which also serves the registry)."""
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def _translate(exc: MlflowException, what: str) -> Exception:
+    code = getattr(exc, "error_code", "")
+    if code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"):
+        return RegistryError(f"{what}: {exc.message}")
+    return TemporaryError(f"{what}: MLflow registry unavailable or failing ({exc.message}); retry")
+
+
+def alias_version(tracking_uri: str, name: str, alias: str = CHAMPION) -> int | None:
+    """The version number ``alias`` points to now, or ``None`` when the alias is not set.
+
+    One small REST call: cheap enough to poll between micro-batches.
+    """
+    client = registry_client(tracking_uri)
+    try:
+        return int(client.get_model_version_by_alias(name, alias).version)
+    except RestException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+            return None
+        raise _translate(exc, f"reading alias {alias!r} of {name!r}") from exc
+    except MlflowException as exc:
+        raise _translate(exc, f"reading alias {alias!r} of {name!r}") from exc
+    except OSError as exc:  # connection refused, DNS, ...
+        raise TemporaryError(f"MLflow at {tracking_uri} unreachable: {exc}") from exc
+
+
+def load_version(
+    tracking_uri: str, name: str, version: int, device: str = "cpu", alias: str | None = None
+) -> LoadedPolicy:
+    """Download the ``policy`` artifact of version ``version`` and rebuild the :class:`Policy`."""
+    client = registry_client(tracking_uri)
+    try:
+        model_version = client.get_model_version(name, str(version))
+    except MlflowException as exc:
+        raise _translate(exc, f"model {name!r} version {version}") from exc
+    with tempfile.TemporaryDirectory(prefix="klinestream-model-") as tmp:
+        try:
+            policy_dir = Path(
+                download_artifacts(
+                    artifact_uri=_policy_uri(client, model_version), dst_path=tmp, tracking_uri=tracking_uri
+                )
+            )
+        except MlflowException as exc:
+            raise _translate(exc, f"downloading the {POLICY_ARTIFACT} artifact of {name!r} version {version}") from exc
+        if not (policy_dir / "policy.json").is_file():
+            raise RegistryError(
+                f"{name!r} version {version} has no {POLICY_ARTIFACT} artifact: not a Klinestream model"
+            )
+        policy = Policy.load(policy_dir, device=device)
+    variant = model_version.tags.get("variant", policy.variant)
+    log.info("loaded model=%s version=%s alias=%s variant=%s", name, version, alias, variant)
+    return LoadedPolicy(name, int(version), alias, policy, model_version.run_id, variant)
+
+
+def _policy_uri(client: MlflowClient, model_version: ModelVersion) -> str:
+    """Where the version's ``policy`` artifact lives (only that folder is downloaded, not the whole model)."""
+    source = str(model_version.source)
+    if source.startswith("models:/m-"):  # an MLflow 3 logged model
+        logged = client.get_logged_model(source.removeprefix("models:/"))
+        return f"{logged.artifact_location.rstrip('/')}/artifacts/{POLICY_ARTIFACT}"
+    return f"{source.rstrip('/')}/artifacts/{POLICY_ARTIFACT}"
+
+
+def load_alias(tracking_uri: str, name: str, alias: str = CHAMPION, device: str = "cpu") -> LoadedPolicy:
+    """Resolve ``alias`` to a version and load exactly that version (not "whatever the alias is later")."""
+    version = alias_version(tracking_uri, name, alias)
+    if version is None:
+        raise RegistryError(
+            f"model {name!r} has no {alias!r} alias: run the dqn_retrain DAG or `klinestream promote --version N`"
+        )
+    return load_version(tracking_uri, name, version, device=device, alias=alias)
+
+
+def load_champion(tracking_uri: str, name: str, device: str = "cpu") -> LoadedPolicy:
+    """The current champion: ``(version, policy)`` for the live stream."""
+    return load_alias(tracking_uri, name, CHAMPION, device=device)
+
+
+class MlflowModelSource:
+    """The registry as the online trader's model source (``streaming.model_source.ModelSource``).
+
+    ``current_version()`` is the version ``alias`` points to now (one REST call, poll it between
+    micro-batches); ``load(version)`` loads exactly that version. It never moves an alias.
+    """
+
+    def __init__(self, tracking_uri: str, name: str, alias: str = CHAMPION, device: str = "cpu") -> None:
+        self.tracking_uri, self.name, self.alias, self.device = tracking_uri, name, alias, device
+
+    def current_version(self) -> str:
+        version = alias_version(self.tracking_uri, self.name, self.alias)
+        if version is None:
+            raise RegistryError(
+                f"model {self.name!r} has no {self.alias!r} alias: run the dqn_retrain DAG or "
+                "`klinestream promote --version N`"
+            )
+        return str(version)
+
+    def load(self, version: str) -> Policy:
+        return load_version(self.tracking_uri, self.name, int(version), self.device, self.alias).policy

@@ -1,0 +1,218 @@
+"""Champion / challenger promotion on the MLflow registry (aliases, never stages).
+
+- Every new version becomes ``challenger`` (:func:`set_challenger`).
+- The gate (:func:`gate_version`) evaluates the challenger and the current champion on the **same**
+  holdout klines, after fees (portfolio accounting), and moves ``champion`` only when :func:`judge`
+  says so: the challenger's Sharpe beats the champion's by more than ``sharpe_margin``, its max
+  drawdown stays under an absolute bound and at most ``drawdown_slack`` worse than the champion's, and
+  it made at least ``min_trades`` trades. With no champion yet, passing the absolute bounds is enough.
+- The displaced champion becomes ``previous``; :func:`rollback` puts it back.
+- Each decision and its numbers are written as ``gate.*`` tags on the versions, so the MLflow UI shows
+  why a version is (not) the champion.
+
+A person can also set ``champion`` in the MLflow UI: the platform reads the alias, never a copy.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+from mlflow import MlflowClient
+
+from models.registry import CHALLENGER, CHAMPION, PREVIOUS, RegistryError, alias_version, load_version, registry_client
+from pipelines.dataset import TimeRange
+from pipelines.evaluate import evaluate_policy
+
+log = logging.getLogger(__name__)
+
+GATE_ACCOUNTING = "portfolio_fees"
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """When a challenger may replace the champion."""
+
+    sharpe_margin: float = 0.1
+    """The challenger's Sharpe after fees must exceed the champion's by more than this (a tie never wins)."""
+    max_drawdown: float = 0.35
+    """Absolute bound on the challenger's max drawdown after fees (fraction of the peak)."""
+    drawdown_slack: float = 0.05
+    """The challenger's max drawdown may exceed the champion's by at most this."""
+    min_trades: int = 10
+    """Fewest trades (buys + sells) on the holdout: a model that never trades proves nothing."""
+    min_sharpe: float | None = None
+    """Optional absolute floor on the challenger's Sharpe (also applies with no champion)."""
+
+
+@dataclass(frozen=True)
+class HoldoutMetrics:
+    """The figures the gate compares, from the portfolio accounting with fees."""
+
+    sharpe: float
+    max_drawdown: float
+    n_trades: int
+    total_return: float = 0.0
+
+    @classmethod
+    def from_report(cls, report: dict[str, Any], accounting: str = GATE_ACCOUNTING) -> HoldoutMetrics:
+        figures = report["agent"][accounting]
+        return cls(
+            sharpe=float(figures["sharpe"]),
+            max_drawdown=float(figures["max_drawdown"]),
+            n_trades=int(figures["n_trades"]),
+            total_return=float(figures["total_return"]),
+        )
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    promote: bool
+    reasons: tuple[str, ...]
+    """Why not (every failed check), or why yes."""
+    challenger: HoldoutMetrics
+    champion: HoldoutMetrics | None = None
+    config: GateConfig = field(default_factory=GateConfig)
+
+    @property
+    def summary(self) -> str:
+        return ("promoted: " if self.promote else "rejected: ") + "; ".join(self.reasons)
+
+
+def judge(challenger: HoldoutMetrics, champion: HoldoutMetrics | None, config: GateConfig) -> GateDecision:
+    """The pure comparison: promote ``challenger`` over ``champion`` (``None`` = no champion yet)?"""
+    failed = []
+    if not math.isfinite(challenger.sharpe):
+        failed.append("sharpe is not finite")
+    if challenger.max_drawdown > config.max_drawdown:
+        failed.append(f"max drawdown {challenger.max_drawdown:.4f} > bound {config.max_drawdown:.4f}")
+    if challenger.n_trades < config.min_trades:
+        failed.append(f"{challenger.n_trades} trades < minimum {config.min_trades}")
+    if config.min_sharpe is not None and challenger.sharpe < config.min_sharpe:
+        failed.append(f"sharpe {challenger.sharpe:.4f} < floor {config.min_sharpe:.4f}")
+    if champion is not None:
+        needed = champion.sharpe + config.sharpe_margin
+        if not challenger.sharpe > needed:
+            failed.append(
+                f"sharpe {challenger.sharpe:.4f} does not beat champion {champion.sharpe:.4f} "
+                f"+ margin {config.sharpe_margin:.4f}"
+            )
+        worst = champion.max_drawdown + config.drawdown_slack
+        if challenger.max_drawdown > worst:
+            failed.append(
+                f"max drawdown {challenger.max_drawdown:.4f} > champion {champion.max_drawdown:.4f} "
+                f"+ slack {config.drawdown_slack:.4f}"
+            )
+    if failed:
+        return GateDecision(False, tuple(failed), challenger, champion, config)
+    why = (
+        f"sharpe {challenger.sharpe:.4f} beats champion {champion.sharpe:.4f} + margin {config.sharpe_margin:.4f}"
+        if champion is not None
+        else "no champion yet and the absolute bounds pass"
+    )
+    return GateDecision(True, (why,), challenger, champion, config)
+
+
+# --- aliases and tags -------------------------------------------------------------------------------
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def set_tags(client: MlflowClient, name: str, version: int, tags: dict[str, Any]) -> None:
+    for key, value in tags.items():
+        client.set_model_version_tag(name, str(version), key, str(value))
+
+
+def set_challenger(client: MlflowClient, name: str, version: int) -> None:
+    """Point ``challenger`` at a new version."""
+    client.set_registered_model_alias(name, CHALLENGER, str(version))
+    set_tags(client, name, version, {"gate.challenger_since": _now()})
+    log.info("alias challenger model=%s version=%d", name, version)
+
+
+def promote(client: MlflowClient, name: str, version: int, how: str, tracking_uri: str) -> int | None:
+    """Make ``version`` the champion; the displaced champion becomes ``previous``. Returns the displaced one."""
+    old = alias_version(tracking_uri, name, CHAMPION)
+    if old == version:
+        log.info("model=%s version=%d is already the champion", name, version)
+        return None
+    client.set_registered_model_alias(name, CHAMPION, str(version))
+    set_tags(client, name, version, {"gate.champion_since": _now(), "gate.promoted_by": how})
+    if old is not None:
+        client.set_registered_model_alias(name, PREVIOUS, str(old))
+        set_tags(client, name, old, {"gate.displaced_by": version, "gate.displaced_at": _now()})
+    log.info("alias champion model=%s version=%d previous=%s how=%s", name, version, old, how)
+    return old
+
+
+def rollback(client: MlflowClient, name: str, tracking_uri: str) -> int:
+    """Put the ``previous`` champion back; the rolled-back version keeps a tag. Returns the new champion."""
+    previous = alias_version(tracking_uri, name, PREVIOUS)
+    if previous is None:
+        raise RegistryError(f"model {name!r} has no {PREVIOUS!r} alias: nothing to roll back to")
+    current = alias_version(tracking_uri, name, CHAMPION)
+    client.set_registered_model_alias(name, CHAMPION, str(previous))
+    client.delete_registered_model_alias(name, PREVIOUS)
+    set_tags(client, name, previous, {"gate.champion_since": _now(), "gate.promoted_by": "rollback"})
+    if current is not None:
+        set_tags(client, name, current, {"gate.rolled_back": "true", "gate.rolled_back_at": _now(),
+                                         "gate.displaced_by": previous})  # fmt: skip
+    log.info("rollback model=%s champion=%d (was %s)", name, previous, current)
+    return previous
+
+
+def decision_tags(decision: GateDecision, champion_version: int | None, holdout: str) -> dict[str, Any]:
+    """The ``gate.*`` tags of one decision, set on the challenger version."""
+    tags: dict[str, Any] = {
+        "gate.decision": "promoted" if decision.promote else "rejected",
+        "gate.reason": "; ".join(decision.reasons)[:4900],
+        "gate.holdout": holdout,
+        "gate.decided_at": _now(),
+        "gate.config": json.dumps(asdict(decision.config), sort_keys=True),
+        "gate.champion_version": "none" if champion_version is None else champion_version,
+    }
+    tags.update({f"gate.challenger.{k}": v for k, v in asdict(decision.challenger).items()})
+    if decision.champion is not None:
+        tags.update({f"gate.champion.{k}": v for k, v in asdict(decision.champion).items()})
+    return tags
+
+
+def holdout_metrics(
+    tracking_uri: str, name: str, version: int, klines: pd.DataFrame, holdout: TimeRange, fee_rate: float
+) -> HoldoutMetrics:
+    """Evaluate a registered version on the holdout klines (after fees)."""
+    loaded = load_version(tracking_uri, name, version, device="cpu")
+    return HoldoutMetrics.from_report(evaluate_policy(loaded.policy, klines, holdout, fee_rate=fee_rate))
+
+
+def gate_version(
+    tracking_uri: str,
+    name: str,
+    version: int,
+    klines: pd.DataFrame,
+    holdout: TimeRange,
+    config: GateConfig,
+    fee_rate: float = 0.001,
+) -> GateDecision:
+    """Judge ``version`` against the current champion on ``holdout``; tag it; promote when it wins."""
+    client = registry_client(tracking_uri)
+    champion_version = alias_version(tracking_uri, name, CHAMPION)
+    if champion_version == version:
+        raise RegistryError(f"version {version} of {name!r} is already the champion; nothing to gate")
+    challenger = holdout_metrics(tracking_uri, name, version, klines, holdout, fee_rate)
+    champion = (
+        None
+        if champion_version is None
+        else holdout_metrics(tracking_uri, name, champion_version, klines, holdout, fee_rate)
+    )
+    decision = judge(challenger, champion, config)
+    set_tags(client, name, version, decision_tags(decision, champion_version, str(holdout)))
+    if decision.promote:
+        promote(client, name, version, how="gate", tracking_uri=tracking_uri)
+    log.info("gate model=%s version=%d champion=%s %s", name, version, champion_version, decision.summary)
+    return decision

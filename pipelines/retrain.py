@@ -1,0 +1,247 @@
+"""The retrain pipeline behind the ``dqn_retrain`` DAG, as plain functions (one per DAG task).
+
+build snapshot (validated lake only) → train each variant (one MLflow run per seed) → evaluate on the
+holdout (metrics + plots into the runs; the seed with the best in-sample Sharpe is kept) → register
+the kept run's pyfunc as a new version (tag ``variant``, alias ``challenger``) → gate each new version
+against the champion on the same holdout.
+
+Tasks exchange small dicts of paths, run ids and version numbers (XCom-sized), never frames or models.
+Files live under ``<KLINESTREAM_HOME>/retrain/<dag run id>/``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+
+from models.config import AgentConfig, EnvConfig, TrainConfig
+from models.errors import PermanentError
+from models.features import WARMUP_HOURS
+from models.kline import HOUR_MS
+from models.policy import Policy
+from models.registry import registry_client
+from models.settings import Settings
+from pipelines import lake, tracking
+from pipelines.dataset import build_dataset, parse_range
+from pipelines.evaluate import evaluate_policy
+from pipelines.promotion import GateConfig, HoldoutMetrics, gate_version, set_challenger
+from pipelines.train import default_configs, train_agent
+
+log = logging.getLogger(__name__)
+
+VARIANTS = ("linear", "lstm")
+SNAPSHOT_FILE = "klines.parquet"
+#: Hours read before the training range so its first hours have features and a window.
+HISTORY_PAD_HOURS = 2 * WARMUP_HOURS + 48
+
+
+@dataclass(frozen=True)
+class RetrainConfig:
+    """What one retrain does (the DAG's params)."""
+
+    train_range: str = "2021-01-01:2022-01-01"
+    test_range: str = "2023-01-01:2023-02-01"
+    variants: tuple[str, ...] = VARIANTS
+    seeds: tuple[int, ...] = (0,)
+    episodes: int | None = None
+    """Episodes per environment (total env steps = episodes × episode_hours × n_envs); None = defaults."""
+    episode_hours: int | None = None
+    n_envs: int | None = None
+    promote: bool = True
+    gate: GateConfig = field(default_factory=GateConfig)
+
+    def __post_init__(self) -> None:
+        parse_range(self.train_range), parse_range(self.test_range)  # fail early with a readable error
+        unknown = sorted(set(self.variants) - set(VARIANTS))
+        if unknown or not self.variants:
+            raise PermanentError(f"variants must be among {VARIANTS}, got {list(self.variants)}")
+        if not self.seeds:
+            raise PermanentError("seeds must name at least one seed, e.g. [0]")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def config_from_params(params: Mapping[str, Any]) -> RetrainConfig:
+    """A :class:`RetrainConfig` from DAG params (lists from JSON, blanks meaning "default"); the gate's
+    fields come from ``gate_<field>`` keys (``gate_sharpe_margin``, ``gate_min_trades``, ...)."""
+    gate_params = {
+        name: params[f"gate_{name}"]
+        for name in GateConfig.__dataclass_fields__
+        if params.get(f"gate_{name}") not in (None, "")
+    }
+
+    def optional_int(key: str) -> int | None:
+        value = params.get(key)
+        return None if value in (None, "", 0) else int(value)
+
+    return RetrainConfig(
+        train_range=str(params.get("train_range") or RetrainConfig.train_range),
+        test_range=str(params.get("test_range") or RetrainConfig.test_range),
+        variants=tuple(params.get("variants") or VARIANTS),
+        seeds=tuple(int(s) for s in (params.get("seeds") or (0,))),
+        episodes=optional_int("episodes"),
+        episode_hours=optional_int("episode_hours"),
+        n_envs=optional_int("n_envs"),
+        promote=bool(params.get("promote", True)),
+        gate=GateConfig(**gate_params),
+    )
+
+
+def work_dir(settings: Settings, dag_run_id: str) -> Path:
+    """``<home>/retrain/<run id with only safe characters>`` (created)."""
+    path = settings.home / "retrain" / re.sub(r"[^A-Za-z0-9_.-]+", "_", dag_run_id)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def read_validated_klines(settings: Settings, start_ms: int, end_ms: int) -> pd.DataFrame:
+    """Klines of the context symbols from the lake's ``validated`` zone; an error names what is missing."""
+    frame = lake.read_range(settings.lake_root, "validated", settings.symbols, start_ms, end_ms)
+    missing = [s for s in settings.symbols if not (frame["symbol"] == s).any()]
+    if missing:
+        raise PermanentError(
+            f"validated lake {settings.lake_root} has no klines of {missing} in [{start_ms}, {end_ms}): "
+            "run the klines_backfill DAG (or `klinestream backfill`) for that range first"
+        )
+    return frame
+
+
+def build_snapshot(settings: Settings, config: RetrainConfig, work: Path) -> dict[str, Any]:
+    """Freeze the klines of the run (train start − history … test end) into one Parquet file."""
+    train, test = parse_range(config.train_range), parse_range(config.test_range)
+    start = min(train.start_ms, test.start_ms) - HISTORY_PAD_HOURS * HOUR_MS
+    frame = read_validated_klines(settings, start, max(train.end_ms, test.end_ms))
+    path = work / SNAPSHOT_FILE
+    frame.to_parquet(path, index=False)
+    counts = frame.groupby("symbol").size().to_dict()
+    log.info("snapshot path=%s rows=%d per_symbol=%s", path, len(frame), counts)
+    return {"klines": str(path), "rows": len(frame), "per_symbol": {str(k): int(v) for k, v in counts.items()}}
+
+
+def read_snapshot(snapshot: Mapping[str, Any]) -> pd.DataFrame:
+    return pd.read_parquet(snapshot["klines"])
+
+
+def train_configs(
+    variant: str, seed: int, config: RetrainConfig, device: str
+) -> tuple[AgentConfig, EnvConfig, TrainConfig]:
+    """The project's default configs, scaled down when the run asks for fewer episodes."""
+    agent, env, train = default_configs(variant, seed=seed, device=device)
+    if config.episode_hours:
+        env = replace(env, episode_hours=config.episode_hours)
+    if config.n_envs:
+        train = replace(train, n_envs=config.n_envs)
+    if config.episodes:
+        total = config.episodes * env.episode_hours * train.n_envs
+        train = replace(train, total_env_steps=total, learning_starts=min(train.learning_starts, max(1, total // 4)))
+        agent = replace(agent, batch_size=min(agent.batch_size, max(32, total // 8)))
+    return agent, env, train
+
+
+def train_variant(
+    settings: Settings, config: RetrainConfig, snapshot: Mapping[str, Any], variant: str, work: Path,
+    dag_run_id: str = "",
+) -> dict[str, Any]:  # fmt: skip
+    """Train ``variant`` once per seed; each seed is one MLflow run. Returns the runs (ids, policy dirs)."""
+    klines = read_snapshot(snapshot)
+    train_range = parse_range(config.train_range)
+    dataset = build_dataset(klines, train_range, settings.symbols, settings.traded_symbol)
+    tracking.use_experiment(settings.mlflow_tracking_uri, tracking.TRAINING_EXPERIMENT)
+    runs = []
+    for seed in config.seeds:
+        agent_config, env_config, train_config = train_configs(variant, seed, config, settings.device)
+        tags = tracking.run_tags(variant, seed, config.train_range, config.test_range)
+        tags["dag_run_id"] = dag_run_id
+        with mlflow.start_run(run_name=f"{variant}-seed{seed}", tags=tags) as run:
+            result = train_agent(dataset, train_range, agent_config, env_config, train_config)
+            policy_dir = result.policy.save(work / variant / f"seed{seed}" / "policy")
+            mlflow.log_params(tracking.training_params(agent_config, env_config, train_config, result.policy))
+            mlflow.log_params({"data.train_range": config.train_range, "data.test_range": config.test_range})
+            tracking.log_history(result.history)
+            mlflow.log_metrics({"train.seconds": result.seconds, "train.env_steps": float(result.env_steps),
+                                "train.updates": float(result.updates),
+                                "train.steps_per_second": result.steps_per_second})  # fmt: skip
+            tracking.log_configs(agent_config, env_config, train_config, extra=config.to_dict())
+        runs.append({"seed": seed, "run_id": run.info.run_id, "policy_dir": str(policy_dir)})
+    return {"variant": variant, "runs": runs}
+
+
+def evaluate_variant(settings: Settings, config: RetrainConfig, snapshot: Mapping[str, Any],
+                     trained: Mapping[str, Any]) -> dict[str, Any]:  # fmt: skip
+    """Evaluate every seed on the holdout (logged to its run); keep the best seed in-sample."""
+    klines = read_snapshot(snapshot)
+    test_range, train_range = parse_range(config.test_range), parse_range(config.train_range)
+    tracking.use_experiment(settings.mlflow_tracking_uri, tracking.TRAINING_EXPERIMENT)
+    scored = []
+    for run in trained["runs"]:
+        policy = Policy.load(run["policy_dir"], device="cpu")
+        report = evaluate_policy(policy, klines, test_range, fee_rate=settings.fee_rate,
+                                 slippage_bps=settings.slippage_bps)  # fmt: skip
+        with mlflow.start_run(run_id=run["run_id"]):
+            metrics = tracking.log_evaluation(report)
+            plots_dir = Path(run["policy_dir"]).parent / "plots"
+            tracking.log_plots(_plots(report, plots_dir, trained["variant"], config.test_range))
+        in_sample = (
+            HoldoutMetrics.from_report(evaluate_policy(policy, klines, train_range, fee_rate=settings.fee_rate)).sharpe
+            if len(trained["runs"]) > 1
+            else 0.0
+        )
+        scored.append((in_sample, run, metrics))
+    best_in_sample, best, metrics = max(scored, key=lambda item: item[0])
+    log.info("evaluated variant=%s kept seed=%s in_sample_sharpe=%.3f", trained["variant"], best["seed"],
+             best_in_sample)  # fmt: skip
+    keys = ("agent.portfolio_fees.sharpe", "agent.portfolio_fees.max_drawdown", "agent.portfolio_fees.n_trades",
+            "agent.unit.final_profit", "buy_and_hold.portfolio_fees.sharpe")  # fmt: skip
+    return {"variant": trained["variant"], **best, "holdout": {k: metrics[k] for k in keys if k in metrics}}
+
+
+def _plots(report: Mapping[str, Any], out_dir: Path, variant: str, test_range: str) -> list[Path]:
+    """The evaluation plots (trades on the price, equity curves, unit profit) as PNG files."""
+    from pipelines.plots import plot_report  # matplotlib only when plotting
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return plot_report(dict(report), out_dir, f"{variant}-DQN {test_range}")
+
+
+def register_variant(settings: Settings, config: RetrainConfig, snapshot: Mapping[str, Any],
+                     evaluated: Mapping[str, Any], dag_run_id: str = "") -> dict[str, Any]:  # fmt: skip
+    """Log the kept run's pyfunc model, register it as a new version and make it the challenger."""
+    klines = read_snapshot(snapshot)
+    test = parse_range(config.test_range)
+    upto = klines[klines["open_time"] < test.end_ms]
+    tracking.use_experiment(settings.mlflow_tracking_uri, tracking.TRAINING_EXPERIMENT)
+    with mlflow.start_run(run_id=evaluated["run_id"]):
+        model_uri = tracking.log_policy_model(evaluated["policy_dir"], upto)
+    tags = {"variant": evaluated["variant"], "seed": str(evaluated["seed"]), "run_id": evaluated["run_id"],
+            "train_range": config.train_range, "test_range": config.test_range, "dag_run_id": dag_run_id}  # fmt: skip
+    name = settings.mlflow_model_name
+    version = tracking.register_model(settings.mlflow_tracking_uri, model_uri, name, tags)
+    set_challenger(registry_client(settings.mlflow_tracking_uri), name, version)
+    return {"variant": evaluated["variant"], "version": version, "run_id": evaluated["run_id"], "model_uri": model_uri}
+
+
+def gate_versions(settings: Settings, config: RetrainConfig, snapshot: Mapping[str, Any],
+                  registered: list[Mapping[str, Any]]) -> list[dict[str, Any]]:  # fmt: skip
+    """Gate the new versions, oldest first, each against the champion of the moment, on the holdout."""
+    name, uri = settings.mlflow_model_name, settings.mlflow_tracking_uri
+    if not config.promote:
+        client = registry_client(uri)
+        for item in registered:
+            client.set_model_version_tag(name, str(item["version"]), "gate.decision", "skipped (promote=false)")
+        return [{"version": int(item["version"]), "promoted": False, "reason": "promote=false"} for item in registered]
+    klines = read_snapshot(snapshot)
+    holdout = parse_range(config.test_range)
+    results = []
+    for item in sorted(registered, key=lambda r: int(r["version"])):
+        decision = gate_version(uri, name, int(item["version"]), klines, holdout, config.gate, settings.fee_rate)
+        results.append({"version": int(item["version"]), "variant": item["variant"], "promoted": decision.promote,
+                        "reason": decision.summary})  # fmt: skip
+    return results

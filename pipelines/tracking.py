@@ -1,0 +1,186 @@
+"""MLflow tracking of training runs, logging of the pyfunc model and its registration.
+
+One experiment per task: :data:`TRAINING_EXPERIMENT` for batch training, :data:`ONLINE_EXPERIMENT` for
+the stream's online learning. A training run logs:
+
+- params: every field of the agent, environment and train configs (``agent.*``, ``env.*``,
+  ``train.*``), the feature-spec version and its shape (``feature.*``), the data ranges;
+- tags: ``variant``, ``seed``, ``train_range``, ``test_range``, ``git_commit``;
+- metrics: the training history (per logged step: loss, epsilon, episode returns...) with
+  ``step = env steps``; the evaluation as ``<who>.<accounting>.<figure>`` with who = ``agent`` or
+  ``buy_and_hold`` and accounting = ``unit``, ``portfolio_no_fees``, ``portfolio_fees``;
+- artifacts: ``configs/*.json``, ``plots/*.png``, and the model (:func:`log_policy_model`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import subprocess
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import torch
+from mlflow import MlflowClient
+
+from models.config import AgentConfig, EnvConfig, TrainConfig, config_to_dict
+from models.policy import Policy
+from models.pyfunc import MODELS_PACKAGE_DIR, POLICY_ARTIFACT, KlinePolicyModel, input_example, model_signature
+
+log = logging.getLogger(__name__)
+
+TRAINING_EXPERIMENT = "klinestream-training"
+ONLINE_EXPERIMENT = "klinestream-online"
+MODEL_ARTIFACT_NAME = "model"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+EVAL_WHO = ("agent", "buy_and_hold")
+
+
+def git_commit(repo: Path = REPO_ROOT) -> str:
+    """The commit of the working tree (suffixed ``-dirty`` with uncommitted changes), or ``unknown``."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo, capture_output=True, text=True,
+            timeout=10,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{head}-dirty" if dirty else head
+
+
+def use_experiment(tracking_uri: str, experiment: str = TRAINING_EXPERIMENT) -> str:
+    """Point mlflow at the server and the experiment (created when missing); returns its id."""
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    return mlflow.set_experiment(experiment).experiment_id
+
+
+def training_params(
+    agent: AgentConfig, env: EnvConfig, train: TrainConfig, policy: Policy | None = None
+) -> dict[str, Any]:
+    """Every hyperparameter, flattened with a prefix per config, plus the feature spec."""
+    params: dict[str, Any] = {}
+    for prefix, config in (("agent", agent), ("env", env), ("train", train)):
+        params.update({f"{prefix}.{k}": v for k, v in config_to_dict(config).items()})
+    if policy is not None:
+        spec = policy.spec
+        params.update(
+            {
+                "feature.spec_version": spec.version,
+                "feature.window": spec.window,
+                "feature.n_features": spec.n_features,
+                "feature.symbols": ",".join(spec.symbols),
+                "feature.traded_symbol": spec.traded_symbol,
+                "feature.history_hours": spec.history_hours,
+            }
+        )
+    return params
+
+
+def run_tags(variant: str, seed: int, train_range: str, test_range: str) -> dict[str, str]:
+    return {
+        "variant": variant,
+        "seed": str(seed),
+        "train_range": train_range,
+        "test_range": test_range,
+        "git_commit": git_commit(),
+    }
+
+
+def log_history(history: Iterable[Mapping[str, float]], step_key: str = "env_steps") -> int:
+    """Log each history row's numbers as metrics at ``step = row[step_key]``; returns rows logged."""
+    count = 0
+    for index, row in enumerate(history):
+        step = int(row.get(step_key, index))
+        values = {f"train.{k}": float(v) for k, v in row.items() if k != step_key and _finite(v)}
+        if values:
+            mlflow.log_metrics(values, step=step)
+        count += 1
+    return count
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and math.isfinite(float(value))
+
+
+def evaluation_metrics(report: Mapping[str, Any]) -> dict[str, float]:
+    """``<who>.<accounting>.<figure>`` → value for the numeric figures of an evaluation report."""
+    out: dict[str, float] = {}
+    for who in EVAL_WHO:
+        for accounting, figures in report.get(who, {}).items():
+            for figure, value in figures.items():
+                if _finite(value):
+                    out[f"{who}.{accounting}.{figure}"] = float(value)
+    if _finite(report.get("hours")):
+        out["test.hours"] = float(report["hours"])
+    return out
+
+
+def log_evaluation(report: Mapping[str, Any]) -> dict[str, float]:
+    metrics = evaluation_metrics(report)
+    mlflow.log_metrics(metrics)
+    return metrics
+
+
+def log_configs(agent: AgentConfig, env: EnvConfig, train: TrainConfig, extra: Mapping[str, Any] | None = None) -> None:
+    """The configs as JSON artifacts under ``configs/``."""
+    for name, config in (("agent", agent), ("env", env), ("train", train)):
+        mlflow.log_dict(config_to_dict(config), f"configs/{name}.json")
+    if extra:
+        mlflow.log_dict(json.loads(json.dumps(extra, default=str)), "configs/run.json")
+
+
+def log_plots(paths: Iterable[Path | str]) -> list[str]:
+    """PNG files as artifacts under ``plots/``."""
+    logged = []
+    for path in paths:
+        mlflow.log_artifact(str(path), artifact_path="plots")
+        logged.append(Path(path).name)
+    return logged
+
+
+def pip_requirements() -> list[str]:
+    """Pinned requirements of the pyfunc (given explicitly: inference would load the model in a subprocess)."""
+    return [f"mlflow=={mlflow.__version__}", f"torch=={torch.__version__.split('+')[0]}",
+            f"pandas=={pd.__version__}", f"numpy=={np.__version__}"]  # fmt: skip
+
+
+def log_policy_model(policy_dir: Path | str, klines: pd.DataFrame) -> str:
+    """Log the saved policy in ``policy_dir`` as the pyfunc model of the active run; returns its URI.
+
+    ``klines``: contract-form klines ending at the test range; the last hours become the input example.
+    """
+    policy = Policy.load(policy_dir, device="cpu")
+    info = mlflow.pyfunc.log_model(
+        name=MODEL_ARTIFACT_NAME,
+        python_model=KlinePolicyModel(),
+        artifacts={POLICY_ARTIFACT: str(policy_dir)},
+        code_paths=[str(MODELS_PACKAGE_DIR)],
+        signature=model_signature(),
+        input_example=input_example(klines, policy),
+        pip_requirements=pip_requirements(),
+        tags={"variant": policy.variant},
+    )
+    log.info("logged model uri=%s variant=%s", info.model_uri, policy.variant)
+    return str(info.model_uri)
+
+
+def register_model(tracking_uri: str, model_uri: str, name: str, tags: Mapping[str, str]) -> int:
+    """Register ``model_uri`` as a new version of ``name`` (created when missing) with ``tags``."""
+    mlflow.set_registry_uri(tracking_uri)
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    try:
+        client.get_registered_model(name)
+    except mlflow.exceptions.MlflowException:
+        client.create_registered_model(name, description="Klinestream DQN traders (Linear-DQN and LSTM-DQN).")
+    version = mlflow.register_model(model_uri, name, tags=dict(tags))
+    log.info("registered model=%s version=%s tags=%s", name, version.version, dict(tags))
+    return int(version.version)
