@@ -101,7 +101,10 @@ def _locked(directory: Path) -> Iterator[None]:
 
 
 def _to_table(frame: pd.DataFrame) -> pa.Table:
-    return pa.Table.from_pandas(frame[list(COLUMNS)], schema=FILE_SCHEMA, preserve_index=False)
+    # no pandas metadata: a partition's bytes depend on its rows only (reruns rewrite identical files)
+    return pa.Table.from_pandas(
+        frame[list(COLUMNS)], schema=FILE_SCHEMA, preserve_index=False
+    ).replace_schema_metadata()
 
 
 def _replace_rows(directory: Path, new_rows: pa.Table, start_ms: int, end_ms: int) -> int:
@@ -117,7 +120,7 @@ def _replace_rows(directory: Path, new_rows: pa.Table, start_ms: int, end_ms: in
                 old = old.filter(pa.array(keep))
             parts.append(old)
         parts.append(new_rows)
-        table = pa.concat_tables(parts)
+        table = pa.concat_tables([part.replace_schema_metadata() for part in parts])
         if table.num_rows == 0:
             target.unlink(missing_ok=True)
             return 0
