@@ -78,10 +78,12 @@ class StreamOptions:
     timeout_hours: int = 2
     max_record_bytes: int = MAX_RECORD_BYTES
     starting_offsets: str = "earliest"
+    checkpoint_dir: Path | None = None
+    """Where the query's durable state goes; default ``<home>/checkpoints/<name>``."""
 
 
-def checkpoint_root(settings: Settings, name: str) -> Path:
-    return settings.home / "checkpoints" / name
+def checkpoint_root(settings: Settings, options: StreamOptions) -> Path:
+    return options.checkpoint_dir or settings.home / "checkpoints" / options.name
 
 
 def read_klines(spark: SparkSession, settings: Settings, options: StreamOptions) -> DataFrame:
@@ -139,7 +141,7 @@ def build_processor(
     config = AlignerConfig(
         tuple(settings.symbols), settings.traded_symbol, options.timeout_hours, options.max_record_bytes
     )
-    state = BatchStateStore(checkpoint_root(settings, options.name) / "aligner")
+    state = BatchStateStore(checkpoint_root(settings, options) / "aligner")
     return MicroBatchProcessor(config, trader, KafkaDlqWriter(producer, settings.kafka_topic_dlq), state)
 
 
@@ -169,7 +171,7 @@ def start_stream(
     writer = (
         read_klines(spark, settings, options)
         .writeStream.queryName(options.name.replace("-", "_"))
-        .option("checkpointLocation", str(checkpoint_root(settings, options.name) / "spark"))
+        .option("checkpointLocation", str(checkpoint_root(settings, options) / "spark"))
         .foreachBatch(foreach_batch(processor, on_outcome))
     )
     if options.available_now:
