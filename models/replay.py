@@ -100,8 +100,15 @@ class ReplayBuffer(_Ring):
     def sample(self, batch_size: int) -> Batch:
         """Uniform sample with replacement."""
         i = self._sample_slots(batch_size)
-        return Batch(self.states[i], self.accounts[i], self.actions[i], self.rewards[i], self.next_states[i],
-                     self.next_accounts[i], self.terminals[i])  # fmt: skip
+        return Batch(
+            self.states[i],
+            self.accounts[i],
+            self.actions[i],
+            self.rewards[i],
+            self.next_states[i],
+            self.next_accounts[i],
+            self.terminals[i],
+        )
 
     def state_dict(self) -> dict[str, object]:
         n = self.size
@@ -124,8 +131,16 @@ class IndexReplayBuffer(_Ring):
         self.rewards = torch.zeros(capacity, dtype=torch.float32, device=self.device)
         self.terminals = torch.zeros(capacity, dtype=torch.float32, device=self.device)
 
-    def add(self, rows: np.ndarray, accounts: np.ndarray, actions: np.ndarray, rewards: np.ndarray,
-            next_rows: np.ndarray, next_accounts: np.ndarray, terminals: np.ndarray) -> None:  # fmt: skip
+    def add(
+        self,
+        rows: np.ndarray,
+        accounts: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        next_rows: np.ndarray,
+        next_accounts: np.ndarray,
+        terminals: np.ndarray,
+    ) -> None:
         """Add a batch of transitions given as numpy arrays (one entry per environment)."""
         slots = self._slots(len(actions))
         self.accounts[slots] = torch.as_tensor(accounts, dtype=torch.float32).to(self.device)
@@ -139,13 +154,27 @@ class IndexReplayBuffer(_Ring):
     def sample(self, batch_size: int) -> IndexBatch:
         """Uniform sample with replacement, as row indices."""
         i = self._sample_slots(batch_size)
-        return IndexBatch(self.rows[i], self.accounts[i], self.actions[i], self.rewards[i], self.next_rows[i],
-                          self.next_accounts[i], self.terminals[i])  # fmt: skip
+        return IndexBatch(
+            self.rows[i],
+            self.accounts[i],
+            self.actions[i],
+            self.rewards[i],
+            self.next_rows[i],
+            self.next_accounts[i],
+            self.terminals[i],
+        )
 
     def gather(self, batch: IndexBatch, states: torch.Tensor) -> Batch:
         """Turn an index batch into states using ``states`` = all windows of the table ``[T, ...]``."""
-        return Batch(states[batch.rows], batch.accounts, batch.actions, batch.rewards, states[batch.next_rows],
-                     batch.next_accounts, batch.terminals)  # fmt: skip
+        return Batch(
+            states[batch.rows],
+            batch.accounts,
+            batch.actions,
+            batch.rewards,
+            states[batch.next_rows],
+            batch.next_accounts,
+            batch.terminals,
+        )
 
     def state_dict(self) -> dict[str, object]:
         n = self.size

@@ -69,8 +69,14 @@ def max_drawdown(equity: np.ndarray) -> float:
 DecideFn = Callable[[int, VectorTradingEnv], np.ndarray]
 
 
-def run_backtest(close: np.ndarray, tradable: np.ndarray, rows: np.ndarray, decide: DecideFn | np.ndarray,
-                 config: EnvConfig, n_envs: int | None = None) -> Backtest:  # fmt: skip
+def run_backtest(
+    close: np.ndarray,
+    tradable: np.ndarray,
+    rows: np.ndarray,
+    decide: DecideFn | np.ndarray,
+    config: EnvConfig,
+    n_envs: int | None = None,
+) -> Backtest:
     """Step ``n`` envs over the consecutive ``rows``, one decision per row but the last.
 
     ``decide`` is a function of (step, env) or a fixed action array ``[n, N-1]``.
@@ -150,13 +156,15 @@ def accounting_configs(fee_rate: float = 0.001, slippage_bps: float = 0.0) -> di
     return {
         "unit": EnvConfig(accounting="unit"),
         "portfolio_no_fees": EnvConfig(accounting="portfolio", reward="log_return"),
-        "portfolio_fees": EnvConfig(accounting="portfolio", reward="log_return", fee_rate=fee_rate,
-                                    slippage_bps=slippage_bps),
-    }  # fmt: skip
+        "portfolio_fees": EnvConfig(
+            accounting="portfolio", reward="log_return", fee_rate=fee_rate, slippage_bps=slippage_bps
+        ),
+    }
 
 
-def evaluate_policy(policy: Policy, klines: pd.DataFrame, test: TimeRange, fee_rate: float = 0.001,
-                    slippage_bps: float = 0.0) -> dict[str, Any]:  # fmt: skip
+def evaluate_policy(
+    policy: Policy, klines: pd.DataFrame, test: TimeRange, fee_rate: float = 0.001, slippage_bps: float = 0.0
+) -> dict[str, Any]:
     """Metrics of the policy and of buy-and-hold in every accounting, plus the curves for plots."""
     rows, decide, table = policy_decider(policy, klines, test)
     report: dict[str, Any] = {"hours": len(rows), "agent": {}, "buy_and_hold": {}, "curves": {}}

@@ -79,9 +79,14 @@ def train_agent(
     rows = dataset.range_rows(train_range)
     states = torch.from_numpy(dataset.windows(upto=int(rows[-1]))).to(agent.device)
     env = VectorTradingEnv(
-        dataset.table.close, dataset.table.tradable, env_config, train_config.n_envs, rows[:-1],
-        seed=train_config.seed, last_row=int(rows[-1]),
-    )  # fmt: skip
+        dataset.table.close,
+        dataset.table.tradable,
+        env_config,
+        train_config.n_envs,
+        rows[:-1],
+        seed=train_config.seed,
+        last_row=int(rows[-1]),
+    )
     replay = IndexReplayBuffer(agent_config.buffer_size, spec.n_account, agent.device, seed=train_config.seed)
     account_of = _account_source(env, spec.n_account)
     updates_per_step = max(1, math.ceil(train_config.replay_ratio * train_config.n_envs / agent_config.batch_size))
@@ -110,8 +115,12 @@ def train_agent(
     agent.sync_target()  # the served network is the final policy net
     logger.info(
         "trained variant=%s seed=%d env_steps=%d updates=%d seconds=%.1f",
-        agent_config.variant, train_config.seed, agent.env_steps, agent.updates, seconds,
-    )  # fmt: skip
+        agent_config.variant,
+        train_config.seed,
+        agent.env_steps,
+        agent.updates,
+        seconds,
+    )
     metadata: dict[str, Any] = {
         "train_range": str(train_range),
         "env_config": config_to_dict(env_config),
@@ -119,8 +128,9 @@ def train_agent(
         "env_steps": agent.env_steps,
         "updates": agent.updates,
     }
-    return TrainResult(agent, agent.to_policy(spec, dataset.normalizer, metadata), seconds, agent.env_steps,
-                       agent.updates, history)  # fmt: skip
+    return TrainResult(
+        agent, agent.to_policy(spec, dataset.normalizer, metadata), seconds, agent.env_steps, agent.updates, history
+    )
 
 
 def _account_source(env: VectorTradingEnv, n_account: int) -> Callable[..., np.ndarray]:

@@ -23,10 +23,14 @@ WINDOW, FEATURES, ACCOUNT = 4, 5, 3
 def _batch(n: int, seed: int = 0) -> Batch:
     g = torch.Generator().manual_seed(seed)
     return Batch(
-        torch.randn(n, WINDOW, FEATURES, generator=g), torch.randn(n, ACCOUNT, generator=g),
-        torch.randint(0, 3, (n,), generator=g), torch.rand(n, generator=g),
-        torch.randn(n, WINDOW, FEATURES, generator=g), torch.randn(n, ACCOUNT, generator=g), torch.zeros(n),
-    )  # fmt: skip
+        torch.randn(n, WINDOW, FEATURES, generator=g),
+        torch.randn(n, ACCOUNT, generator=g),
+        torch.randint(0, 3, (n,), generator=g),
+        torch.rand(n, generator=g),
+        torch.randn(n, WINDOW, FEATURES, generator=g),
+        torch.randn(n, ACCOUNT, generator=g),
+        torch.zeros(n),
+    )
 
 
 def test_index_replay_is_a_ring_and_samples_only_stored_transitions() -> None:
@@ -44,8 +48,15 @@ def test_index_replay_is_a_ring_and_samples_only_stored_transitions() -> None:
 
 def test_index_replay_gathers_the_windows_of_the_rows() -> None:
     replay = IndexReplayBuffer(10, n_account=0)
-    replay.add(np.array([2]), np.zeros((1, 0)), np.array([1]), np.array([0.5]), np.array([3]), np.zeros((1, 0)),
-               np.array([False]))  # fmt: skip
+    replay.add(
+        np.array([2]),
+        np.zeros((1, 0)),
+        np.array([1]),
+        np.array([0.5]),
+        np.array([3]),
+        np.zeros((1, 0)),
+        np.array([False]),
+    )
     table = torch.arange(10.0).reshape(10, 1, 1).expand(10, WINDOW, 1)
     batch = replay.gather(replay.sample(4), table)
     assert batch.states[:, 0, 0].tolist() == [2.0] * 4 and batch.next_states[:, 0, 0].tolist() == [3.0] * 4

@@ -47,8 +47,14 @@ def test_unit_accounting_has_no_fees_even_when_configured() -> None:
 
 
 def test_portfolio_accounting_charges_fee_and_slippage_per_side() -> None:
-    config = EnvConfig(accounting="portfolio", reward="log_return", capital=1000.0, fee_rate=0.001,
-                       slippage_bps=10.0, position_step=1.0)  # fmt: skip
+    config = EnvConfig(
+        accounting="portfolio",
+        reward="log_return",
+        capital=1000.0,
+        fee_rate=0.001,
+        slippage_bps=10.0,
+        position_step=1.0,
+    )
     env, rewards = _run([100, 110, 110], [BUY, SELL], config)
     spend = 1000 / 1.001  # all the cash, leaving the fee
     quantity = spend / (100 * 1.001)  # 10 bps slippage on the buy
