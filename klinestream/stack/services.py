@@ -192,7 +192,11 @@ class CassandraService(Service):
 
     name = "cassandra"
     start_timeout = 240.0
-    storage_port = 7000
+
+    @property
+    def storage_port(self) -> int:
+        """Inter-node port: 7000 beside the default 9042, shifted with the native port so two nodes can coexist."""
+        return 7000 + self.port - 9042
 
     @property
     def host(self) -> str:
@@ -352,6 +356,9 @@ class AirflowService(Service):
                 "AIRFLOW__API__HOST": self.host,
                 "AIRFLOW__API__PORT": str(self.port),
                 "AIRFLOW__API__WORKERS": "1",
+                # log servers of workers and triggerer (8793/8794 beside 8080), shifted with the API port
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(8793 + self.port - 8080),
+                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(8794 + self.port - 8080),
                 "AIRFLOW__API__BASE_URL": base,
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.airflow_home / 'airflow.db'}",
             }
