@@ -66,7 +66,7 @@ def up(services: list[str] = typer.Argument(None, help=SERVICES_HELP)) -> None:
         results = bring_up(chosen, report=console.print)
     except StackStartError as exc:
         if exc.log_tail:
-            err = Console(stderr=True)
+            err = Console(stderr=True, soft_wrap=True)
             err.print(f"--- last lines of the log ---\n{exc.log_tail}\n---", markup=False, highlight=False)
         raise
     for result in results:
@@ -95,7 +95,7 @@ def down(services: list[str] = typer.Argument(None, help=SERVICES_HELP)) -> None
 
 def _health(state: ServiceState) -> str:
     if state.pid is None:
-        return f"[red]port taken[/red]: {state.foreign}, not ours" if state.foreign else "stopped"
+        return "[red]port taken, not ours[/red]" if state.foreign else "stopped"
     return "[green]healthy[/green]" if state.healthy else "[yellow]not answering[/yellow]"
 
 
@@ -116,7 +116,9 @@ def status() -> None:
     notes = []
     for service in build_services(settings):
         state = inspect(service)
-        notes.append(f"{state.name}: log {service.log_path}" + (f"; {state.notes}" if state.notes else ""))
+        extra = [f"{state.foreign}, which klinestream did not start"] if state.foreign else []
+        extra += [state.notes] if state.notes else []
+        notes.append("; ".join([f"{state.name}: log {service.log_path}", *extra]))
         uptime = "-" if state.uptime_s is None else f"{state.uptime_s / 60:.1f} min"
         table.add_row(
             state.name,

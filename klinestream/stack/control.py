@@ -17,6 +17,7 @@ import psutil
 
 from klinestream.stack.process import (
     describe_process,
+    first_error,
     live_process,
     port_open,
     port_owner,
@@ -163,8 +164,11 @@ def _wait_healthy(pending: list[Service], started: dict[str, float], report: Rep
                 pending.remove(service)
                 report(f"{service.name}: healthy on {service.host}:{service.port} after {elapsed:.1f} s")
             elif _ours(service) is None:
+                cause = first_error(service.log_path)
                 raise StackStartError(
-                    f"{service.name} exited before answering on port {service.port}; see {service.log_path}",
+                    f"{service.name} exited before answering on port {service.port}"
+                    + (f" ({cause})" if cause else "")
+                    + f"; see {service.log_path}",
                     tail(service.log_path),
                 )
             elif elapsed > service.start_timeout:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -25,6 +26,8 @@ import psutil
 log = logging.getLogger(__name__)
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_START_MARKER = "===== "
+_ERROR_LINE = re.compile(r"\b(ERROR|FATAL|CRITICAL|\w*Exception|\w*Error)\b")
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,7 @@ def spawn_detached(
     """Start ``command`` in a new session, its output appended to ``log_path``; record it in ``pid_path``."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as out:
-        out.write(f"\n===== {time.strftime('%Y-%m-%dT%H:%M:%S%z')} starting: {' '.join(command)}\n".encode())
+        out.write(f"\n{_START_MARKER}{time.strftime('%Y-%m-%dT%H:%M:%S%z')} starting: {' '.join(command)}\n".encode())
         out.flush()
         proc = subprocess.Popen(
             list(command),
@@ -233,14 +236,26 @@ def describe_process(proc: psutil.Process | None) -> str:
         return f"pid {proc.pid}"
 
 
-def tail(path: Path, lines: int = 30) -> str:
-    """The last ``lines`` lines of a log file ('' when it does not exist)."""
+def _read_end(path: Path, size: int) -> str:
     try:
         with path.open("rb") as fh:
             fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - 64 * 1024))
-            data = fh.read().decode(errors="replace")
+            fh.seek(max(0, fh.tell() - size))
+            return fh.read().decode(errors="replace")
     except FileNotFoundError:
         return ""
-    return "\n".join(data.splitlines()[-lines:])
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    """The last ``lines`` lines of a log file ('' when it does not exist)."""
+    return "\n".join(_read_end(path, 64 * 1024).splitlines()[-lines:])
+
+
+def first_error(path: Path) -> str | None:
+    """The first line that reports an error since the service's last start in its log, if any."""
+    text = _read_end(path, 1024 * 1024)
+    start = text.rfind(_START_MARKER)
+    for line in text[max(start, 0) :].splitlines()[1:]:
+        if _ERROR_LINE.search(line):
+            return line.strip()[:300]
+    return None

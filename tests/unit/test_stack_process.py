@@ -13,6 +13,7 @@ import pytest
 
 from klinestream.stack.process import (
     PidRecord,
+    first_error,
     host_port_from_bootstrap,
     host_port_from_url,
     live_process,
@@ -135,3 +136,15 @@ def test_tail_returns_the_last_lines_of_a_log(tmp_path: Path) -> None:
     log.write_text("".join(f"line {i}\n" for i in range(100)))
     assert tail(log, 3) == "line 97\nline 98\nline 99"
     assert tail(tmp_path / "missing.log") == ""
+
+
+def test_first_error_is_looked_for_since_the_last_start_only(tmp_path: Path) -> None:
+    log = tmp_path / "svc.log"
+    log.write_text(
+        "===== 2026 starting: java old\nERROR an old failure\n"
+        "===== 2026 starting: java new\nINFO booting\n"
+        "ERROR Unable to start acceptor\nCaused by: java.net.BindException: Cannot assign requested address\n"
+    )
+    assert first_error(log) == "ERROR Unable to start acceptor"
+    log.write_text("===== 2026 starting: java\nINFO all good\n")
+    assert first_error(log) is None
