@@ -1,0 +1,73 @@
+"""Where the online trader gets its model, and where it reports its online weights.
+
+- :class:`ModelSource`: ``current_version()`` (what the champion alias points to now) and
+  ``load(version)`` (that version as a :class:`~models.policy.Policy`). The trader polls it between
+  micro-batches and hot-swaps when the version changes; it never moves the alias. The MLflow
+  registry adapter lives with the registry code; :class:`DirectoryModelSource` serves saved policy
+  folders (demos, paper runs without MLflow).
+- :class:`OnlineLogger`: receives the online (target-net) weights now and then;
+  :class:`MlflowOnlineLogger` logs them as a run tagged ``online=true`` that names its parent
+  registered version (never registering or aliasing it).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Protocol
+
+from models.policy import Policy
+
+log = logging.getLogger(__name__)
+
+
+class ModelSource(Protocol):
+    def current_version(self) -> str: ...
+
+    def load(self, version: str) -> Policy: ...
+
+
+class DirectoryModelSource:
+    """Versions = saved policy folders; ``current`` names the one to trade (change it to swap)."""
+
+    def __init__(self, folders: Mapping[str, Path | str], current: str) -> None:
+        self.folders = {version: Path(path) for version, path in folders.items()}
+        if current not in self.folders:
+            raise ValueError(f"current version {current!r} is not one of {sorted(self.folders)}")
+        self.current = current
+
+    def current_version(self) -> str:
+        return self.current
+
+    def load(self, version: str) -> Policy:
+        return Policy.load(self.folders[version])
+
+
+class OnlineLogger(Protocol):
+    def log_online(self, parent_version: str, policy: Policy, metrics: Mapping[str, float], step: int) -> None: ...
+
+
+class NoOnlineLogging:
+    def log_online(self, parent_version: str, policy: Policy, metrics: Mapping[str, float], step: int) -> None:
+        return None
+
+
+class MlflowOnlineLogger:
+    """Online weights as MLflow runs in ``experiment``, tagged ``online=true`` and ``parent_version``."""
+
+    def __init__(self, tracking_uri: str, model_name: str, experiment: str = "klinestream-online") -> None:
+        self.tracking_uri, self.model_name, self.experiment = tracking_uri, model_name, experiment
+
+    def log_online(self, parent_version: str, policy: Policy, metrics: Mapping[str, float], step: int) -> None:
+        import mlflow  # heavy: imported only when online weights are logged
+
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_experiment(self.experiment)
+        tags = {"online": "true", "parent_version": parent_version, "registered_model": self.model_name}
+        with mlflow.start_run(run_name=f"online-{self.model_name}-v{parent_version}-u{step}", tags=tags):
+            mlflow.log_metrics(dict(metrics), step=step)
+            with tempfile.TemporaryDirectory(prefix="klinestream-online-") as folder:
+                mlflow.log_artifacts(str(policy.save(Path(folder) / "policy")), artifact_path="policy")
+        log.info("logged online weights model_version=%s online_updates=%d", parent_version, step)

@@ -1,0 +1,394 @@
+"""The online trader: micro-batches of klines in, decisions, orders and positions out; plain Python.
+
+The Spark job calls :meth:`OnlineTrader.process_batch` from ``foreachBatch`` on the driver with the
+batch id and the batch's parsed, validated klines (any order, duplicates allowed, several hours per
+batch under replay). Per batch:
+
+1. **Exactly once.** A batch id ≤ the checkpointed id was already processed: nothing is done. Else
+   the batch is marked *in flight* (id + model version) before anything is written.
+2. **Hot swap.** The model source is asked whether the champion moved; if so the new version is
+   loaded, the online learner restarts from its weights, and the swap is logged and recorded on the
+   next decision. A batch replayed after a crash keeps the version it was first processed with.
+3. **Hours, in order.** Klines join a rolling history per context symbol. The Spark layer's hour
+   aligner (streaming/aligner.py) releases hours in order, complete or degraded; ``degraded`` holds
+   the open_times it released although some symbols' klines were missing (even none at all). The
+   trader decides, in ascending order, every hour up to the latest hour that is complete (every
+   context symbol has its kline) or was passed in ``degraded`` in this or an earlier batch. A
+   degraded hour is decided with the feature transform's gap filling, like the backtest (the traded
+   symbol's missing hour is a forced hold); an hour with no kline at all is decided once a later
+   kline gives the feature grid that hour. Hours without a full state (warm-up) are passed over.
+4. **Decide** with the policy's feature path (:meth:`~models.policy.Policy.feature_rows`) and the
+   **target** network, epsilon-greedy with the agent's seeded generator (greedy when online learning
+   is off: then the actions equal the offline backtest of the same version hour for hour).
+5. **Order** through the risk checks and the broker with a deterministic client order id; write the
+   order, decision and position rows (upserts under deterministic keys).
+6. **Learn** online: the previous hour's transition is completed with this hour's state and reward,
+   stored, and the due gradient steps are taken on the policy net (target synced every K steps).
+7. **Checkpoint** the whole state with the batch id: the commit of the batch.
+
+Writes before the checkpoint are idempotent, and a restart restores the state of the last committed
+batch, so Spark's replay of an uncommitted batch re-produces the same rows and client order ids.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from models.features import FeatureTable
+from models.kline import HOUR_MS, Kline, klines_to_frame
+from models.policy import Policy
+from models.settings import Settings
+from streaming.brokers import Broker, OrderRequest
+from streaming.checkpoint import Checkpoint, CheckpointStore, InFlight, decode_state, encode_state
+from streaming.history import History
+from streaming.model_source import ModelSource, NoOnlineLogging, OnlineLogger
+from streaming.online_learner import OnlineConfig, OnlineLearner
+from streaming.portfolio import Portfolio, Sizing
+from streaming.records import SIDES, DecisionRecord, OrderRecord, PositionRecord, client_order_id
+from streaming.risk import AccountView, CachedKillSwitch, Controls, NoControls, RiskLimits, check_order
+from streaming.sink import TradeSink
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TraderConfig:
+    trader_id: str = "paper-BTCUSDT"
+    """Names the trader's rows and checkpoint; one per account and traded symbol."""
+    capital: float = 100_000.0
+    """Starting cash in the quote asset."""
+    order_units: float = 1.0
+    """Base units per buy (a sell sells this much, or what is held), as the reference's one unit."""
+    fee_rate: float = 0.001
+    """Fee per side, for the cash check before a buy (the broker charges the real fee)."""
+    slippage_bps: float = 0.0
+    """Slippage assumed when sizing portfolio-accounting buys."""
+    accounting: str | None = None
+    """"unit" or "portfolio" order sizing and account features; None = the policy's training accounting."""
+    reward: str | None = None
+    """Online reward "reference", "log_return" or "risk" (models/env.py); None = the policy's training reward."""
+    online: OnlineConfig = field(default_factory=OnlineConfig)
+    log_online_every: int = 0
+    """Log the online weights every this many gradient steps (0 = never)."""
+    control_ttl_seconds: float = 1.0
+    """Re-read the kill-switch control at most this often."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> TraderConfig:
+        base = {"trader_id": f"{settings.trading_mode}-{settings.traded_symbol}", "fee_rate": settings.fee_rate,
+                "slippage_bps": settings.slippage_bps}  # fmt: skip
+        return cls(**{**base, **overrides})
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    batch_id: int
+    skipped: bool
+    """The batch id was already committed: nothing was done."""
+    model_version: str
+    decisions: tuple[DecisionRecord, ...] = ()
+    orders: tuple[OrderRecord, ...] = ()
+    online_updates: int = 0
+    waiting_hours: tuple[int, ...] = ()
+    """open_times received but not decided yet (waiting for klines of other symbols)."""
+    swapped_from: str | None = None
+
+
+@dataclass
+class _Pending:
+    """The last decided hour, waiting for the next state to become a transition."""
+
+    hour: int
+    account: np.ndarray
+    action: int
+    profit: float
+    equity_before: float
+
+
+class OnlineTrader:
+    """See the module docstring. Build with :meth:`start` (restores the checkpoint if there is one)."""
+
+    def __init__(self, config: TraderConfig, model_source: ModelSource, broker: Broker, sink: TradeSink,
+                 checkpoints: CheckpointStore, limits: RiskLimits, controls: Controls | None = None,
+                 online_logger: OnlineLogger | None = None) -> None:  # fmt: skip
+        self.config, self.model_source, self.broker, self.sink = config, model_source, broker, sink
+        self.checkpoints, self.limits = checkpoints, limits
+        self.kill_switch = CachedKillSwitch(controls or NoControls(), config.control_ttl_seconds)
+        self.online_logger = online_logger or NoOnlineLogging()
+        self.version = ""
+        self.policy: Policy | None = None
+        self.learner: OnlineLearner | None = None
+        self.history = History()
+        self.portfolio = Portfolio.start(config.capital)
+        self.last_hour: int | None = None
+        self.released_until: int | None = None
+        self.last_batch_id = -1
+        self.pending: _Pending | None = None
+        self.swapped_from: str | None = None
+        self.logged_updates = 0
+        self._pinned: InFlight | None = None
+
+    # --- life cycle -----------------------------------------------------------------------------
+    @classmethod
+    def start(cls, config: TraderConfig, model_source: ModelSource, broker: Broker, sink: TradeSink,
+              checkpoints: CheckpointStore, limits: RiskLimits, controls: Controls | None = None,
+              online_logger: OnlineLogger | None = None) -> OnlineTrader:  # fmt: skip
+        """A trader restored from its last checkpoint, or a fresh one on the current champion."""
+        trader = cls(config, model_source, broker, sink, checkpoints, limits, controls, online_logger)
+        checkpoint = checkpoints.load_checkpoint(config.trader_id)
+        if checkpoint is None:
+            trader._use_version(model_source.current_version())
+            log.info("trader start trader_id=%s model_version=%s fresh", config.trader_id, trader.version)
+        else:
+            trader._restore(checkpoint)
+        in_flight = checkpoints.in_flight(config.trader_id)
+        if in_flight is not None and in_flight.batch_id > trader.last_batch_id:
+            trader._pinned = in_flight
+        return trader
+
+    def _use_version(self, version: str) -> None:
+        policy = self.model_source.load(version)
+        if self.policy is not None and policy.spec.traded_symbol != self.policy.spec.traded_symbol:
+            raise ValueError(f"model version {version} trades {policy.spec.traded_symbol}, not {self.symbol}")
+        self.version, self.policy = version, policy
+        self.learner = OnlineLearner(policy, self.config.online)
+        self.sizing, self.reward_kind, self.drawdown_penalty = _trading_rules(policy, self.config, self.limits)
+        self.pending = None
+
+    @property
+    def symbol(self) -> str:
+        assert self.policy is not None
+        return self.policy.spec.traded_symbol
+
+    @property
+    def online_updates(self) -> int:
+        return self.learner.updates if self.learner is not None else 0
+
+    # --- the micro-batch ------------------------------------------------------------------------
+    def process_batch(self, batch_id: int, klines: list[Kline], degraded: set[int] | None = None) -> BatchResult:
+        """Process one micro-batch exactly once (see the module docstring)."""
+        if batch_id <= self.last_batch_id:
+            log.info("batch skipped trader_id=%s batch_id=%d committed_batch_id=%d", self.config.trader_id,
+                     batch_id, self.last_batch_id)  # fmt: skip
+            return BatchResult(batch_id, True, self.version, online_updates=self.online_updates)
+        swapped_from = self._check_swap(batch_id)
+        self.checkpoints.mark_in_flight(self.config.trader_id, batch_id, self.version)
+        self.history.add(klines)
+        decisions, orders = self._decide_ready_hours(batch_id, degraded or set())
+        self.history.trim(self.last_hour, self._keep_hours())
+        self.last_batch_id = batch_id
+        self._maybe_log_online()
+        self.checkpoints.save_checkpoint(self.config.trader_id, self._checkpoint())
+        waiting = tuple(self.history.hours_after(self.last_hour))
+        return BatchResult(batch_id, False, self.version, tuple(decisions), tuple(orders), self.online_updates,
+                           waiting, swapped_from)  # fmt: skip
+
+    def _check_swap(self, batch_id: int) -> str | None:
+        pinned, self._pinned = self._pinned, None
+        if pinned is not None and pinned.batch_id == batch_id:
+            wanted = pinned.model_version  # a replayed batch keeps the version it first ran with
+        else:
+            wanted = self.model_source.current_version()
+        if wanted == self.version:
+            return None
+        previous = self.version
+        self._use_version(wanted)
+        self.swapped_from = previous
+        log.info("model swap trader_id=%s batch_id=%d from_version=%s model_version=%s", self.config.trader_id,
+                 batch_id, previous, wanted)  # fmt: skip
+        return previous
+
+    def _keep_hours(self) -> int:
+        assert self.policy is not None
+        return self.policy.history_hours + 24
+
+    def _ready_hours(self, degraded: set[int], symbols: tuple[str, ...]) -> list[int]:
+        """Hours to decide now, in order: every hour up to the latest complete or degraded hour seen."""
+        present = self.history.symbols_by_hour(after=self.last_hour)
+        complete = [h for h, have in present.items() if have.issuperset(symbols)]
+        latest = max([*complete, *degraded, self.released_until or -1])
+        self.released_until = latest if latest >= 0 else None
+        if not present or self.released_until is None:
+            return []
+        start = min(present) if self.last_hour is None else self.last_hour + HOUR_MS
+        return list(range(start, self.released_until + HOUR_MS, HOUR_MS))
+
+    def _decide_ready_hours(self, batch_id: int, degraded: set[int]) -> tuple[list[DecisionRecord], list[OrderRecord]]:
+        assert self.policy is not None and self.learner is not None
+        spec = self.policy.spec
+        hours = self._ready_hours(degraded, spec.symbols)
+        decisions: list[DecisionRecord] = []
+        orders: list[OrderRecord] = []
+        if not hours:
+            return decisions, orders
+        table, rows = self.policy.feature_rows(klines_to_frame(self.history.klines(spec.symbols)))
+        hour_numbers = table.open_time // HOUR_MS
+        fresh = table.valid & (self.learner.rows.hours[hour_numbers % self.learner.rows.capacity] != hour_numbers)
+        self.learner.rows.put(hour_numbers[fresh], rows[fresh])  # rows are written once: the backtest's values
+        index = {int(t): i for i, t in enumerate(table.open_time)}
+        for hour in hours:
+            i = index.get(hour)
+            if i is None:
+                break  # no kline at all at or after this hour yet
+            self.last_hour = hour
+            if not self.learner.rows.has_window(int(hour_numbers[i]), spec.window):
+                continue  # warm-up: no full window of defined feature rows yet
+            is_degraded = not self.history.symbols_at(hour).issuperset(spec.symbols)
+            decision, order = self._decide_hour(batch_id, table, i, is_degraded)
+            decisions.append(decision)
+            if order is not None:
+                orders.append(order)
+        return decisions, orders
+
+    def _decide_hour(self, batch_id: int, table: FeatureTable, i: int, degraded: bool
+                     ) -> tuple[DecisionRecord, OrderRecord | None]:  # fmt: skip
+        assert self.learner is not None
+        hour, price, tradable = int(table.open_time[i]), float(table.close[i]), bool(table.tradable[i])
+        hour_number = hour // HOUR_MS
+        equity_before = self.portfolio.equity(price)
+        account = self.portfolio.account(price, self.sizing)
+        self._complete_transition(hour_number, account, equity_before)
+        q = self.learner.q_values(hour_number, account)
+        action, greedy, explored = self.learner.act(q, tradable)
+        self.portfolio.mark(hour, price)
+        order, profit = self._order(batch_id, hour, action, price) if action else (None, 0.0)
+        self.pending = _Pending(hour_number, account, action, profit, equity_before)
+        decision = DecisionRecord(
+            self.config.trader_id, self.symbol, hour, self.version, action, greedy, float(q[0]), float(q[1]),
+            float(q[2]), price, self.learner.epsilon, explored, self.online_updates, degraded, tradable, batch_id,
+            order.client_order_id if order else None, order.status if order else None, self.swapped_from,
+        )  # fmt: skip
+        self.swapped_from = None
+        self.sink.write_decision(decision)
+        self.sink.write_position(self._position(batch_id, hour, price))
+        log.debug("decision trader_id=%s symbol=%s open_time=%d batch_id=%d model_version=%s action=%s",
+                  self.config.trader_id, self.symbol, hour, batch_id, self.version, decision.action_name)  # fmt: skip
+        return decision, order
+
+    def _complete_transition(self, hour_number: int, account: np.ndarray, equity_now: float) -> None:
+        """Turn the previous hour into a transition ending at this hour's state (models/env.py rewards)."""
+        pending, self.pending = self.pending, None
+        if pending is None or self.learner is None or not self.config.online.enabled:
+            return
+        if self.reward_kind == "reference":
+            reward = max(pending.profit, 0.0)
+        else:
+            reward = math.log(max(equity_now, 1e-12) / max(pending.equity_before, 1e-12))
+            increase = self.portfolio.drawdown_increase(equity_now)
+            if self.reward_kind == "risk":
+                reward -= self.drawdown_penalty * increase
+        self.learner.observe(pending.hour, pending.account, pending.action, reward, hour_number, account)
+
+    def _order(self, batch_id: int, hour: int, action: int, price: float) -> tuple[OrderRecord, float]:
+        """Risk-check and send the order of ``action``; returns its record and the realised profit."""
+        side = SIDES[action]
+        quantity = self.portfolio.order_quantity(side, price, self.sizing)
+        cid = client_order_id(self.config.trader_id, self.version, self.symbol, hour)
+        account = AccountView(self.portfolio.units, self.portfolio.cash, self.portfolio.equity(price),
+                              self.portfolio.day_start_equity)  # fmt: skip
+        killed = self.kill_switch.active()
+        reason = check_order(self.limits, side, quantity, price, account, killed, self.config.fee_rate)
+
+        def record(status: str, why: str | None, filled: float, fill_price: float, fee: float,
+                   exchange_id: str | None) -> OrderRecord:  # fmt: skip
+            return OrderRecord(self.config.trader_id, self.symbol, hour, cid, self.version, side, quantity,
+                               price, status, why, filled, fill_price, fee, self.broker.mode, exchange_id,
+                               batch_id)  # fmt: skip
+
+        if reason is not None:
+            order = record("rejected", reason, 0.0, 0.0, 0.0, None)
+            self.sink.write_order(order)
+            return order, 0.0
+        self.sink.write_order(record("new", None, 0.0, 0.0, 0.0, None))
+        fill = self.broker.submit(OrderRequest(cid, self.symbol, side, quantity, price, hour))
+        profit = 0.0
+        if fill.status == "filled":
+            profit = self.portfolio.apply_fill(side, fill.filled_quantity, fill.fill_price, fill.fee)
+        order = record(fill.status, fill.reason, fill.filled_quantity, fill.fill_price, fill.fee,
+                       fill.exchange_order_id)  # fmt: skip
+        self.sink.write_order(order)
+        log.info("order trader_id=%s symbol=%s open_time=%d batch_id=%d model_version=%s side=%s status=%s "
+                 "client_order_id=%s", self.config.trader_id, self.symbol, hour, batch_id, self.version, side,
+                 order.status, cid)  # fmt: skip
+        return order, profit
+
+    def _position(self, batch_id: int, hour: int, price: float) -> PositionRecord:
+        p = self.portfolio
+        return PositionRecord(self.config.trader_id, self.symbol, hour, self.version, p.units, p.cash, p.equity(price),
+                              p.buy_hold_equity(price), p.realized_pnl, p.fees_paid, p.day_start_equity,
+                              batch_id)  # fmt: skip
+
+    def _maybe_log_online(self) -> None:
+        every, updates = self.config.log_online_every, self.online_updates
+        if every <= 0 or self.learner is None or updates // every <= self.logged_updates // every:
+            return
+        close = self.history.close(self.symbol, self.last_hour) if self.last_hour is not None else None
+        equity = self.portfolio.equity(close) if close is not None else self.portfolio.cash
+        metrics = {"online_updates": float(updates), "equity": equity, "epsilon": self.learner.epsilon}
+        try:
+            policy = self.learner.serving_policy({"parent_version": self.version, "online_updates": updates})
+            self.online_logger.log_online(self.version, policy, metrics, updates)
+        except Exception:  # best effort: trading must not stop because MLflow is down
+            log.warning("could not log online weights model_version=%s online_updates=%d", self.version, updates,
+                        exc_info=True)  # fmt: skip
+        self.logged_updates = updates
+
+    # --- checkpoint -----------------------------------------------------------------------------
+    def _checkpoint(self) -> Checkpoint:
+        assert self.learner is not None
+        p = self.pending
+        pending = None if p is None else [p.hour, p.account.tolist(), p.action, p.profit, p.equity_before]
+        state = {
+            "trader_id": self.config.trader_id,
+            "batch_id": self.last_batch_id,
+            "model_version": self.version,
+            "last_hour": self.last_hour,
+            "released_until": self.released_until,
+            "learner": self.learner.state_dict(),
+            "portfolio": self.portfolio.to_dict(),
+            "pending": pending,
+            "history": self.history.to_state(),
+            "swapped_from": self.swapped_from,
+            "logged_updates": self.logged_updates,
+        }
+        return Checkpoint(self.last_batch_id, self.version, self.online_updates, encode_state(state))
+
+    def _restore(self, checkpoint: Checkpoint) -> None:
+        state = decode_state(checkpoint.blob)
+        self._use_version(str(state["model_version"]))
+        assert self.learner is not None
+        self.learner.load_state_dict(state["learner"])
+        self.portfolio = Portfolio.from_dict(state["portfolio"])
+        pending = state["pending"]
+        if pending is not None:
+            account = np.asarray(pending[1], dtype=np.float32)
+            self.pending = _Pending(int(pending[0]), account, int(pending[2]), float(pending[3]), float(pending[4]))
+        self.history = History.from_state(state["history"])
+        self.last_hour = None if state["last_hour"] is None else int(state["last_hour"])
+        self.released_until = None if state["released_until"] is None else int(state["released_until"])
+        self.last_batch_id = int(state["batch_id"])
+        self.swapped_from = state["swapped_from"]
+        self.logged_updates = int(state["logged_updates"])
+        log.info("trader restored trader_id=%s batch_id=%d model_version=%s online_updates=%d",
+                 self.config.trader_id, self.last_batch_id, self.version, self.online_updates)  # fmt: skip
+
+
+def _trading_rules(policy: Policy, config: TraderConfig, limits: RiskLimits) -> tuple[Sizing, str, float]:
+    """(order sizing, online reward kind, drawdown penalty) from the policy's training env_config."""
+    env = policy.metadata.get("env_config") or {}
+    accounting = config.accounting or str(env.get("accounting", "unit"))
+    reward = config.reward or str(env.get("reward", "reference"))
+    if accounting not in ("unit", "portfolio") or reward not in ("reference", "log_return", "risk"):
+        raise ValueError(f"unsupported accounting {accounting!r} or reward {reward!r}")
+    if accounting == "portfolio" and reward == "reference":
+        reward = "log_return"  # the reference reward needs unit accounting (models/env.py)
+    sizing = Sizing(
+        accounting, config.order_units, float(env.get("position_step", 0.2)), float(env.get("max_position", 1.0)),
+        config.fee_rate, config.slippage_bps, limits.max_position_units,
+    )  # fmt: skip
+    return sizing, reward, float(env.get("drawdown_penalty", 1.0))

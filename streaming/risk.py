@@ -1,0 +1,104 @@
+"""Pre-trade risk checks: kill switch, daily-loss stop, maximum position, maximum order notional, cash.
+
+:func:`check_order` is a pure function of the limits, the order and the account marked at the
+decision's close, so a replayed micro-batch takes the same risk decisions. An order that fails a
+check is never sent; the trader records it as ``rejected`` with the reason.
+
+- **Kill switch** (setting ``KLINESTREAM_KILL_SWITCH`` or a control message, see :class:`Controls`):
+  no new order at all, from the hour it is seen on; decisions go on being recorded.
+- **Daily-loss stop:** once the equity of the current UTC day (of the decision hour, so replays
+  agree) has fallen ``daily_loss_limit`` below its value at the day's first decision, no order that
+  adds to the position (buys) until the next UTC day; sells, which reduce risk, stay allowed.
+- **Max position:** a buy that would hold more than ``max_position_units`` base units is refused.
+- **Max order notional:** an order worth more than ``max_order_notional`` is refused.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from models.settings import Settings
+
+KILL_SWITCH = "kill_switch"
+DAILY_LOSS = "daily_loss_limit"
+MAX_POSITION = "max_position"
+MAX_NOTIONAL = "max_order_notional"
+INSUFFICIENT_CASH = "insufficient_cash"
+NO_POSITION = "no_position"
+NO_ROOM = "no_room"
+_EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class RiskLimits:
+    max_position_units: float
+    max_order_notional: float
+    daily_loss_limit: float
+    kill_switch: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RiskLimits:
+        return cls(
+            settings.max_position_units, settings.max_order_notional, settings.daily_loss_limit, settings.kill_switch
+        )
+
+
+@dataclass(frozen=True)
+class AccountView:
+    """The account at the decision's close, before the order."""
+
+    units: float
+    cash: float
+    equity: float
+    day_start_equity: float
+
+
+def check_order(
+    limits: RiskLimits, side: str, quantity: float, price: float, account: AccountView, killed: bool, fee_rate: float
+) -> str | None:
+    """The reason to refuse the order, or None when it may be sent."""
+    if killed or limits.kill_switch:
+        return KILL_SWITCH
+    if side == "SELL":
+        return NO_POSITION if account.units <= _EPS or quantity <= _EPS else None
+    if quantity <= _EPS:
+        return NO_ROOM  # portfolio accounting: the position fraction is at its maximum or no cash is left
+    if account.day_start_equity - account.equity >= limits.daily_loss_limit:
+        return DAILY_LOSS
+    if quantity * price > limits.max_order_notional + _EPS:
+        return MAX_NOTIONAL
+    if account.units + quantity > limits.max_position_units + _EPS:
+        return MAX_POSITION
+    if quantity * price * (1.0 + fee_rate) > account.cash + _EPS:
+        return INSUFFICIENT_CASH
+    return None
+
+
+class Controls(Protocol):
+    """Operator controls the trader reads while it runs (e.g. the Cassandra ``controls`` table)."""
+
+    def kill_switch_active(self) -> bool: ...
+
+
+class NoControls:
+    """No control channel: only the ``kill_switch`` setting stops orders."""
+
+    def kill_switch_active(self) -> bool:
+        return False
+
+
+class CachedKillSwitch:
+    """Reads a :class:`Controls` at most every ``ttl_seconds`` (0 = on every call)."""
+
+    def __init__(self, controls: Controls, ttl_seconds: float = 1.0, clock: Callable[[], float] = time.monotonic):
+        self.controls, self.ttl, self.clock = controls, ttl_seconds, clock
+        self._value, self._read_at = False, float("-inf")
+
+    def active(self) -> bool:
+        now = self.clock()
+        if self.ttl <= 0 or now - self._read_at >= self.ttl:
+            self._value, self._read_at = bool(self.controls.kill_switch_active()), now
+        return self._value

@@ -1,0 +1,118 @@
+"""In-memory stand-ins for the online trader's services (unit tests only) and small policies."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import pandas as pd
+import torch
+
+from models.config import AgentConfig, EnvConfig, config_to_dict
+from models.features import Normalizer, compute_feature_table, infer_spec
+from models.kline import Kline
+from models.networks import build_network
+from models.policy import Policy
+from models.synthetic import synthetic_klines
+from streaming.checkpoint import Checkpoint, InFlight
+from streaming.records import DecisionRecord, OrderRecord, PositionRecord
+
+SYMBOLS = ("BNBUSDT", "BTCUSDT", "ETHUSDT", "LTCUSDT", "XRPUSDT")
+
+
+def make_policy(frame: pd.DataFrame, seed: int = 0, variant: str = "linear", env: EnvConfig | None = None) -> Policy:
+    """A randomly initialised policy whose features and normalisation are fitted on ``frame``."""
+    spec = infer_spec(frame, SYMBOLS, "BTCUSDT", window=10)
+    normalizer = Normalizer.fit(compute_feature_table(frame, spec), spec)
+    torch.manual_seed(seed)
+    network = build_network(variant, spec.window, spec.n_features, spec.n_account)
+    metadata = {"env_config": config_to_dict(env or EnvConfig())}
+    return Policy(spec, normalizer, AgentConfig(variant=variant), network, metadata)
+
+
+def market(hours: int, seed: int = 0, missing_hours: tuple[int, ...] = ()) -> pd.DataFrame:
+    return synthetic_klines(hours, SYMBOLS, "BTCUSDT", seed=seed, missing_hours=missing_hours)
+
+
+def to_klines(frame: pd.DataFrame) -> list[Kline]:
+    out = []
+    for row in frame.to_dict("records"):
+        clean = {k: (None if v is pd.NA or (isinstance(v, float) and math.isnan(v)) else v) for k, v in row.items()}
+        for name in ("open_time", "close_time", "count"):
+            if clean.get(name) is not None:
+                clean[name] = int(clean[name])
+        out.append(Kline(**clean))
+    return out
+
+
+def hourly_batches(klines: list[Kline], hours_per_batch: int) -> list[list[Kline]]:
+    """Klines grouped into micro-batches of ``hours_per_batch`` hours each, in hour order."""
+    hours = sorted({k.open_time for k in klines})
+    groups = [set(hours[i : i + hours_per_batch]) for i in range(0, len(hours), hours_per_batch)]
+    return [[k for k in klines if k.open_time in group] for group in groups]
+
+
+@dataclass
+class MemorySink:
+    decisions: dict[tuple[str, str, int, str], DecisionRecord] = field(default_factory=dict)
+    orders: dict[tuple[str, str, int, str], OrderRecord] = field(default_factory=dict)
+    positions: dict[tuple[str, str, int], PositionRecord] = field(default_factory=dict)
+    writes: int = 0
+
+    def write_decision(self, record: DecisionRecord) -> None:
+        self.decisions[(record.trader_id, record.symbol, record.open_time, record.model_version)] = record
+        self.writes += 1
+
+    def write_order(self, record: OrderRecord) -> None:
+        self.orders[(record.trader_id, record.symbol, record.open_time, record.client_order_id)] = record
+        self.writes += 1
+
+    def write_position(self, record: PositionRecord) -> None:
+        self.positions[(record.trader_id, record.symbol, record.open_time)] = record
+        self.writes += 1
+
+
+@dataclass
+class MemoryCheckpoints:
+    saved: dict[str, Checkpoint] = field(default_factory=dict)
+    flights: dict[str, InFlight] = field(default_factory=dict)
+    saves: int = 0
+
+    def load_checkpoint(self, trader_id: str) -> Checkpoint | None:
+        return self.saved.get(trader_id)
+
+    def save_checkpoint(self, trader_id: str, checkpoint: Checkpoint) -> None:
+        self.saved[trader_id] = checkpoint
+        self.saves += 1
+
+    def in_flight(self, trader_id: str) -> InFlight | None:
+        return self.flights.get(trader_id)
+
+    def mark_in_flight(self, trader_id: str, batch_id: int, model_version: str) -> None:
+        self.flights[trader_id] = InFlight(batch_id, model_version)
+
+
+@dataclass
+class StaticModelSource:
+    policies: dict[str, Policy]
+    current: str
+    loads: list[str] = field(default_factory=list)
+
+    def current_version(self) -> str:
+        return self.current
+
+    def load(self, version: str) -> Policy:
+        self.loads.append(version)
+        return self.policies[version]
+
+
+@dataclass
+class SwitchControls:
+    """A kill switch that turns on after ``on_after`` reads."""
+
+    on_after: int = 10**9
+    reads: int = 0
+
+    def kill_switch_active(self) -> bool:
+        self.reads += 1
+        return self.reads > self.on_after
