@@ -24,7 +24,8 @@ from mlflow.models import ModelSignature
 from mlflow.pyfunc import PythonModel
 from mlflow.types.schema import ColSpec, Schema
 
-from models.kline import FRAME_COLUMNS, OPTIONAL_COLUMNS, conform_frame
+from models.features import FeatureError
+from models.kline import FRAME_COLUMNS, HOUR_MS, OPTIONAL_COLUMNS, conform_frame
 from models.policy import Policy
 
 #: Name of the artifact that holds the Policy.save directory (``<model>/artifacts/policy``).
@@ -62,7 +63,9 @@ class KlinePolicyModel(PythonModel):
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         if self.policy is None:
             raise RuntimeError("the model was not loaded through mlflow.pyfunc.load_model (no load_context)")
-        decision = self.policy.decide(input_frame(model_input))
+        frame = input_frame(model_input)
+        _check_history(frame, self.policy)
+        decision = self.policy.decide(frame)
         return decision_frame(decision.open_time, decision.q_values, decision.action)
 
 
@@ -72,6 +75,16 @@ def input_frame(model_input: pd.DataFrame) -> pd.DataFrame:
     if "interval" not in frame.columns:
         frame["interval"] = "1h"
     return conform_frame(frame)
+
+
+def _check_history(frame: pd.DataFrame, policy: Policy) -> None:
+    """Fail with a readable error when the input spans fewer hours than the policy needs."""
+    hours = 0 if frame.empty else int((frame["open_time"].max() - frame["open_time"].min()) // HOUR_MS) + 1
+    if hours < policy.history_hours:
+        raise FeatureError(
+            f"the input spans {hours} hours; send the last {policy.history_hours} hourly klines of "
+            f"{', '.join(policy.spec.symbols)}"
+        )
 
 
 def decision_frame(open_time: int, q_values: np.ndarray, action: int) -> pd.DataFrame:
@@ -114,7 +127,7 @@ def input_example(klines: pd.DataFrame, policy: Policy) -> pd.DataFrame:
     frame = conform_frame(klines)
     frame = frame[frame["symbol"].isin(policy.spec.symbols)]
     latest = int(frame["open_time"].max())
-    first = latest - (policy.history_hours - 1) * 3_600_000
+    first = latest - (policy.history_hours - 1) * HOUR_MS
     frame = frame[frame["open_time"] >= first]
     out = pd.DataFrame({name: frame[name] for name in FRAME_COLUMNS})
     for name, kind in _INPUT_TYPES.items():

@@ -14,6 +14,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
 from mlflow import MlflowClient
 from mlflow.artifacts import download_artifacts
 from mlflow.entities.model_registry import ModelVersion
@@ -86,11 +87,8 @@ def load_version(
         raise _translate(exc, f"model {name!r} version {version}") from exc
     with tempfile.TemporaryDirectory(prefix="klinestream-model-") as tmp:
         try:
-            policy_dir = Path(
-                download_artifacts(
-                    artifact_uri=_policy_uri(client, model_version), dst_path=tmp, tracking_uri=tracking_uri
-                )
-            )
+            policy_uri = _policy_uri(client, model_version, tracking_uri, tmp)
+            policy_dir = Path(download_artifacts(artifact_uri=policy_uri, dst_path=tmp, tracking_uri=tracking_uri))
         except MlflowException as exc:
             raise _translate(exc, f"downloading the {POLICY_ARTIFACT} artifact of {name!r} version {version}") from exc
         if not (policy_dir / "policy.json").is_file():
@@ -103,13 +101,27 @@ def load_version(
     return LoadedPolicy(name, int(version), alias, policy, model_version.run_id, variant)
 
 
-def _policy_uri(client: MlflowClient, model_version: ModelVersion) -> str:
-    """Where the version's ``policy`` artifact lives (only that folder is downloaded, not the whole model)."""
+def _model_uri(client: MlflowClient, model_version: ModelVersion) -> str:
+    """The artifact URI of the version's model folder."""
     source = str(model_version.source)
     if source.startswith("models:/m-"):  # an MLflow 3 logged model
-        logged = client.get_logged_model(source.removeprefix("models:/"))
-        return f"{logged.artifact_location.rstrip('/')}/artifacts/{POLICY_ARTIFACT}"
-    return f"{source.rstrip('/')}/artifacts/{POLICY_ARTIFACT}"
+        return str(client.get_logged_model(source.removeprefix("models:/")).artifact_location).rstrip("/")
+    return source.rstrip("/")
+
+
+def _policy_uri(client: MlflowClient, model_version: ModelVersion, tracking_uri: str, tmp: str) -> str:
+    """Where the version's ``policy`` artifact lives, read from its MLmodel file (so only that folder is
+    downloaded, not the whole model)."""
+    model_uri = _model_uri(client, model_version)
+    mlmodel = Path(download_artifacts(artifact_uri=f"{model_uri}/MLmodel", dst_path=tmp, tracking_uri=tracking_uri))
+    flavor = (yaml.safe_load(mlmodel.read_text()) or {}).get("flavors", {}).get("python_function", {})
+    entry = flavor.get("artifacts", {}).get(POLICY_ARTIFACT)
+    if not entry:
+        raise RegistryError(
+            f"{model_version.name!r} version {model_version.version} has no {POLICY_ARTIFACT!r} artifact: "
+            "not a Klinestream model"
+        )
+    return f"{model_uri}/{entry['path']}"
 
 
 def load_alias(tracking_uri: str, name: str, alias: str = CHAMPION, device: str = "cpu") -> LoadedPolicy:

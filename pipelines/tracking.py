@@ -17,7 +17,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -159,16 +161,19 @@ def log_policy_model(policy_dir: Path | str, klines: pd.DataFrame) -> str:
     ``klines``: contract-form klines ending at the test range; the last hours become the input example.
     """
     policy = Policy.load(policy_dir, device="cpu")
-    info = mlflow.pyfunc.log_model(
-        name=MODEL_ARTIFACT_NAME,
-        python_model=KlinePolicyModel(),
-        artifacts={POLICY_ARTIFACT: str(policy_dir)},
-        code_paths=[str(MODELS_PACKAGE_DIR)],
-        signature=model_signature(),
-        input_example=input_example(klines, policy),
-        pip_requirements=pip_requirements(),
-        tags={"variant": policy.variant},
-    )
+    with tempfile.TemporaryDirectory(prefix="klinestream-policy-") as tmp:
+        # MLflow keeps the folder's own name: give it the artifact's name, whatever policy_dir is called
+        staged = shutil.copytree(policy_dir, Path(tmp) / POLICY_ARTIFACT)
+        info = mlflow.pyfunc.log_model(
+            name=MODEL_ARTIFACT_NAME,
+            python_model=KlinePolicyModel(),
+            artifacts={POLICY_ARTIFACT: str(staged)},
+            code_paths=[str(MODELS_PACKAGE_DIR)],
+            signature=model_signature(),
+            input_example=input_example(klines, policy),
+            pip_requirements=pip_requirements(),
+            tags={"variant": policy.variant},
+        )
     log.info("logged model uri=%s variant=%s", info.model_uri, policy.variant)
     return str(info.model_uri)
 

@@ -1,0 +1,112 @@
+"""The champion/challenger gate's pure comparison (pipelines/promotion.py: judge) and the retrain params."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from models.errors import PermanentError
+from pipelines.promotion import GateConfig, HoldoutMetrics, judge
+from pipelines.retrain import config_from_params, train_configs
+
+CONFIG = GateConfig(sharpe_margin=0.1, max_drawdown=0.3, drawdown_slack=0.05, min_trades=10)
+CHAMPION = HoldoutMetrics(sharpe=1.0, max_drawdown=0.10, n_trades=40)
+
+
+def test_a_challenger_that_beats_the_champion_by_more_than_the_margin_is_promoted() -> None:
+    decision = judge(HoldoutMetrics(1.2, 0.12, 30), CHAMPION, CONFIG)
+    assert decision.promote
+    assert "beats champion" in decision.summary
+
+
+def test_a_worse_challenger_is_rejected_with_the_numbers_in_the_reason() -> None:
+    decision = judge(HoldoutMetrics(0.5, 0.10, 30), CHAMPION, CONFIG)
+    assert not decision.promote
+    assert "0.5000 does not beat champion 1.0000" in decision.summary
+
+
+def test_a_tie_is_not_promoted_even_with_a_zero_margin() -> None:
+    tie = HoldoutMetrics(1.0, 0.10, 40)
+    assert not judge(tie, CHAMPION, CONFIG).promote
+    assert not judge(tie, CHAMPION, GateConfig(sharpe_margin=0.0, min_trades=0)).promote
+
+
+def test_a_better_sharpe_within_the_margin_is_not_enough() -> None:
+    assert not judge(HoldoutMetrics(1.05, 0.10, 40), CHAMPION, CONFIG).promote
+
+
+def test_a_drawdown_above_the_absolute_bound_is_rejected_even_with_a_better_sharpe() -> None:
+    decision = judge(HoldoutMetrics(3.0, 0.31, 40), CHAMPION, CONFIG)
+    assert not decision.promote
+    assert "bound 0.3000" in decision.summary
+
+
+def test_a_drawdown_much_worse_than_the_champions_is_rejected() -> None:
+    decision = judge(HoldoutMetrics(3.0, 0.16, 40), CHAMPION, CONFIG)
+    assert not decision.promote
+    assert "slack" in decision.summary
+
+
+def test_too_few_trades_is_rejected() -> None:
+    decision = judge(HoldoutMetrics(3.0, 0.05, 9), CHAMPION, CONFIG)
+    assert not decision.promote
+    assert "9 trades < minimum 10" in decision.summary
+
+
+def test_without_a_champion_the_absolute_bounds_decide() -> None:
+    assert judge(HoldoutMetrics(-0.5, 0.2, 12), None, CONFIG).promote
+    assert not judge(HoldoutMetrics(2.0, 0.4, 12), None, CONFIG).promote
+    assert not judge(HoldoutMetrics(2.0, 0.2, 3), None, CONFIG).promote
+    assert not judge(HoldoutMetrics(-0.5, 0.2, 12), None, GateConfig(min_sharpe=0.0, min_trades=0)).promote
+
+
+def test_a_non_finite_sharpe_is_never_promoted() -> None:
+    assert not judge(HoldoutMetrics(math.nan, 0.1, 40), None, CONFIG).promote
+
+
+def test_every_failed_check_is_reported() -> None:
+    decision = judge(HoldoutMetrics(0.0, 0.5, 1), CHAMPION, CONFIG)
+    assert len(decision.reasons) == 4
+
+
+def test_holdout_metrics_come_from_the_portfolio_accounting_with_fees() -> None:
+    figures = {"sharpe": 1.5, "max_drawdown": 0.2, "n_trades": 12, "total_return": 0.03}
+    report = {"agent": {"portfolio_fees": figures, "portfolio_no_fees": {**figures, "sharpe": 9.0}}}
+    assert HoldoutMetrics.from_report(report) == HoldoutMetrics(1.5, 0.2, 12, 0.03)
+
+
+def test_dag_params_become_a_retrain_config_with_gate_fields() -> None:
+    config = config_from_params(
+        {
+            "train_range": "2022-01-01:2022-02-01",
+            "test_range": "2022-02-01:2022-03-01",
+            "variants": ["lstm"],
+            "seeds": [1, 2],
+            "episodes": 2,
+            "episode_hours": 48,
+            "n_envs": None,
+            "promote": False,
+            "gate_sharpe_margin": 0.0,
+            "gate_min_trades": 3,
+        }
+    )
+    assert config.variants == ("lstm",) and config.seeds == (1, 2) and config.episodes == 2
+    assert config.n_envs is None and not config.promote
+    assert config.gate == GateConfig(sharpe_margin=0.0, min_trades=3)
+
+
+@pytest.mark.parametrize(
+    ("params", "message"), [({"variants": ["cnn"]}, "variants must be among"), ({"train_range": "2022"}, "START:END")]
+)
+def test_bad_dag_params_fail_with_a_readable_error(params: dict[str, object], message: str) -> None:
+    with pytest.raises(PermanentError, match=message):
+        config_from_params(params)
+
+
+def test_fewer_episodes_scale_the_training_down() -> None:
+    config = config_from_params({"episodes": 2, "episode_hours": 48, "n_envs": 4})
+    agent, env, train = train_configs("linear", 3, config, "cpu")
+    assert (env.episode_hours, train.n_envs, train.total_env_steps, train.seed) == (48, 4, 2 * 48 * 4, 3)
+    assert train.learning_starts <= train.total_env_steps // 4
+    assert agent.batch_size <= train.total_env_steps
