@@ -6,7 +6,8 @@ Layout: ``<root>/<zone>/symbol=<S>/interval=<I>/date=<YYYY-MM-DD>/part.parquet``
 Writes are keyed by the data: writing the klines of ``[start, end)`` replaces exactly the rows of that
 range in every partition it touches (rows outside the range are kept), through a temporary file and an
 atomic rename under a per-partition lock. Rerunning a range, or an overlapping one, therefore never
-duplicates a row. Reads prune partitions with pyarrow dataset filters on ``symbol`` and ``date``.
+duplicates a row. Reads open only the partitions of the wanted symbols and days (paths derived from the key) and
+filter rows by open time with a pyarrow dataset filter.
 """
 
 from __future__ import annotations
@@ -180,27 +181,27 @@ def read_range(
 ) -> pd.DataFrame:
     """The klines of ``symbols`` with ``start_ms <= open_time < end_ms``, sorted by (symbol, open_time).
 
-    Only partitions of the wanted symbols and days are opened (pyarrow prunes by the path filters).
+    Only the partitions of the wanted symbols and days are opened: their paths are derived from the
+    key (no listing of the zone), and pyarrow filters the rows by open time inside them.
     """
     _check_zone(zone)
     base = Path(root) / zone
-    days = days_in_range(start_ms, end_ms)
-    if not base.exists() or not days or not symbols:
+    paths = [
+        str(PartitionKey(zone, symbol, interval, date).path(Path(root)) / PART_FILE)
+        for symbol in symbols
+        for date in days_in_range(start_ms, end_ms)
+    ]
+    paths = [p for p in paths if os.path.exists(p)]
+    if not paths:
         return empty_frame()
-    dataset = ds.dataset(base, format="parquet", partitioning=PARTITIONING, schema=_dataset_schema())
-    expression = (
-        ds.field("symbol").isin(list(symbols))
-        & (ds.field("interval") == interval)
-        & (ds.field("date") >= days[0])
-        & (ds.field("date") <= days[-1])
-        & (ds.field("open_time") >= start_ms)
-        & (ds.field("open_time") < end_ms)
+    dataset = ds.dataset(
+        paths, format="parquet", partitioning=PARTITIONING, partition_base_dir=str(base), schema=_dataset_schema()
     )
+    expression = (ds.field("open_time") >= start_ms) & (ds.field("open_time") < end_ms)
     table = dataset.to_table(filter=expression)
     if table.num_rows == 0:
         return empty_frame()
-    frame = table.drop_columns(["date"]).to_pandas()
-    return conform_frame(frame)
+    return conform_frame(table.drop_columns(["date"]).to_pandas())
 
 
 def _dataset_schema() -> pa.Schema:
