@@ -1,0 +1,131 @@
+"""``dqn_retrain``: retrain Linear-DQN and LSTM-DQN, register both in MLflow, gate the champion.
+
+Runs when triggered from the Airflow UI (with the params below), weekly (Monday 03:00 UTC), and when
+the klines_backfill DAG publishes new validated klines (the lake Asset). Thin: every task calls one
+function of ``pipelines/retrain.py``; heavy imports happen inside the tasks; tasks pass paths, run ids
+and version numbers, never frames or models.
+
+    plan ─┬─► build_dataset ─► train[variant] ─► evaluate[variant] ─► register[variant] ─► gate
+          └──────────────────────┘ (one mapped task per variant, in parallel)
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pendulum
+from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, get_current_context, task
+
+#: Published by the klines_backfill DAG (dags/klines_backfill.py) when validated klines land in the lake.
+VALIDATED_KLINES = Asset("klinestream://lake/validated/klines_1h")
+
+PARAMS = {
+    "train_range": Param("2021-01-01:2022-01-01", type="string",
+                         description="Training klines, START:END (UTC, end excluded)."),
+    "test_range": Param("2023-01-01:2023-02-01", type="string",
+                        description="Holdout klines for evaluation and the gate."),
+    "variants": Param(["linear", "lstm"], type="array", items={"type": "string", "enum": ["linear", "lstm"]},
+                      description="Q-network variants to train (one parallel task each)."),
+    "seeds": Param([0], type="array", items={"type": "integer"},
+                   description="Seeds per variant (one MLflow run each; the best in-sample is registered)."),
+    "episodes": Param(None, type=["null", "integer"], minimum=1,
+                      description="Episodes per environment; empty = the project's default training length."),
+    "episode_hours": Param(None, type=["null", "integer"], minimum=2,
+                           description="Episode length in hours; empty = 720."),
+    "n_envs": Param(None, type=["null", "integer"], minimum=1, description="Parallel environments; empty = default."),
+    "promote": Param(True, type="boolean", description="Run the champion/challenger gate after registering."),
+    "gate_sharpe_margin": Param(0.1, type="number", description="Sharpe (after fees) the challenger must add."),
+    "gate_max_drawdown": Param(0.35, type="number", description="Largest max drawdown allowed (fraction)."),
+    "gate_drawdown_slack": Param(0.05, type="number", description="How much worse than the champion's drawdown."),
+    "gate_min_trades": Param(10, type="integer", minimum=0, description="Fewest trades on the holdout."),
+}  # fmt: skip
+
+DEFAULT_ARGS: dict[str, Any] = {
+    "owner": "klinestream",
+    "retries": 1,
+    "retry_delay": timedelta(minutes=2),
+    "execution_timeout": timedelta(hours=2),
+}
+
+
+def _context() -> tuple[Any, Any, str]:
+    """(settings, retrain config, dag run id) of the running task."""
+    from models.settings import load_settings
+    from pipelines.retrain import config_from_params
+
+    context = get_current_context()
+    return load_settings(), config_from_params(context["params"]), str(context["dag_run"].run_id)
+
+
+with DAG(
+    dag_id="dqn_retrain",
+    description="Retrain both DQN variants on the validated lake, register them in MLflow, gate the champion.",
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("0 3 * * 1", timezone="UTC"), assets=[VALIDATED_KLINES]
+    ),
+    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    params=PARAMS,
+    default_args=DEFAULT_ARGS,
+    tags=["klinestream", "training", "mlflow"],
+    doc_md=__doc__,
+) as dag:
+
+    @task(task_id="plan", execution_timeout=timedelta(minutes=2))
+    def plan() -> list[str]:
+        """Validate the params; the variants to train."""
+        _, config, _ = _context()
+        return list(config.variants)
+
+    @task(task_id="build_dataset", execution_timeout=timedelta(minutes=30))
+    def build_dataset() -> dict[str, Any]:
+        """Snapshot the validated lake's klines of the run's ranges into one Parquet file."""
+        from pipelines.retrain import build_snapshot, work_dir
+
+        settings, config, run_id = _context()
+        return build_snapshot(settings, config, work_dir(settings, run_id))
+
+    @task(task_id="train", map_index_template="{{ variant }}")
+    def train(snapshot: dict[str, Any], variant: str) -> dict[str, Any]:
+        """Train one variant (one MLflow run per seed)."""
+        from pipelines.retrain import train_variant, work_dir
+
+        get_current_context()["variant"] = variant  # type: ignore[typeddict-unknown-key]
+        settings, config, run_id = _context()
+        return train_variant(settings, config, snapshot, variant, work_dir(settings, run_id), run_id)
+
+    @task(task_id="evaluate", map_index_template="{{ variant }}", execution_timeout=timedelta(minutes=30))
+    def evaluate(snapshot: dict[str, Any], trained: dict[str, Any]) -> dict[str, Any]:
+        """Backtest on the holdout (agent and buy-and-hold, both accountings) and log metrics and plots."""
+        from pipelines.retrain import evaluate_variant
+
+        get_current_context()["variant"] = trained["variant"]  # type: ignore[typeddict-unknown-key]
+        settings, config, _ = _context()
+        return evaluate_variant(settings, config, snapshot, trained)
+
+    @task(task_id="register", map_index_template="{{ variant }}", execution_timeout=timedelta(minutes=20))
+    def register(snapshot: dict[str, Any], evaluated: dict[str, Any]) -> dict[str, Any]:
+        """Log the pyfunc model, register a new version of the model and make it the challenger."""
+        from pipelines.retrain import register_variant
+
+        get_current_context()["variant"] = evaluated["variant"]  # type: ignore[typeddict-unknown-key]
+        settings, config, run_id = _context()
+        return register_variant(settings, config, snapshot, evaluated, run_id)
+
+    @task(task_id="gate", execution_timeout=timedelta(minutes=30))
+    def gate(snapshot: dict[str, Any], registered: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Promote a challenger that beats the champion on the holdout (or none); tag every decision."""
+        from pipelines.retrain import gate_versions
+
+        settings, config, _ = _context()
+        return gate_versions(settings, config, snapshot, list(registered))
+
+    variants = plan()
+    snapshot = build_dataset()
+    variants >> snapshot
+    trained = train.partial(snapshot=snapshot).expand(variant=variants)
+    evaluated = evaluate.partial(snapshot=snapshot).expand(trained=trained)
+    registered = register.partial(snapshot=snapshot).expand(evaluated=evaluated)
+    gate(snapshot, registered)
