@@ -1,0 +1,103 @@
+"""``klinestream promote`` and ``klinestream models``: the champion/challenger aliases of the MLflow registry.
+
+- ``promote --version N``: make version N the champion (the old one becomes ``previous``);
+- ``promote --rollback``: put the ``previous`` champion back;
+- ``promote --auto``: run the gate on the ``challenger`` against the ``champion`` on a holdout read from
+  the validated kline lake (default: the challenger's own test range);
+- ``models``: the versions with their variant, aliases and gate decisions.
+
+Setting ``champion`` in the MLflow UI does the same as ``promote --version``: the platform reads aliases.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import typer
+
+if TYPE_CHECKING:
+    from models.settings import Settings
+    from pipelines.promotion import GateDecision
+
+AUTO_HELP = "Gate the challenger against the champion on the holdout; promote only when it wins."
+
+
+def promote(
+    version: int | None = typer.Option(None, "--version", min=1, help="Make this version the champion."),
+    rollback: bool = typer.Option(False, "--rollback", help="Put the previous champion back."),
+    auto: bool = typer.Option(False, "--auto", help=AUTO_HELP),
+    test_range: str | None = typer.Option(
+        None, "--test-range", help="Holdout for --auto, START:END (default: the challenger's test_range tag)."
+    ),
+    sharpe_margin: float = typer.Option(0.1, help="--auto: Sharpe after fees the challenger must add."),
+    max_drawdown: float = typer.Option(0.35, help="--auto: largest max drawdown allowed (fraction)."),
+    min_trades: int = typer.Option(10, help="--auto: fewest trades on the holdout."),
+) -> None:
+    """Move the champion alias of the registered model: to a version, back (rollback), or by the gate."""
+    from models.registry import CHALLENGER, RegistryError, alias_version, registry_client
+    from models.settings import load_settings
+    from pipelines import promotion
+
+    if sum([version is not None, rollback, auto]) != 1:
+        raise typer.BadParameter("give exactly one of --version N, --rollback, --auto")
+    settings = load_settings()
+    uri, name = settings.mlflow_tracking_uri, settings.mlflow_model_name
+    client = registry_client(uri)
+    if version is not None:
+        client.get_model_version(name, str(version))  # fails with MLflow's message when it does not exist
+        old = promotion.promote(client, name, version, how="manual", tracking_uri=uri)
+        typer.echo(f"{name}: champion = version {version}" + (f" (previous = {old})" if old else ""))
+    elif rollback:
+        champion = promotion.rollback(client, name, uri)
+        typer.echo(f"{name}: rolled back, champion = version {champion}")
+    else:
+        challenger = alias_version(uri, name, CHALLENGER)
+        if challenger is None:
+            raise RegistryError(f"model {name!r} has no challenger: run the dqn_retrain DAG first")
+        decision = _auto(settings, challenger, test_range, sharpe_margin, max_drawdown, min_trades)
+        typer.echo(f"{name}: version {challenger} {decision.summary}")
+
+
+def _auto(settings: Settings, challenger: int, test_range: str | None, sharpe_margin: float, max_drawdown: float,
+          min_trades: int) -> GateDecision:  # fmt: skip
+    from models.kline import HOUR_MS
+    from models.registry import registry_client
+    from pipelines import promotion
+    from pipelines.dataset import parse_range
+    from pipelines.retrain import HISTORY_PAD_HOURS, read_validated_klines
+
+    uri, name = settings.mlflow_tracking_uri, settings.mlflow_model_name
+    tags = registry_client(uri).get_model_version(name, str(challenger)).tags
+    text = test_range or tags.get("test_range")
+    if not text:
+        raise typer.BadParameter("the challenger has no test_range tag: pass --test-range START:END")
+    holdout = parse_range(text)
+    klines = read_validated_klines(settings, holdout.start_ms - HISTORY_PAD_HOURS * HOUR_MS, holdout.end_ms)
+    config = promotion.GateConfig(sharpe_margin=sharpe_margin, max_drawdown=max_drawdown, min_trades=min_trades)
+    return promotion.gate_version(uri, name, challenger, klines, holdout, config, settings.fee_rate)
+
+
+def models() -> None:
+    """List the registered versions: variant, aliases, gate decision."""
+    from models.registry import registry_client
+    from models.settings import load_settings
+
+    settings = load_settings()
+    client = registry_client(settings.mlflow_tracking_uri)
+    name = settings.mlflow_model_name
+    aliases: dict[str, list[str]] = {}
+    for alias, number in client.get_registered_model(name).aliases.items():
+        aliases.setdefault(str(number), []).append(alias)
+    for item in sorted(client.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version)):
+        tags = item.tags
+        names = ",".join(sorted(aliases.get(str(item.version), [])))
+        typer.echo(
+            f"v{item.version:<4} {tags.get('variant', '?'):<7} {names:<28}"
+            f" gate: {tags.get('gate.decision', '-')} ({tags.get('gate.reason', '')})"
+            f" champion by: {tags.get('gate.promoted_by', '-')}"
+        )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("promote")(promote)
+    app.command("models")(models)
