@@ -1,0 +1,159 @@
+"""The online trader on the real Cassandra: idempotent schema, replays that write nothing twice,
+positions that reconcile with orders, a restart from the Cassandra checkpoint, and an outage that
+delays but loses nothing."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+from models.kline import HOUR_MS, Kline
+from models.settings import Settings
+from streaming.brokers import PaperBroker
+from streaming.cassandra_sink import TABLES, CassandraSink, connect_cluster, ensure_schema
+from streaming.online_learner import OnlineConfig
+from streaming.online_trader import OnlineTrader, TraderConfig
+from streaming.risk import RiskLimits
+from tests.integration.conftest import StackHandle
+from tests.integration.tcp_proxy import TcpProxy
+from tests.unit.trader_fakes import StaticModelSource, hourly_batches, make_policy, market, to_klines
+
+pytestmark = pytest.mark.integration
+
+LIMITS = RiskLimits(max_position_units=5.0, max_order_notional=1e6, daily_loss_limit=1e6)
+ONLINE = OnlineConfig(enabled=True, epsilon=0.1, batch_size=8, learn_starts=8, target_sync_every=5, buffer_size=500)
+TRADER = "paper-BTCUSDT"
+
+
+@pytest.fixture(scope="module")
+def keyspace_settings(stack: StackHandle, settings: Settings) -> Iterator[Settings]:
+    stack.require("cassandra")
+    ours = settings.model_copy(update={"cassandra_keyspace": f"test_trader_{uuid.uuid4().hex[:10]}"})
+    yield ours
+    cluster, session = connect_cluster(ours, max_outage_seconds=30)
+    try:
+        session.execute(f"DROP KEYSPACE IF EXISTS {ours.cassandra_keyspace}", timeout=60)
+    finally:
+        cluster.shutdown()
+
+
+@pytest.fixture(scope="module")
+def market_klines() -> tuple[object, list[Kline]]:
+    frame = market(33 + 96, seed=3)
+    return frame, to_klines(frame)
+
+
+def trader_on(sink: CassandraSink, policy: object, trader_id: str = TRADER) -> OnlineTrader:
+    config = TraderConfig(trader_id=trader_id, fee_rate=0.001, online=ONLINE, control_ttl_seconds=0.0)
+    source = StaticModelSource({"1": policy}, "1")  # type: ignore[dict-item]
+    return OnlineTrader.start(config, source, PaperBroker(0.001, 5.0), sink, sink, LIMITS,
+                              controls=sink.controls_for(trader_id))  # fmt: skip
+
+
+def test_schema_creation_is_idempotent(keyspace_settings: Settings) -> None:
+    cluster, session = connect_cluster(keyspace_settings, max_outage_seconds=60)
+    try:
+        ensure_schema(session, keyspace_settings.cassandra_keyspace)
+        ensure_schema(session, keyspace_settings.cassandra_keyspace)
+        rows = session.execute(
+            "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s",
+            (keyspace_settings.cassandra_keyspace,),
+        )
+        assert sorted(r.table_name for r in rows) == sorted(TABLES)
+    finally:
+        cluster.shutdown()
+
+
+def test_replayed_batches_write_nothing_twice_and_positions_reconcile_with_orders(
+    keyspace_settings: Settings, market_klines
+) -> None:
+    frame, klines = market_klines
+    torch.set_num_threads(1)
+    policy = make_policy(frame, seed=8)
+    batches = hourly_batches(klines, 4)
+    sink = CassandraSink.connect(keyspace_settings, max_outage_seconds=60)
+    try:
+        trader = trader_on(sink, policy, "replay-BTCUSDT")
+        for batch_id, batch in enumerate(batches[:20]):
+            trader.process_batch(batch_id, batch)
+        committed = sink.load_checkpoint("replay-BTCUSDT")
+        assert committed is not None and committed.batch_id == 19
+        trader.process_batch(20, batches[20])  # rows of batch 20 are written; the process dies before ...
+        sink.save_checkpoint("replay-BTCUSDT", committed)  # ... its commit (the pointer is back on 19)
+        restarted = trader_on(sink, policy, "replay-BTCUSDT")
+        assert restarted.last_batch_id == 19 and restarted.online_updates == committed.online_updates
+        for batch_id, batch in enumerate(batches[19:], start=19):  # 19 is skipped, 20 is replayed
+            restarted.process_batch(batch_id, batch)
+
+        decisions = sink.read("decisions", "replay-BTCUSDT", "BTCUSDT")
+        orders = sink.read("orders", "replay-BTCUSDT", "BTCUSDT")
+        positions = sink.read("positions", "replay-BTCUSDT", "BTCUSDT")
+        hours = sorted({k.open_time for k in klines})[33:]
+        assert [d["open_time"] for d in decisions] == hours  # one row per hour: nothing twice
+        assert [p["open_time"] for p in positions] == hours
+        assert len({o["client_order_id"] for o in orders}) == len(orders) == sum(d["action"] != 0 for d in decisions)
+        assert all(o["status"] in ("filled", "rejected") for o in orders)
+        filled = [o for o in orders if o["status"] == "filled"]
+        assert len(filled) > 5
+        units = sum(o["filled_quantity"] * (1 if o["side"] == "BUY" else -1) for o in filled)
+        sign = {"BUY": -1.0, "SELL": 1.0}
+        cash = 100_000.0 + sum(sign[o["side"]] * o["filled_quantity"] * o["fill_price"] - o["fee"] for o in filled)
+        last = positions[-1]
+        assert last["units"] == pytest.approx(units) and last["cash"] == pytest.approx(cash)
+        assert max(p["units"] for p in positions) <= LIMITS.max_position_units
+    finally:
+        sink.close()
+
+
+def test_kill_switch_row_stops_orders_at_once_while_decisions_go_on(keyspace_settings: Settings, market_klines) -> None:
+    frame, klines = market_klines
+    sink = CassandraSink.connect(keyspace_settings, max_outage_seconds=60)
+    try:
+        trader = trader_on(sink, make_policy(frame, seed=8), "kill-BTCUSDT")
+        batches = hourly_batches(klines, 12)
+        for batch_id, batch in enumerate(batches[:4]):
+            trader.process_batch(batch_id, batch)
+        sink.set_kill_switch(True, "integration test", trader_id="kill-BTCUSDT")
+        result = trader.process_batch(4, batches[4])
+        assert len(result.decisions) == 12
+        assert result.orders and all(o.status == "rejected" and o.reason == "kill_switch" for o in result.orders)
+        sink.set_kill_switch(False, "integration test done", trader_id="kill-BTCUSDT")
+        assert not sink.kill_switch_active("kill-BTCUSDT")
+    finally:
+        sink.close()
+
+
+@pytest.mark.slow
+def test_a_30_second_cassandra_outage_delays_but_loses_nothing(keyspace_settings: Settings, market_klines) -> None:
+    frame, klines = market_klines
+    host = keyspace_settings.cassandra_hosts[0]
+    proxy = TcpProxy((host, keyspace_settings.cassandra_port)).start()
+    through_proxy = keyspace_settings.model_copy(
+        update={"cassandra_hosts": ("127.0.0.1",), "cassandra_port": proxy.port}
+    )
+    sink = CassandraSink.connect(through_proxy, max_outage_seconds=120)
+    try:
+        trader = trader_on(sink, make_policy(frame, seed=8), "outage-BTCUSDT")
+        batches = hourly_batches(klines, 6)
+        trader.process_batch(0, batches[0])
+        trader.process_batch(1, batches[1])
+        proxy.stop()
+        threading.Timer(30.0, proxy.start).start()
+        started = time.monotonic()
+        for batch_id, batch in enumerate(batches[2:], start=2):
+            trader.process_batch(batch_id, batch)
+        assert time.monotonic() - started >= 29.0  # the first write waited for Cassandra to come back
+        hours = sorted({k.open_time for k in klines})[33:]
+        decisions = sink.read("decisions", "outage-BTCUSDT", "BTCUSDT")
+        assert [d["open_time"] for d in decisions] == hours
+        checkpoint = sink.load_checkpoint("outage-BTCUSDT")
+        assert checkpoint is not None and checkpoint.batch_id == len(batches) - 1
+        assert hours[-1] - hours[0] == (len(hours) - 1) * HOUR_MS
+    finally:
+        sink.close()
+        proxy.stop()
