@@ -9,6 +9,8 @@ Vendor errors become :class:`TemporaryError` (429, 418, 5xx, network) or :class:
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -22,6 +24,12 @@ from models.errors import KlineParseError, PermanentError, TemporaryError
 from models.kline import HOUR_MS, Kline, parse_rest_kline
 
 REST_PAGE = 1000
+#: Messages python-binance may buffer before it drops the socket (replays deliver bursts).
+MAX_QUEUE = 10_000
+#: Seconds python-binance's read loop waits for a frame before it looks at its state again (default 10).
+READ_TIMEOUT = 1.0
+
+log = logging.getLogger(__name__)
 
 
 def rest_root(base_url: str) -> str:
@@ -90,18 +98,29 @@ def stream_names(symbols: list[str], interval: str = "1h") -> list[str]:
 
 @asynccontextmanager
 async def open_kline_stream(
-    client: AsyncClient, symbols: list[str], ws_url: str | None = None
+    client: AsyncClient, symbols: list[str], ws_url: str | None = None, close_timeout: float = 5.0
 ) -> AsyncIterator[AsyncIterator[Mapping[str, Any]]]:
-    """The combined kline stream of ``symbols``; yields an async iterator of message dicts."""
-    manager = BinanceSocketManager(client)
+    """The combined kline stream of ``symbols``; yields an async iterator of message dicts.
+
+    Closing waits at most ``close_timeout`` s: python-binance's close can wait forever on a read loop
+    that is busy reconnecting (its reconnect overwrites the exit request).
+    """
+    manager = BinanceSocketManager(client, max_queue_size=MAX_QUEUE)
     if ws_url:
         manager.STREAM_URL = stream_root(ws_url)
     socket = manager.multiplex_socket(stream_names(symbols))
+    socket.TIMEOUT = READ_TIMEOUT  # its read loop notices a close request only between reads
     try:
-        async with socket as stream:
-            yield _messages(stream)
+        await socket.__aenter__()
     except (TimeoutError, OSError, WebSocketException) as exc:
         raise TemporaryError(f"kline stream unavailable: {type(exc).__name__}: {exc}") from exc
+    try:
+        yield _messages(socket)
+    finally:
+        try:
+            await asyncio.wait_for(socket.__aexit__(None, None, None), timeout=close_timeout)
+        except TimeoutError:
+            log.warning("kline stream did not close within %.0f s; abandoned", close_timeout)
 
 
 async def _messages(stream: Any) -> AsyncIterator[Mapping[str, Any]]:

@@ -7,11 +7,13 @@ one could change it), but its REST root is the instance attribute ``API_URL`` an
 ``KLINESTREAM_BINANCE_BASE_URL`` / ``KLINESTREAM_BINANCE_WS_URL`` point at the simulator.
 
 Nothing lost: the ingestor remembers the last hour it published per symbol (at start-up, read from the
-tail of ``klines.1h``). After every (re)connection it fills the hours since then from the REST klines
-endpoint, up to the server's "now"; a closed kline that arrives after a hole (a reconnection inside
-python-binance) fills the hole first. Nothing doubled on purpose: a kline at or before the last published
-hour is not sent again (duplicates would be harmless downstream anyway). Reconnections back off
-exponentially (tenacity); the backoff starts afresh once a connection has delivered klines.
+tail of ``klines.1h``). After every connection it fills the hours since then from the REST klines
+endpoint, up to the server's "now". After a drop, python-binance's socket reconnects by itself and
+reports it as an error event: the ingestor fills the missed hours from REST as soon as the stream
+delivers again (and a closed kline that arrives after a hole fills the hole first). When python-binance
+gives up, the ingestor opens a new socket itself, backing off exponentially (tenacity; the backoff
+starts afresh once a connection has delivered klines), and catches up again. Nothing doubled on purpose:
+a kline at or before the last published hour is not sent again (duplicates are harmless downstream).
 """
 
 from __future__ import annotations
@@ -44,6 +46,13 @@ SOURCE_REST = "binance-rest"
 
 class StreamInterrupted(TemporaryError):
     """The websocket broke after it had delivered klines: reconnect at once, with a fresh backoff."""
+
+
+#: Error events python-binance's ReconnectingWebsocket puts on its queue while it reconnects by itself;
+#: any other error event means its read loop has ended and the socket must be opened again.
+SELF_HEALING_ERRORS = frozenset(
+    {"ConnectionClosedError", "ConnectionClosedOK", "BinanceWebsocketClosed", "IncompleteReadError", "gaierror"}
+)
 
 
 class KlineSink(Protocol):
@@ -109,30 +118,46 @@ class Ingestor:
         self.published = 0
         self.filled = 0
         self.connections = 0
+        self.reconnects = 0
+        """Reconnections python-binance made by itself (after each, the missed hours are filled)."""
+        self.catch_up_due = False
 
     async def on_message(self, message: Mapping[str, Any]) -> int:
         """Handle one stream message; returns how many klines it published (with any hole filled)."""
         if message.get("e") == "error":
-            raise StreamInterrupted(f"kline stream broke: {message.get('type')} {message.get('m')}")
+            return self._on_stream_error(message)
+        count = 0
+        if self.catch_up_due:
+            self.catch_up_due = False
+            count += await self.catch_up()
         try:
             kline, closed = parse_ws_kline(message)
         except KlineParseError as exc:
             log.warning("ignored stream message: %s", exc)
-            return 0
+            return count
         if not closed:
-            return 0
+            return count
         if kline.symbol not in self.symbols:
             log.warning("ignored kline of unsubscribed symbol=%s open_time=%d", kline.symbol, kline.open_time)
-            return 0
+            return count
         last = self.last_published.get(kline.symbol)
         if last is not None and kline.open_time <= last:
-            return 0
-        count = 0
+            return count
         if last is not None and kline.open_time > last + HOUR_MS:
             count += await self.fill(kline.symbol, last + HOUR_MS, kline.open_time - 1, now_ms=kline.open_time)
         self._publish(kline, SOURCE_STREAM)
         self.sink.flush()
         return count + 1
+
+    def _on_stream_error(self, message: Mapping[str, Any]) -> int:
+        kind = str(message.get("type"))
+        if kind in SELF_HEALING_ERRORS:
+            # python-binance reconnects by itself; fill the hours it missed as soon as it delivers again
+            self.reconnects += 1
+            self.catch_up_due = True
+            log.warning("kline stream reconnecting: %s %s", kind, message.get("m"))
+            return 0
+        raise StreamInterrupted(f"kline stream broke: {kind} {message.get('m')}")
 
     async def catch_up(self) -> int:
         """Fill, for every symbol with a known last hour, the closed klines since then (after a connect)."""

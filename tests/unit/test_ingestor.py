@@ -68,10 +68,24 @@ def test_catch_up_after_reconnect_publishes_only_closed_klines_since_the_last_ho
     assert sink.keys().count(("BTCUSDT", 5)) == 1
 
 
-def test_a_stream_error_message_interrupts_the_session() -> None:
+def test_after_python_binance_reconnects_by_itself_the_missed_hours_are_filled_first() -> None:
+    history = [kline("BTCUSDT", h) for h in range(10)]
+    rest = FakeRest(history, now_ms=T0 + 7 * HOUR_MS + 1)
+    sink = ListSink()
+    ingestor = Ingestor(["BTCUSDT"], sink, rest)
+    run(ingestor.on_message(ws_message(history[0], closed=True)))
+    assert run(ingestor.on_message({"e": "error", "type": "ConnectionClosedError", "m": "gone"})) == 0
+    assert ingestor.reconnects == 1
+    # the first message after the reconnection is a non-closed update of hour 7: hours 1..6 come from REST
+    assert run(ingestor.on_message(ws_message(history[7], closed=False))) == 6
+    assert sink.keys() == [("BTCUSDT", h) for h in range(7)]
+    assert [s for _, s in sink.published[1:]] == [SOURCE_REST] * 6
+
+
+def test_an_error_that_ends_python_binance_read_loop_interrupts_the_session() -> None:
     ingestor = Ingestor(SYMBOLS, ListSink(), FakeRest([], now_ms=T0))
     with pytest.raises(StreamInterrupted):
-        run(ingestor.on_message({"e": "error", "type": "ConnectionClosedError", "m": "gone"}))
+        run(ingestor.on_message({"e": "error", "type": "BinanceWebsocketUnableToConnect", "m": "gave up"}))
 
 
 class ScriptedStreams:
@@ -93,7 +107,7 @@ class ScriptedStreams:
             if self.opened >= len(self.scripts):
                 self.stop.set()
                 await asyncio.sleep(3600)
-            yield {"e": "error", "type": "ConnectionClosedError", "m": "simulated drop"}
+            yield {"e": "error", "type": "BinanceWebsocketUnableToConnect", "m": "simulated drop"}
 
         yield messages()
 
