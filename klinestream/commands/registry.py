@@ -67,8 +67,11 @@ def _auto(settings: Settings, challenger: int, test_range: str | None, sharpe_ma
     from pipelines.retrain import HISTORY_PAD_HOURS, read_validated_klines
 
     uri, name = settings.mlflow_tracking_uri, settings.mlflow_model_name
-    tags = registry_client(uri).get_model_version(name, str(challenger)).tags
-    text = test_range or tags.get("test_range")
+    client = registry_client(uri)
+    version = client.get_model_version(name, str(challenger))
+    text = test_range or version.tags.get("test_range")
+    if not text and version.run_id:  # the training run's tag
+        text = client.get_run(version.run_id).data.tags.get("test_range")
     if not text:
         raise typer.BadParameter("the challenger has no test_range tag: pass --test-range START:END")
     holdout = parse_range(text)

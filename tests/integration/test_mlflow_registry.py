@@ -161,3 +161,32 @@ def test_the_loader_says_what_to_do_when_there_is_no_champion(mlflow_uri: str, m
     assert registry.alias_version(mlflow_uri, model_name) is None
     with pytest.raises(registry.RegistryError, match="run the dqn_retrain DAG"):
         registry.load_champion(mlflow_uri, model_name)
+
+
+def test_the_promote_command_moves_gates_and_rolls_back_the_champion(
+    mlflow_uri: str, model_name: str, uptrend: pd.DataFrame, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from klinestream.cli import app
+    from pipelines import lake
+
+    stay_out = register(mlflow_uri, model_name, constant_policy(uptrend, HOLD), uptrend, tmp_path)
+    buyer = register(mlflow_uri, model_name, constant_policy(uptrend, BUY), uptrend, tmp_path)
+    start, end = int(uptrend["open_time"].min()), int(uptrend["open_time"].max()) + HOUR_MS
+    lake.write_range(tmp_path / "lake", "validated", uptrend, start, end)
+    env = {"KLINESTREAM_MLFLOW_TRACKING_URI": mlflow_uri, "KLINESTREAM_MLFLOW_MODEL_NAME": model_name,
+           "KLINESTREAM_LAKE_DIR": str(tmp_path / "lake")}  # fmt: skip
+    runner = CliRunner()
+
+    def promote(*args: str) -> str:
+        result = runner.invoke(app, ["promote", *args], env=env, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return str(result.output)
+
+    assert f"champion = version {stay_out}" in promote("--version", str(stay_out))
+    assert "promoted" in promote("--auto", "--min-trades", "1")  # the challenger (buyer), on its test_range tag
+    assert registry.alias_version(mlflow_uri, model_name) == buyer
+    assert f"champion = version {stay_out}" in promote("--rollback")
+    assert registry.alias_version(mlflow_uri, model_name) == stay_out
+    assert runner.invoke(app, ["promote", "--version", "1", "--rollback"], env=env).exit_code != 0
