@@ -29,6 +29,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 from pyspark.sql.types import DataType, DoubleType, LongType, StringType, StructField, StructType
 
+from models.errors import PermanentError
 from models.kline import Kline
 from models.settings import Settings
 from streaming.batch_state import BatchStateStore
@@ -183,6 +184,29 @@ def start_stream(
     return query
 
 
+def last_committed_batch(spark_checkpoint: Path) -> int:
+    """The newest batch id Spark committed under ``spark_checkpoint`` (-1 when none)."""
+    commits = spark_checkpoint / "commits"
+    ids = [int(p.name) for p in commits.iterdir() if p.name.isdigit()] if commits.is_dir() else []
+    return max(ids, default=-1)
+
+
+def check_checkpoint_pair(settings: Settings, options: StreamOptions, trader: BatchTrader) -> None:
+    """Refuse to start when the trader's checkpoint is ahead of Spark's by more than the one batch a crash
+    can leave uncommitted: a fresh Spark checkpoint would number batches from 0 again and the trader would
+    skip them as already processed. The two checkpoints are reset together, or the query renamed."""
+    trader_batch = getattr(trader, "last_batch_id", None)
+    if not isinstance(trader_batch, int):
+        return
+    spark_dir = checkpoint_root(settings, options) / "spark"
+    committed = last_committed_batch(spark_dir)
+    if trader_batch > committed + 1:
+        raise PermanentError(
+            f"the trader's checkpoint is at batch {trader_batch} but Spark's ({spark_dir}) at {committed}: "
+            "reset both together (or run under a new trader id), never one alone"
+        )
+
+
 def run_stream(
     spark: SparkSession,
     settings: Settings,
@@ -191,6 +215,7 @@ def run_stream(
     on_outcome: Callable[[BatchOutcome], None] | None = None,
 ) -> None:
     """Run the job until it is stopped (or, with ``available_now``, until the topic is drained)."""
+    check_checkpoint_pair(settings, options, trader)
     producer = build_producer(settings, client_id=f"klinestream-{options.name}-dlq")
     try:
         query = start_stream(spark, settings, trader, options, producer, on_outcome)

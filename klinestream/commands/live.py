@@ -6,11 +6,10 @@ Heavy imports (python-binance, kafka-python, pyspark, torch) happen inside the c
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import signal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -51,7 +50,7 @@ def stream(
         "klines-trader", "--name", help="Query name; checkpoints go to <home>/checkpoints/<name>."
     ),
     model_dir: Path = typer.Option(
-        None, "--model-dir", help="Trade a saved policy folder instead of the MLflow champion (paper runs, demos)."
+        None, "--model-dir", help="Trade a saved policy folder instead of the MLflow champion (demos, paper runs)."
     ),
     max_offsets: int = typer.Option(5000, "--max-offsets", min=1, help="maxOffsetsPerTrigger of the Kafka source."),
     trigger_seconds: float = typer.Option(5.0, "--trigger-seconds", min=0.1, help="Micro-batch interval."),
@@ -61,6 +60,7 @@ def stream(
     available_now: bool = typer.Option(
         False, "--available-now", help="Process what Kafka holds, then stop (replays) instead of running forever."
     ),
+    online: bool = typer.Option(True, "--online/--no-online", help="Keep learning online (policy/target nets)."),
 ) -> None:
     """Run the Spark job: Kafka klines.1h → DLQ for bad records → hour alignment → online trader → Cassandra."""
     from models.settings import load_settings
@@ -78,7 +78,7 @@ def stream(
         available_now=available_now,
     )
     ensure_topics(settings)
-    trader = build_trader(settings, options.name, model_dir)
+    trader = build_trader(settings, model_dir, online)
     spark = build_spark_session(settings, f"klinestream-{name}")
     try:
         run_stream(spark, settings, trader, options)
@@ -86,35 +86,34 @@ def stream(
         spark.stop()
 
 
-def build_trader(settings: Settings, name: str, model_dir: Path | None) -> BatchTrader:
-    """The online trader of ``settings``: champion (or ``model_dir``), broker, Cassandra sink, checkpoints."""
+def build_trader(settings: Settings, model_dir: Path | None = None, online: bool = True) -> BatchTrader:
+    """The online trader of ``settings``: the MLflow champion (or a saved policy folder), the broker of the
+    trading mode, Cassandra for decisions, orders, positions, checkpoints and the kill switch."""
     from streaming.brokers import make_broker
-    from streaming.checkpoint import FileCheckpointStore
-    from streaming.model_source import DirectoryModelSource
+    from streaming.cassandra_sink import CassandraSink
+    from streaming.model_source import DirectoryModelSource, ModelSource
+    from streaming.online_learner import OnlineConfig
     from streaming.online_trader import OnlineTrader, TraderConfig
     from streaming.risk import RiskLimits
 
-    if model_dir is None:
-        raise typer.BadParameter(
-            "trading the MLflow champion is not wired into `stream` yet: pass --model-dir <saved policy folder>",
-            param_hint="--model-dir",
-        )
-    source = DirectoryModelSource({model_dir.name: model_dir}, model_dir.name)
-    sink = _trade_sink(settings)
-    checkpoints = FileCheckpointStore(settings.home / "checkpoints" / name / "trader")
-    config = TraderConfig.from_settings(settings)
+    source: ModelSource
+    if model_dir is not None:
+        source = DirectoryModelSource({model_dir.name: model_dir}, model_dir.name)
+    else:
+        from models.registry import MlflowModelSource
+
+        source = MlflowModelSource(settings.mlflow_tracking_uri, settings.mlflow_model_name)
+    config = TraderConfig.from_settings(settings, online=OnlineConfig(enabled=online))
+    sink = CassandraSink.connect(settings)
     return OnlineTrader.start(
-        config, source, make_broker(settings), sink, checkpoints, RiskLimits.from_settings(settings)
+        config,
+        source,
+        make_broker(settings),
+        sink,
+        sink,
+        RiskLimits.from_settings(settings),
+        controls=sink.controls_for(config.trader_id),
     )
-
-
-def _trade_sink(settings: Settings) -> Any:
-    # the Cassandra sink is being written beside this command; resolved at run time until it lands
-    try:
-        module = importlib.import_module("streaming.cassandra_sink")
-    except ImportError as exc:
-        raise typer.BadParameter(f"the Cassandra sink is not available: {exc}") from exc
-    return module.CassandraTradeSink.from_settings(settings)
 
 
 def _quiet_libraries() -> None:

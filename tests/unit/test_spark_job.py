@@ -1,0 +1,71 @@
+"""The Spark job's pure parts: the value schema is generated from the Kline contract (not copied), and the
+trader's checkpoint may not run ahead of Spark's."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+from pyspark.sql.types import DoubleType, LongType, StringType
+
+from models.errors import PermanentError
+from models.kline import Kline
+from models.settings import load_settings
+from streaming.spark_job import (
+    ENVELOPE,
+    StreamOptions,
+    _spark_field,
+    check_checkpoint_pair,
+    kline_value_schema,
+    last_committed_batch,
+)
+
+
+def test_every_contract_field_and_the_envelope_are_in_the_schema_in_order() -> None:
+    schema = kline_value_schema()
+    assert schema.names == [f.name for f in dataclasses.fields(Kline)] + list(ENVELOPE)
+
+
+def test_types_and_nullability_follow_the_type_hints() -> None:
+    fields = {f.name: f for f in kline_value_schema().fields}
+    assert fields["symbol"].dataType == StringType() and not fields["symbol"].nullable
+    assert fields["open_time"].dataType == LongType() and not fields["open_time"].nullable
+    assert fields["close"].dataType == DoubleType() and not fields["close"].nullable
+    assert fields["close_time"].dataType == LongType() and fields["close_time"].nullable
+    assert fields["count"].dataType == LongType() and fields["count"].nullable
+    assert fields["taker_buy_volume"].dataType == DoubleType() and fields["taker_buy_volume"].nullable
+    assert fields["schema_version"].dataType == LongType()
+
+
+def test_an_unmappable_field_type_fails_loudly() -> None:
+    with pytest.raises(TypeError, match="no Spark type"):
+        _spark_field("when", bytes)
+    with pytest.raises(TypeError, match="cannot map"):
+        _spark_field("either", int | str)
+
+
+class _Trader:
+    def __init__(self, last_batch_id: int) -> None:
+        self.last_batch_id = last_batch_id
+
+    def process_batch(self, batch_id: int, klines: list[Kline], degraded: set[int] | None = None) -> None:
+        return None
+
+
+def _commit(root: Path, *batch_ids: int) -> None:
+    commits = root / "spark" / "commits"
+    commits.mkdir(parents=True, exist_ok=True)
+    for batch_id in batch_ids:
+        (commits / str(batch_id)).write_text("v1\n{}")
+        (commits / f".{batch_id}.crc").write_bytes(b"")
+
+
+def test_a_trader_one_batch_ahead_of_spark_may_start_more_may_not(tmp_path: Path) -> None:
+    settings = load_settings(home=tmp_path)
+    options = StreamOptions(checkpoint_dir=tmp_path / "ckpt")
+    _commit(tmp_path / "ckpt", 0, 1, 2)
+    assert last_committed_batch(tmp_path / "ckpt" / "spark") == 2
+    check_checkpoint_pair(settings, options, _Trader(3))  # processed, not yet committed by Spark: a replay
+    with pytest.raises(PermanentError, match="reset both together"):
+        check_checkpoint_pair(settings, StreamOptions(checkpoint_dir=tmp_path / "fresh"), _Trader(3))
