@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+from models.kline import Kline
 from models.settings import Settings
+
+if TYPE_CHECKING:
+    from streaming.ingestor import Ingestor
 
 
 @dataclass(frozen=True)
@@ -61,3 +69,60 @@ def read_topic(settings: Settings, topic: str) -> list[Consumed]:
         return out
     finally:
         consumer.close()
+
+
+class IngestorThread:
+    """``run_ingestor`` on its own event loop in a thread, stoppable from the test."""
+
+    def __init__(self, settings: Settings) -> None:
+        from streaming.ingestor import run_ingestor
+
+        self.settings = settings
+        self.result: Ingestor | None = None
+        self.error: BaseException | None = None
+        self._loop = asyncio.new_event_loop()
+        self._stop = asyncio.Event()
+        self._run = run_ingestor
+        self._thread = threading.Thread(target=self._main, name="ingestor", daemon=True)
+
+    def _main(self) -> None:
+        try:
+            self.result = self._loop.run_until_complete(self._run(self.settings, self._stop, 5))
+        except BaseException as exc:  # reported by the test
+            self.error = exc
+        finally:
+            self._loop.close()
+
+    def __enter__(self) -> IngestorThread:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout=30)
+        assert not self._thread.is_alive(), "the ingestor did not stop"
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+def seed(settings: Settings, klines: list[Kline]) -> None:
+    """What an earlier ingestor run left in ``klines.1h``."""
+    from streaming.ingestor import KafkaKlineSink
+    from streaming.kafka_io import build_producer
+
+    producer = build_producer(settings, client_id="test-seed")
+    try:
+        sink = KafkaKlineSink(producer, settings.kafka_topic_klines)
+        for k in klines:
+            sink.publish(k, "binance-ws")
+        sink.flush()
+    finally:
+        producer.close()

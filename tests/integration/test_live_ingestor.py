@@ -3,8 +3,6 @@ and after a dropped websocket the missed hours come from REST."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
 from collections import Counter
 
@@ -12,7 +10,7 @@ import pytest
 
 from models.kline import HOUR_MS, Kline, klines_to_frame, parse_record
 from models.settings import Settings
-from tests.integration.live_helpers import live_topics, read_topic
+from tests.integration.live_helpers import IngestorThread, live_topics, read_topic, seed, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -32,63 +30,6 @@ def synthetic_klines() -> list[Kline]:
             prices = (price, price + 3, price - 2, price + 1)
             out.append(Kline(symbol, "1h", open_time, *prices, 10.0 + hour, close_time, 1000.0, 50 + hour, 4.0, 400.0))
     return out
-
-
-class IngestorThread:
-    """``run_ingestor`` on its own event loop in a thread, stoppable from the test."""
-
-    def __init__(self, settings: Settings) -> None:
-        from streaming.ingestor import Ingestor, run_ingestor
-
-        self.settings = settings
-        self.result: Ingestor | None = None
-        self.error: BaseException | None = None
-        self._loop = asyncio.new_event_loop()
-        self._stop = asyncio.Event()
-        self._run = run_ingestor
-        self._thread = threading.Thread(target=self._main, name="ingestor", daemon=True)
-
-    def _main(self) -> None:
-        try:
-            self.result = self._loop.run_until_complete(self._run(self.settings, self._stop, 5))
-        except BaseException as exc:  # reported by the test
-            self.error = exc
-        finally:
-            self._loop.close()
-
-    def __enter__(self) -> IngestorThread:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(timeout=30)
-        assert not self._thread.is_alive(), "the ingestor did not stop"
-
-
-def wait_for(predicate: object, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"condition not met within {timeout} s")
-
-
-def seed(settings: Settings, klines: list[Kline]) -> None:
-    """What an earlier ingestor run left in ``klines.1h``."""
-    from streaming.ingestor import KafkaKlineSink
-    from streaming.kafka_io import build_producer
-
-    producer = build_producer(settings, client_id="test-seed")
-    try:
-        sink = KafkaKlineSink(producer, settings.kafka_topic_klines)
-        for k in klines:
-            sink.publish(k, "binance-ws")
-        sink.flush()
-    finally:
-        producer.close()
 
 
 def test_ingestor_publishes_each_closed_kline_once_and_fills_a_dropped_websocket_from_rest(
