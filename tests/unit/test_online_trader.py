@@ -212,3 +212,27 @@ def test_checkpoint_holds_the_whole_state_compactly(month) -> None:
     assert checkpoint.batch_id == trader.last_batch_id and checkpoint.online_updates == trader.online_updates > 0
     assert len(checkpoint.blob) < 2_000_000
     assert np.isfinite(trader.portfolio.cash)
+
+
+class RecordingLogger:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int, dict[str, float], dict[str, torch.Tensor]]] = []
+
+    def log_online(self, parent_version: str, policy, metrics, step: int) -> None:
+        self.calls.append((parent_version, step, dict(metrics), policy.network.state_dict()))
+
+
+def test_online_weights_are_logged_with_their_parent_version_and_differ_from_the_champion(month) -> None:
+    frame, klines = month
+    champion = make_policy(frame, seed=8)
+    logger = RecordingLogger()
+    config = TraderConfig(fee_rate=0.0, online=LEARNING, log_online_every=20)
+    trader = OnlineTrader.start(config, StaticModelSource({"5": champion}, "5"), PaperBroker(0.0, 0.0), MemorySink(),
+                                MemoryCheckpoints(), LOOSE, online_logger=logger)  # fmt: skip
+    run(trader, hourly_batches(first_hours(klines, 100), 8))
+    assert trader.online_updates >= 40 and [c[0] for c in logger.calls] == ["5"] * len(logger.calls)
+    steps = [c[1] for c in logger.calls]
+    assert len(steps) >= 2 and steps == sorted(steps) and all(s >= 20 for s in steps)
+    served = champion.network.state_dict()
+    last = logger.calls[-1][3]
+    assert any(not torch.equal(last[name], served[name]) for name in served), "the target net never synced"

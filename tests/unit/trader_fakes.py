@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 import torch
@@ -37,7 +38,9 @@ def market(hours: int, seed: int = 0, missing_hours: tuple[int, ...] = ()) -> pd
 def to_klines(frame: pd.DataFrame) -> list[Kline]:
     out = []
     for row in frame.to_dict("records"):
-        clean = {k: (None if v is pd.NA or (isinstance(v, float) and math.isnan(v)) else v) for k, v in row.items()}
+        clean: dict[str, Any] = {
+            str(k): (None if v is pd.NA or (isinstance(v, float) and math.isnan(v)) else v) for k, v in row.items()
+        }
         for name in ("open_time", "close_time", "count"):
             if clean.get(name) is not None:
                 clean[name] = int(clean[name])
