@@ -1,0 +1,136 @@
+"""Training and backtest throughput of both DQN variants on the CPU, beside a naive loop.
+
+    .venv/bin/python bench/training.py [--threads 2] [--quick]
+
+For each variant it prints, measured in the same run:
+
+- vectorised training: env steps/s with learning (the project's default config: many envs, large
+  batches), and the replay ratio achieved (sampled transitions per env step);
+- naive training: one env, one act (batch 1) and one batch-32 update per env step (replay ratio 32);
+- vectorised backtest: greedy decisions/s (1,024 envs, account features, no learning), and a naive
+  backtest (one env, one forward per decision).
+
+Data: the real klines of ../shared/data/binance_spot_1h when present (2021), synthetic otherwise.
+The machine is shared: the load average is printed beside the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.agent import DqnAgent
+from models.config import AgentConfig, EnvConfig
+from models.env import VectorTradingEnv
+from models.replay import IndexReplayBuffer
+from models.synthetic import START_MS, synthetic_klines
+from pipelines.dataset import MarketDataset, TimeRange, build_dataset, load_klines
+from pipelines.train import default_configs, train_agent
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "binance_spot_1h"
+YEAR_2021 = TimeRange(1_609_459_200_000, 1_640_995_200_000, "2021-01-01:2022-01-01")
+
+
+def load_dataset() -> tuple[MarketDataset, TimeRange, str]:
+    if (SHARED / "BTCUSDT.csv").exists():
+        return build_dataset(load_klines(SHARED), YEAR_2021), YEAR_2021, f"real klines ({SHARED})"
+    hours = 24 * 365
+    synthetic = TimeRange(START_MS, START_MS + hours * 3_600_000, "synthetic year")
+    return build_dataset(synthetic_klines(hours + 48), synthetic), synthetic, "synthetic klines"
+
+
+def vectorised_training(dataset: MarketDataset, train: TimeRange, variant: str, steps: int) -> dict[str, float]:
+    agent_config, env_config, train_config = default_configs(variant, seed=0, device="cpu")
+    train_config = replace(
+        train_config, total_env_steps=steps, learning_starts=agent_config.batch_size, threads=torch.get_num_threads()
+    )
+    result = train_agent(dataset, train, agent_config, env_config, train_config)
+    return {
+        "steps_per_s": result.steps_per_second,
+        "replay_ratio": result.updates * agent_config.batch_size / result.env_steps,
+        "n_envs": train_config.n_envs,
+        "batch": agent_config.batch_size,
+    }
+
+
+def naive_training(dataset: MarketDataset, train: TimeRange, variant: str, steps: int) -> float:
+    """One env, act on one state, one batch-32 update per step (the reference-style loop)."""
+    spec = dataset.spec
+    agent = DqnAgent(AgentConfig(variant=variant), spec.window, spec.n_features, spec.n_account, "cpu", seed=0)
+    rows = dataset.range_rows(train)
+    states = torch.from_numpy(dataset.windows(upto=int(rows[-1])))
+    env = VectorTradingEnv(
+        dataset.table.close, dataset.table.tradable, EnvConfig(), 1, rows[:-1], last_row=int(rows[-1])
+    )
+    replay = IndexReplayBuffer(100_000, spec.n_account)
+    current, account = env.reset(), env.account()
+    for phase, count in (("fill", 64), ("timed", steps)):
+        started = time.perf_counter()
+        for _ in range(count):
+            action = agent.act(states[current], torch.from_numpy(account))
+            result = env.step(action)
+            replay.add(
+                current, account, action, result.rewards, result.next_rows, result.next_accounts, result.terminal
+            )
+            current, account = env.rows.copy(), env.account()
+            agent.decay_epsilon()
+            if phase == "timed":
+                agent.learn(replay.gather(replay.sample(32), states))
+    return steps / (time.perf_counter() - started)
+
+
+def backtest(dataset: MarketDataset, variant: str, n_envs: int, steps: int) -> float:
+    """Greedy decisions per second: forward pass on windows + accounts, argmax, env step."""
+    spec = dataset.spec
+    agent = DqnAgent(AgentConfig(variant=variant), spec.window, spec.n_features, spec.n_account, "cpu", seed=0)
+    states = torch.from_numpy(dataset.windows())
+    starts = np.flatnonzero(dataset.has_state)[: -steps - 1]
+    config = EnvConfig(accounting="portfolio", reward="log_return", fee_rate=0.001)
+    env = VectorTradingEnv(dataset.table.close, dataset.table.tradable, config, n_envs, starts, auto_reset=False)
+    env.reset(np.random.default_rng(0).choice(starts, n_envs), None)
+    started = time.perf_counter()
+    with torch.inference_mode():
+        for _ in range(steps):
+            q = agent.target_net(states[env.rows], torch.from_numpy(env.account()))
+            env.step(q.argmax(dim=1).numpy())
+    return n_envs * steps / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="fewer steps (smoke run)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)
+    scale = 0.2 if args.quick else 1.0
+    dataset, train, source = load_dataset()
+    print(f"data: {source}; torch {torch.__version__}, {args.threads} threads, {platform.processor() or 'cpu'}")
+    print(f"load average before: {os.getloadavg()}")
+    plan = {"linear": (400_000, 1_500, 400), "lstm": (60_000, 400, 100)}
+    for variant, (train_steps, naive_steps, backtest_steps) in plan.items():
+        vec = vectorised_training(dataset, train, variant, int(train_steps * scale))
+        naive = naive_training(dataset, train, variant, int(naive_steps * scale))
+        bt_vec = backtest(dataset, variant, 1024, int(backtest_steps * scale))
+        bt_naive = backtest(dataset, variant, 1, int(backtest_steps * 5 * scale))
+        print(
+            f"{variant:6s} training: {vec['steps_per_s']:>10,.0f} env steps/s vectorised "
+            f"({vec['n_envs']:.0f} envs, batch {vec['batch']:.0f}, replay ratio {vec['replay_ratio']:.1f}) | "
+            f"naive {naive:>7,.0f} steps/s (1 env, batch 32, ratio 32) | x{vec['steps_per_s'] / naive:.1f}"
+        )
+        print(
+            f"{variant:6s} backtest: {bt_vec:>10,.0f} decisions/s vectorised (1024 envs) | "
+            f"naive {bt_naive:>7,.0f} decisions/s (1 env) | x{bt_vec / bt_naive:.1f}"
+        )
+    print(f"load average after: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()
