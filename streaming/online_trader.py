@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from models.errors import KlinestreamError
 from models.features import FeatureTable
 from models.kline import HOUR_MS, Kline, klines_to_frame
 from models.policy import Policy
@@ -193,7 +194,12 @@ class OnlineTrader:
         if pinned is not None and pinned.batch_id == batch_id:
             wanted = pinned.model_version  # a replayed batch keeps the version it first ran with
         else:
-            wanted = self.model_source.current_version()
+            try:
+                wanted = self.model_source.current_version()
+            except KlinestreamError as exc:  # registry down or alias unset: keep trading what is loaded
+                log.warning("model source unavailable trader_id=%s batch_id=%d model_version=%s error=%s",
+                            self.config.trader_id, batch_id, self.version, exc)  # fmt: skip
+                return None
         if wanted == self.version:
             return None
         previous = self.version

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from models.config import EnvConfig
+from models.errors import TemporaryError
 from models.kline import HOUR_MS, Kline
 from pipelines.dataset import TimeRange
 from pipelines.evaluate import policy_decider, run_backtest
@@ -236,3 +237,28 @@ def test_online_weights_are_logged_with_their_parent_version_and_differ_from_the
     served = champion.network.state_dict()
     last = logger.calls[-1][3]
     assert any(not torch.equal(last[name], served[name]) for name in served), "the target net never synced"
+
+
+class FlakySource(StaticModelSource):
+    """A model source whose registry goes away after a while."""
+
+    down = False
+
+    def current_version(self) -> str:
+        if self.down:
+            raise TemporaryError("MLflow at http://127.0.0.1:5000 unreachable")
+        return super().current_version()
+
+
+def test_trading_goes_on_with_the_loaded_version_while_the_registry_is_unreachable(month) -> None:
+    frame, klines = month
+    source = FlakySource({"1": make_policy(frame, seed=8), "2": make_policy(frame, seed=11)}, "1")
+    sink = MemorySink()
+    trader = start(source, sink, MemoryCheckpoints(), OnlineConfig(enabled=False))
+    batches = hourly_batches(first_hours(klines, 60), 6)
+    run(trader, batches[:6])
+    source.down, source.current = True, "2"
+    result = trader.process_batch(6, batches[6])
+    assert result.decisions and {d.model_version for d in result.decisions} == {"1"}
+    source.down = False
+    assert trader.process_batch(7, batches[7]).swapped_from == "1"
