@@ -88,10 +88,18 @@ def spawn_detached(
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_default_stop_signals,
         )
     record = PidRecord(pid=proc.pid, create_time=psutil.Process(proc.pid).create_time(), command=tuple(command))
     write_pid_file(pid_path, record)
     return record
+
+
+def _default_stop_signals() -> None:
+    """In the child, before exec: a shell's background job inherits SIGINT ignored, and ``airflow standalone``
+    only shuts its components down on SIGINT; give the service default stop signals whoever launched it."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
 
 
 def process_tree(proc: psutil.Process) -> list[psutil.Process]:

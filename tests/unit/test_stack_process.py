@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import sys
 import time
@@ -148,3 +149,20 @@ def test_first_error_is_looked_for_since_the_last_start_only(tmp_path: Path) -> 
     assert first_error(log) == "ERROR Unable to start acceptor"
     log.write_text("===== 2026 starting: java\nINFO all good\n")
     assert first_error(log) is None
+
+
+def test_a_service_gets_default_stop_signals_even_when_its_launcher_ignores_sigint(tmp_path: Path) -> None:
+    script = "import signal; print('SIGINT', signal.getsignal(signal.SIGINT) is signal.SIG_IGN)"
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as in a shell's background job
+    try:
+        record = spawn_detached(
+            [sys.executable, "-c", script],
+            cwd=tmp_path,
+            env=os.environ,
+            log_path=tmp_path / "p.log",
+            pid_path=tmp_path / "p.pid",
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    psutil.Process(record.pid).wait(timeout=30)
+    assert "SIGINT False" in (tmp_path / "p.log").read_text()
