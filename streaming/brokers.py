@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 #: Binance error codes: order does not exist (lookup), duplicate order (create).
 UNKNOWN_ORDER, DUPLICATE_ORDER = -2013, -2010
 RETRYABLE_STATUS = (418, 429)
+#: HTTP statuses of an exchange without ``GET /api/v3/order`` (the simulator); it refuses duplicate ids.
+NO_LOOKUP = (404, 405)
 
 
 @dataclass(frozen=True)
@@ -127,10 +129,9 @@ def _fill_from_response(order: OrderRequest, response: dict[str, Any]) -> Fill:
 class BinanceBroker:
     """MARKET orders through a python-binance ``Client`` (testnet, live or the simulator)."""
 
-    def __init__(
-        self, client: Client, mode: str, quantity_step: float = 1e-5, attempts: int = 5, max_wait: float = 10.0
-    ) -> None:
-        self.client, self._mode, self.quantity_step = client, mode, quantity_step
+    def __init__(self, client: Client, mode: str, quantity_step: float = 1e-5, fee_rate: float = 0.001,
+                 attempts: int = 5, max_wait: float = 10.0) -> None:  # fmt: skip
+        self.client, self._mode, self.quantity_step, self.fee_rate = client, mode, quantity_step, fee_rate
         self._retrying = Retrying(
             retry=retry_if_exception_type(TemporaryError),
             wait=wait_exponential(multiplier=0.5, max=max_wait),
@@ -158,7 +159,9 @@ class BinanceBroker:
                                origClientOrderId=order.client_order_id)  # fmt: skip
         except PermanentError as exc:
             cause = exc.__cause__
-            if isinstance(cause, BinanceAPIException) and (cause.code == UNKNOWN_ORDER or cause.status_code == 404):
+            if isinstance(cause, BinanceAPIException) and (
+                cause.code == UNKNOWN_ORDER or cause.status_code in NO_LOOKUP
+            ):
                 return None  # unknown order (or an exchange without the lookup endpoint: it refuses duplicates)
             raise
         return dict(found)
@@ -190,11 +193,20 @@ class BinanceBroker:
                 existing = self._existing(order)
                 if existing is not None:
                     return _fill_from_response(order, existing)
-                return Fill(order.client_order_id, "failed", 0.0, order.price, 0.0, None, "duplicate order id")
+                return self._assumed_fill(order, params["quantity"])
             log.warning("order refused client_order_id=%s symbol=%s reason=%s", order.client_order_id, order.symbol,
                         exc)  # fmt: skip
             return Fill(order.client_order_id, "failed", 0.0, order.price, 0.0, None, str(exc))
         return _fill_from_response(order, dict(response))
+
+    def _assumed_fill(self, order: OrderRequest, sent_quantity: str) -> Fill:
+        """The exchange has this client id (a resend) but cannot be queried: its MARKET order filled."""
+        quantity = float(sent_quantity)
+        log.warning("duplicate order not queryable, fill assumed client_order_id=%s symbol=%s",
+                    order.client_order_id, order.symbol)  # fmt: skip
+        fee = quantity * order.price * self.fee_rate
+        reason = "resent: the exchange has this id but no order lookup; fill assumed at the close"
+        return Fill(order.client_order_id, "filled", quantity, order.price, fee, None, reason)
 
 
 def _binance_client(settings: Settings) -> Client:
@@ -236,4 +248,4 @@ def make_broker(
     check_trading_consent(settings)
     target = settings.binance_base_url or ("Binance testnet" if settings.trading_mode == "testnet" else "Binance")
     log.warning("trading_mode=%s orders go to %s", settings.trading_mode, target)
-    return BinanceBroker(client_factory(settings), settings.trading_mode)
+    return BinanceBroker(client_factory(settings), settings.trading_mode, fee_rate=settings.fee_rate)
