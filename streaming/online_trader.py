@@ -213,9 +213,8 @@ class OnlineTrader:
         assert self.policy is not None
         return self.policy.history_hours + 24
 
-    def _ready_hours(self, degraded: set[int], symbols: tuple[str, ...]) -> list[int]:
+    def _ready_hours(self, present: dict[int, set[str]], degraded: set[int], symbols: tuple[str, ...]) -> list[int]:
         """Hours to decide now, in order: every hour up to the latest complete or degraded hour seen."""
-        present = self.history.symbols_by_hour(after=self.last_hour)
         complete = [h for h, have in present.items() if have.issuperset(symbols)]
         latest = max([*complete, *degraded, self.released_until or -1])
         self.released_until = latest if latest >= 0 else None
@@ -227,7 +226,8 @@ class OnlineTrader:
     def _decide_ready_hours(self, batch_id: int, degraded: set[int]) -> tuple[list[DecisionRecord], list[OrderRecord]]:
         assert self.policy is not None and self.learner is not None
         spec = self.policy.spec
-        hours = self._ready_hours(degraded, spec.symbols)
+        present = self.history.symbols_by_hour(after=self.last_hour)
+        hours = self._ready_hours(present, degraded, spec.symbols)
         decisions: list[DecisionRecord] = []
         orders: list[OrderRecord] = []
         if not hours:
@@ -244,7 +244,7 @@ class OnlineTrader:
             self.last_hour = hour
             if not self.learner.rows.has_window(int(hour_numbers[i]), spec.window):
                 continue  # warm-up: no full window of defined feature rows yet
-            is_degraded = not self.history.symbols_at(hour).issuperset(spec.symbols)
+            is_degraded = not present.get(hour, set()).issuperset(spec.symbols)
             decision, order = self._decide_hour(batch_id, table, i, is_degraded)
             decisions.append(decision)
             if order is not None:
