@@ -7,6 +7,7 @@ services to start are launched first and then waited for together, so they boot 
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import time
@@ -17,6 +18,7 @@ import psutil
 
 from klinestream.stack.process import (
     describe_process,
+    exclusive_lock,
     first_error,
     live_process,
     port_open,
@@ -119,8 +121,20 @@ class UpResult:
 Report = Callable[[str], None]
 
 
+def _stack_lock(services: Sequence[Service]) -> contextlib.AbstractContextManager[None]:
+    """One ``up`` or ``down`` at a time per stack folder (a second caller waits, then finds them running)."""
+    if not services:
+        return contextlib.nullcontext()
+    return exclusive_lock(services[0].settings.stack_dir / ".stack.lock")
+
+
 def up(services: Sequence[Service], report: Report = log.info) -> list[UpResult]:
     """Start the stopped services, wait until every one answers; raise StackStartError on the first failure."""
+    with _stack_lock(services):
+        return _up(services, report)
+
+
+def _up(services: Sequence[Service], report: Report) -> list[UpResult]:
     started: dict[str, float] = {}
     actions: dict[str, Action] = {}
     for service in services:
@@ -207,4 +221,5 @@ def stop(service: Service) -> DownResult:
 
 def down(services: Sequence[Service]) -> list[DownResult]:
     """Stop ``services`` in reverse start order."""
-    return [stop(service) for service in reversed(services)]
+    with _stack_lock(services):
+        return [stop(service) for service in reversed(services)]

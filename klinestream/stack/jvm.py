@@ -8,18 +8,17 @@ costs no Maven call.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import logging
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import version as package_version
 from pathlib import Path
 
+from klinestream.stack.process import exclusive_lock
 from models.errors import ServiceError
 
 log = logging.getLogger(__name__)
@@ -82,7 +81,7 @@ def install(jvm_dir: Path, bundles: Sequence[str] = BUNDLES, force: bool = False
     _require_tool("mvn", "install Maven (apt-get install maven)")
     _require_tool("java", "install a Java 17 runtime (apt-get install openjdk-17-jre-headless)")
     jvm_dir.mkdir(parents=True, exist_ok=True)
-    with _install_lock(jvm_dir):
+    with exclusive_lock(jvm_dir / ".install.lock"):
         return [_install_bundle(jvm_dir / name, name, force) for name in bundles]
 
 
@@ -152,17 +151,6 @@ def _run_mvn(args: list[str]) -> subprocess.CompletedProcess[str]:
 def _require_tool(name: str, how: str) -> None:
     if shutil.which(name) is None:
         raise ServiceError(f"`{name}` is not on PATH: {how}, then rerun `klinestream stack install`")
-
-
-@contextmanager
-def _install_lock(jvm_dir: Path) -> Iterator[None]:
-    """One install at a time per ``jvm_dir`` (engineers and test sessions may share a working tree)."""
-    with (jvm_dir / ".install.lock").open("w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def jars(jvm_dir: Path, bundle: str) -> list[Path]:

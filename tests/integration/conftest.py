@@ -1,8 +1,9 @@
 """Fixtures of the integration tests: the real local services, started once per test session.
 
 ``stack.require("kafka", ...)`` brings services up through ``klinestream.stack`` (idempotent: services
-already running and healthy are reused). Services that this test session started are stopped when it ends,
-unless ``KLINESTREAM_KEEP_STACK=1`` (handy while iterating: the next session finds them running).
+already running and healthy are reused). Services that test sessions started are stopped when they end,
+unless ``KLINESTREAM_KEEP_STACK=1`` (handy while iterating: the next session finds them running). Sessions
+sharing one working tree cooperate: the last one to finish stops them (see :class:`StackHandle`).
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+import psutil
 import pytest
 
 from klinestream.stack import control, jvm
-from klinestream.stack.services import Service, build_services
+from klinestream.stack.process import exclusive_lock
+from klinestream.stack.services import build_services
 from models.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -29,31 +32,66 @@ _BUNDLES = {"kafka": ("kafka",), "cassandra": ("cassandra",), "spark": ("spark-k
 
 
 class StackHandle:
-    """Brings the services a test needs up once, and remembers which ones this session started."""
+    """Brings the services a test needs up once; the last test session to finish stops what tests started.
+
+    Each live session holds a lease file in ``<home>/stack/test-sessions/``; services started by any test
+    session are listed there too. When a session ends and no other session holds a lease, it stops the
+    listed services (never those a person started with ``klinestream stack up``).
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.started: list[Service] = []
         self._ready: set[str] = set()
+        self._dir = settings.stack_dir / "test-sessions"
+        self._lock = self._dir / ".lock"
+        self._lease = self._dir / f"{os.getpid()}.lease"
+        self._started = self._dir / "started-by-tests"
 
     def require(self, *names: str) -> None:
         """Make sure ``names`` (services, or ``spark`` for the connector jars) are installed and answering."""
         missing = [n for n in names if n not in self._ready]
+        with exclusive_lock(self._lock):
+            self._lease.touch()
         bundles = [b for n in missing for b in _BUNDLES.get(n, ())]
         if bundles:
             jvm.install(self.settings.jvm_dir, bundles)
         services = build_services(self.settings, [n for n in missing if n != "spark"])
         if services:
             results = control.up(services, report=log.info)
-            by_name = {s.name: s for s in services}
-            self.started += [by_name[r.name] for r in results if r.action is control.Action.START]
+            started = [r.name for r in results if r.action is control.Action.START]
+            if started:
+                with exclusive_lock(self._lock):
+                    self._started.write_text("\n".join(sorted({*self._started_names(), *started})) + "\n")
         self._ready.update(missing)
 
-    def stop_started(self) -> None:
-        if os.environ.get("KLINESTREAM_KEEP_STACK") == "1":
-            log.info("KLINESTREAM_KEEP_STACK=1: leaving %s running", [s.name for s in self.started])
+    def _started_names(self) -> list[str]:
+        return self._started.read_text().split() if self._started.exists() else []
+
+    def _other_sessions(self) -> list[int]:
+        """Pids of other live sessions holding a lease (the leases of dead sessions are removed)."""
+        live = []
+        for lease in self._dir.glob("*.lease"):
+            pid = int(lease.stem) if lease.stem.isdigit() else -1
+            if pid != os.getpid() and psutil.pid_exists(pid):
+                live.append(pid)
+            elif pid != os.getpid():
+                lease.unlink(missing_ok=True)
+        return live
+
+    def release(self) -> None:
+        """End this session's use; stop what tests started if no other session still uses the stack."""
+        if not self._dir.exists():
             return
-        control.down(self.started)
+        with exclusive_lock(self._lock):
+            self._lease.unlink(missing_ok=True)
+            names = self._started_names()
+            if os.environ.get("KLINESTREAM_KEEP_STACK") == "1":
+                log.info("KLINESTREAM_KEEP_STACK=1: leaving %s running", names)
+            elif others := self._other_sessions():
+                log.info("test sessions %s still use the stack: leaving %s running", others, names)
+            elif names:
+                control.down(build_services(self.settings, names))
+                self._started.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session")
@@ -69,7 +107,7 @@ def stack(settings: Settings) -> Iterator[StackHandle]:
     try:
         yield handle
     finally:
-        handle.stop_started()
+        handle.release()
 
 
 @pytest.fixture
