@@ -10,7 +10,8 @@ check is never sent; the trader records it as ``rejected`` with the reason.
   agree) has fallen ``daily_loss_limit`` below its value at the day's first decision, no order that
   adds to the position (buys) until the next UTC day; sells, which reduce risk, stay allowed.
 - **Max position:** a buy that would hold more than ``max_position_units`` base units is refused.
-- **Max order notional:** an order worth more than ``max_order_notional`` is refused.
+- **Max order notional:** a buy worth more than ``max_order_notional`` is refused (sells only reduce
+  the position, and a stop must never keep the trader from getting out).
 """
 
 from __future__ import annotations

@@ -204,10 +204,11 @@ def test_an_incomplete_hour_waits_until_it_is_complete_or_released(month) -> Non
     assert [d.open_time for d in second.decisions] == [hours[41]] and not second.decisions[0].degraded
 
 
-def test_checkpoint_holds_the_whole_state_compactly(month) -> None:
+@pytest.mark.parametrize("variant", ["linear", "lstm"])
+def test_checkpoint_holds_the_whole_state_compactly(month, variant: str) -> None:
     frame, klines = month
     store = MemoryCheckpoints()
-    trader = start(StaticModelSource({"1": make_policy(frame)}, "1"), MemorySink(), store, LEARNING)
+    trader = start(StaticModelSource({"1": make_policy(frame, variant=variant)}, "1"), MemorySink(), store, LEARNING)
     run(trader, hourly_batches(first_hours(klines, 200), 24))
     checkpoint = store.saved["paper-BTCUSDT"]
     assert checkpoint.batch_id == trader.last_batch_id and checkpoint.online_updates == trader.online_updates > 0
