@@ -14,7 +14,6 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-import pendulum
 from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, get_current_context, task
 
 #: Published by the klines_backfill DAG (dags/klines_backfill.py) when validated klines land in the lake.
@@ -64,7 +63,7 @@ with DAG(
     schedule=AssetOrTimeSchedule(
         timetable=CronTriggerTimetable("0 3 * * 1", timezone="UTC"), assets=[VALIDATED_KLINES]
     ),
-    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+    # no start_date: unpausing waits for the next Monday instead of starting the latest missed week at once
     catchup=False,
     max_active_runs=1,
     params=PARAMS,

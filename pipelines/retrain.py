@@ -119,6 +119,14 @@ def build_snapshot(settings: Settings, config: RetrainConfig, work: Path) -> dic
     train, test = parse_range(config.train_range), parse_range(config.test_range)
     start = min(train.start_ms, test.start_ms) - HISTORY_PAD_HOURS * HOUR_MS
     frame = read_validated_klines(settings, start, max(train.end_ms, test.end_ms))
+    for label, time_range in (("train_range", train), ("test_range", test)):
+        inside = frame[(frame["open_time"] >= time_range.start_ms) & (frame["open_time"] < time_range.end_ms)]
+        missing = [s for s in settings.symbols if not (inside["symbol"] == s).any()]
+        if missing:
+            raise PermanentError(
+                f"validated lake {settings.lake_root} has no klines of {missing} in the {label} {time_range}: "
+                "run the klines_backfill DAG (or `klinestream backfill`) for it, or choose another range"
+            )
     path = work / SNAPSHOT_FILE
     frame.to_parquet(path, index=False)
     counts = frame.groupby("symbol").size().to_dict()
