@@ -71,6 +71,10 @@ class Broker(Protocol):
 
     def submit(self, order: OrderRequest) -> Fill: ...
 
+    def lookup(self, order: OrderRequest) -> Fill | None:
+        """The fill of an order already sent with this client id, without sending anything."""
+        ...
+
 
 class PaperBroker:
     """Deterministic fills at the close with ``fee_rate`` and ``slippage_bps``."""
@@ -83,6 +87,9 @@ class PaperBroker:
     @property
     def mode(self) -> str:
         return "paper"
+
+    def lookup(self, order: OrderRequest) -> Fill | None:
+        return None  # paper orders leave nothing outside the trader's own state
 
     def submit(self, order: OrderRequest) -> Fill:
         slip = self.slippage_bps * 1e-4
@@ -165,6 +172,10 @@ class BinanceBroker:
                 return None  # unknown order (or an exchange without the lookup endpoint: it refuses duplicates)
             raise
         return dict(found)
+
+    def lookup(self, order: OrderRequest) -> Fill | None:
+        existing = self._existing(order)
+        return None if existing is None else _fill_from_response(order, existing)
 
     def format_quantity(self, quantity: float) -> str:
         """Quantity rounded down to the lot step, as Binance wants it (no exponent)."""

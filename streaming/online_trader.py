@@ -51,7 +51,7 @@ from streaming.model_source import ModelSource, NoOnlineLogging, OnlineLogger
 from streaming.online_learner import OnlineConfig, OnlineLearner
 from streaming.portfolio import Portfolio, Sizing
 from streaming.records import SIDES, DecisionRecord, OrderRecord, PositionRecord, client_order_id
-from streaming.risk import AccountView, CachedKillSwitch, Controls, NoControls, RiskLimits, check_order
+from streaming.risk import KILL_SWITCH, AccountView, CachedKillSwitch, Controls, NoControls, RiskLimits, check_order
 from streaming.sink import TradeSink
 
 log = logging.getLogger(__name__)
@@ -133,6 +133,7 @@ class OnlineTrader:
         self.swapped_from: str | None = None
         self.logged_updates = 0
         self._pinned: InFlight | None = None
+        self._replaying = False
 
     # --- life cycle -----------------------------------------------------------------------------
     @classmethod
@@ -191,6 +192,7 @@ class OnlineTrader:
 
     def _check_swap(self, batch_id: int) -> str | None:
         pinned, self._pinned = self._pinned, None
+        self._replaying = pinned is not None and pinned.batch_id == batch_id
         if pinned is not None and pinned.batch_id == batch_id:
             wanted = pinned.model_version  # a replayed batch keeps the version it first ran with
         else:
@@ -306,12 +308,17 @@ class OnlineTrader:
                                price, status, why, filled, fill_price, fee, self.broker.mode, exchange_id,
                                batch_id)  # fmt: skip
 
+        request = OrderRequest(cid, self.symbol, side, quantity, price, hour)
+        sent = self.broker.lookup(request) if reason == KILL_SWITCH and self._replaying else None
+        if sent is not None:  # the first attempt of this replayed batch sent it before the switch: book it
+            reason = None
         if reason is not None:
             order = record("rejected", reason, 0.0, 0.0, 0.0, None)
             self.sink.write_order(order)
             return order, 0.0
-        self.sink.write_order(record("new", None, 0.0, 0.0, 0.0, None))
-        fill = self.broker.submit(OrderRequest(cid, self.symbol, side, quantity, price, hour))
+        if sent is None:
+            self.sink.write_order(record("new", None, 0.0, 0.0, 0.0, None))
+        fill = sent or self.broker.submit(request)
         profit = 0.0
         if fill.status == "filled":
             profit = self.portfolio.apply_fill(side, fill.filled_quantity, fill.fill_price, fill.fee)

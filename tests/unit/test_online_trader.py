@@ -13,7 +13,7 @@ from models.errors import TemporaryError
 from models.kline import HOUR_MS, Kline
 from pipelines.dataset import TimeRange
 from pipelines.evaluate import policy_decider, run_backtest
-from streaming.brokers import PaperBroker
+from streaming.brokers import Fill, OrderRequest, PaperBroker
 from streaming.checkpoint import Checkpoint
 from streaming.online_learner import OnlineConfig
 from streaming.online_trader import OnlineTrader, TraderConfig
@@ -22,6 +22,7 @@ from tests.unit.trader_fakes import (
     MemoryCheckpoints,
     MemorySink,
     StaticModelSource,
+    SwitchControls,
     hourly_batches,
     make_policy,
     market,
@@ -263,3 +264,42 @@ def test_trading_goes_on_with_the_loaded_version_while_the_registry_is_unreachab
     assert result.decisions and {d.model_version for d in result.decisions} == {"1"}
     source.down = False
     assert trader.process_batch(7, batches[7]).swapped_from == "1"
+
+
+class ExchangeBroker(PaperBroker):
+    """A paper broker that remembers what it filled, like an exchange does (lookup by client order id)."""
+
+    def __init__(self) -> None:
+        super().__init__(0.0, 0.0)
+        self.filled: dict[str, Fill] = {}
+
+    @property
+    def mode(self) -> str:
+        return "testnet"
+
+    def submit(self, order: OrderRequest) -> Fill:
+        return self.filled.setdefault(order.client_order_id, super().submit(order))
+
+    def lookup(self, order: OrderRequest) -> Fill | None:
+        return self.filled.get(order.client_order_id)
+
+
+def test_a_replayed_batch_books_orders_its_first_attempt_sent_although_the_kill_switch_is_now_on(month) -> None:
+    frame, klines = month
+    source = StaticModelSource({"1": make_policy(frame, seed=8)}, "1")
+    sink, store, broker = MemorySink(), MemoryCheckpoints(), ExchangeBroker()
+    config = TraderConfig(fee_rate=0.0, online=OnlineConfig(enabled=False), control_ttl_seconds=0.0)
+    killed = SwitchControls()
+    trader = OnlineTrader.start(config, source, broker, sink, store, LOOSE, controls=killed)
+    batches = hourly_batches(first_hours(klines, 80), 10)
+    run(trader, batches[:4])
+    committed = store.saved["paper-BTCUSDT"]
+    first_try = trader.process_batch(4, batches[4])  # sends its orders, then dies before the commit
+    store.saved["paper-BTCUSDT"] = committed
+    killed.on_after = 0  # the operator pulls the kill switch meanwhile
+    restarted = OnlineTrader.start(config, source, broker, sink, store, LOOSE, controls=killed)
+    replayed = restarted.process_batch(4, batches[4])
+    after = restarted.process_batch(5, batches[5])
+    sent = [o for o in first_try.orders if o.status == "filled"]
+    assert sent and [o for o in replayed.orders if o.status == "filled"] == sent
+    assert after.orders and all(o.reason == "kill_switch" for o in after.orders)
