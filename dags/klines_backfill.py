@@ -6,10 +6,15 @@ Every write is keyed by the run's data interval, so reruns and backfills are ide
 chosen by the settings: ``KLINESTREAM_BINANCE_BASE_URL`` (the simulator or any Binance-compatible API),
 else ``KLINESTREAM_DATA_DIR`` (kline files), else Binance itself.
 
-Backfill a range (needs a running scheduler)::
+Backfill a range (needs a running scheduler; Airflow 3.3 leaves backfill runs queued while the DAG is
+paused, so unpause it first — which also lets the hourly schedule catch up from the latest run)::
 
+    airflow dags unpause klines_backfill
     airflow backfill create --dag-id klines_backfill \
-        --from-date 2023-01-01T00:00:00+00:00 --to-date 2023-01-02T00:00:00+00:00 --max-active-runs 4
+        --from-date 2022-03-04T00:00:00+00:00 --to-date 2022-03-04T03:00:00+00:00 --max-active-runs 2
+
+``--from-date``/``--to-date`` are logical dates, both inclusive; a run's logical date is the start of its
+hour, so this example runs the four hours 00:00–03:00 (data intervals [00:00, 01:00) … [03:00, 04:00)).
 """
 
 from __future__ import annotations
@@ -39,7 +44,12 @@ with DAG(
     catchup=True,
     max_active_runs=4,
     is_paused_upon_creation=True,
-    default_args={"retries": 3, "retry_delay": timedelta(minutes=1), "retry_exponential_backoff": True},
+    default_args={
+        "owner": "klinestream",
+        "retries": 3,
+        "retry_delay": timedelta(minutes=1),
+        "retry_exponential_backoff": True,
+    },
     tags=["klinestream", "market-data"],
 ) as dag:
 

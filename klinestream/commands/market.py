@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -196,6 +196,7 @@ def simulator(
 ) -> None:
     """Run the Binance exchange simulator (REST + kline streams + paper fills) until Ctrl-C."""
     import asyncio
+    import signal
 
     from models.settings import load_settings
     from pipelines.simulator import KlineStore, ReplayClock, SimulatorServer
@@ -233,17 +234,18 @@ def simulator(
     _quiet_libraries()
 
     async def serve() -> None:
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
         await server.start()
         typer.echo(f"simulator: {server.base_url} (REST) {server.ws_url}/ws/<symbol>@kline_1h; symbols {store.symbols}")
         try:
-            await asyncio.Event().wait()
+            await stop.wait()
         finally:
             await server.stop()
 
-    try:
+    with suppress(KeyboardInterrupt):
         asyncio.run(serve())
-    except KeyboardInterrupt:
-        typer.echo("simulator stopped")
+    typer.echo("simulator stopped")
 
 
 def register(app: typer.Typer) -> None:
