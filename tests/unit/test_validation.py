@@ -125,3 +125,11 @@ def test_promotion_keeps_only_the_failing_day_out_of_validated(tmp_path: Path, v
         BackfillSummary(START, END, "test", results=results).raise_for_failures()
     assert "volume_non_negative" in str(caught.value) and "BTCUSDT" in str(caught.value)
     assert "2022-05-02 10:00 UTC" in caught.value.report
+
+
+def test_the_top_level_great_expectations_folder_does_not_shadow_the_library() -> None:
+    import great_expectations
+
+    repo_folder = Path(__file__).resolve().parents[2] / "great_expectations"
+    assert not (repo_folder / "__init__.py").exists()
+    assert great_expectations.__file__ is not None and "site-packages" in great_expectations.__file__
