@@ -12,7 +12,8 @@ endpoint, up to the server's "now". After a drop, python-binance's socket reconn
 reports it as an error event: the ingestor fills the missed hours from REST as soon as the stream
 delivers again (and a closed kline that arrives after a hole fills the hole first). When python-binance
 gives up, the ingestor opens a new socket itself, backing off exponentially (tenacity; the backoff
-starts afresh once a connection has delivered klines), and catches up again. Nothing doubled on purpose:
+starts afresh once a connection has delivered klines), and catches up again. A stream that says nothing
+for ``idle_seconds`` (stalled, or still reconnecting) triggers a REST catch-up too. Nothing doubled on purpose:
 a kline at or before the last published hour is not sent again (duplicates are harmless downstream).
 """
 
@@ -109,12 +110,15 @@ class Ingestor:
         rest: KlineRest,
         last_published: Mapping[str, int] | None = None,
         max_attempts: int | None = None,
+        idle_seconds: float = 30.0,
     ) -> None:
         self.symbols = list(symbols)
         self.sink = sink
         self.rest = rest
         self.last_published: dict[str, int] = dict(last_published or {})
         self.max_attempts = max_attempts
+        self.idle_seconds = idle_seconds
+        self._delivered = 0
         self.published = 0
         self.filled = 0
         self.connections = 0
@@ -161,17 +165,19 @@ class Ingestor:
 
     async def catch_up(self) -> int:
         """Fill, for every symbol with a known last hour, the closed klines since then (after a connect)."""
-        now = await self.rest.server_time()
+        now = int(await retry_rest(self.rest.server_time, "server time"))
         count = 0
         for symbol in self.symbols:
             last = self.last_published.get(symbol)
-            if last is not None and last + HOUR_MS < now:
+            if last is not None and last + 2 * HOUR_MS - 1 < now:  # the hour after the last one has closed
                 count += await self.fill(symbol, last + HOUR_MS, now, now_ms=now)
         return count
 
     async def fill(self, symbol: str, start_ms: int, end_ms: int, now_ms: int) -> int:
         """Publish the closed klines of ``symbol`` opened in ``[start_ms, end_ms]`` (close before ``now_ms``)."""
-        klines = await self.rest.klines(symbol, start_ms, end_ms)
+        klines: list[Kline] = await retry_rest(
+            lambda: self.rest.klines(symbol, start_ms, end_ms), f"REST klines of {symbol}"
+        )
         count = 0
         for kline in sorted(klines, key=lambda k: k.open_time):
             if kline.symbol != symbol or kline.event_time >= now_ms:
@@ -216,48 +222,52 @@ class Ingestor:
                 await self._session(open_stream, stop)
 
     async def _session(self, open_stream: StreamOpener, stop: asyncio.Event) -> None:
-        delivered = 0
+        self._delivered = 0
         try:
             async with open_stream(self.symbols) as messages:
                 self.connections += 1
                 log.info("stream connected symbols=%s connection=%d", ",".join(self.symbols), self.connections)
                 await self.catch_up()
-                iterator = aiter(messages)
-                while not stop.is_set():
-                    message = await _next_or_stop(iterator, stop)
-                    if message is None:
-                        return
-                    delivered += await self.on_message(message)
+                await self._pump(aiter(messages), stop)
         except TemporaryError as exc:
-            if delivered:
+            if self._delivered:
                 raise StreamInterrupted(str(exc)) from exc
             raise
         except (TimeoutError, OSError) as exc:
-            error = StreamInterrupted if delivered else TemporaryError
+            error = StreamInterrupted if self._delivered else TemporaryError
             raise error(f"kline stream failed: {type(exc).__name__}: {exc}") from exc
+
+    async def _pump(self, messages: AsyncIterator[Mapping[str, Any]], stop: asyncio.Event) -> None:
+        """Handle messages until ``stop``; after ``idle_seconds`` of silence, catch up from REST (a stalled or
+        still-reconnecting stream loses no closed hour)."""
+        stopped = asyncio.ensure_future(stop.wait())
+        pending = asyncio.ensure_future(anext(messages))
+        try:
+            while True:
+                done, _ = await asyncio.wait(
+                    {pending, stopped}, timeout=self.idle_seconds, return_when=asyncio.FIRST_COMPLETED
+                )
+                if stopped in done:
+                    return
+                if not done:
+                    self.catch_up_due = False
+                    self._delivered += await self.catch_up()
+                    continue
+                try:
+                    message = pending.result()
+                except StopAsyncIteration:
+                    raise TemporaryError("kline stream ended") from None
+                pending = asyncio.ensure_future(anext(messages))
+                self._delivered += await self.on_message(message)
+        finally:
+            for task in (pending, stopped):
+                if not task.done():
+                    task.cancel()
 
 
 def _worth_a_backoff(exc: BaseException) -> bool:
     """Temporary failures back off; an interrupted stream that had delivered reconnects at once."""
     return isinstance(exc, TemporaryError) and not isinstance(exc, StreamInterrupted)
-
-
-async def _next_or_stop(iterator: AsyncIterator[Mapping[str, Any]], stop: asyncio.Event) -> Mapping[str, Any] | None:
-    """The next message, or None once ``stop`` is set (or the stream ends)."""
-    next_message = asyncio.ensure_future(anext(iterator))
-    stopped = asyncio.ensure_future(stop.wait())
-    try:
-        done, _ = await asyncio.wait({next_message, stopped}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in (next_message, stopped):
-            if not task.done():
-                task.cancel()
-    if next_message in done:
-        try:
-            return next_message.result()
-        except StopAsyncIteration:
-            raise TemporaryError("kline stream ended") from None
-    return None
 
 
 async def retry_rest(call: Callable[[], Awaitable[Any]], what: str, attempts: int = 5) -> Any:
@@ -274,7 +284,9 @@ async def retry_rest(call: Callable[[], Awaitable[Any]], what: str, attempts: in
     raise PermanentError(f"{what}: no attempt made")  # pragma: no cover - tenacity always attempts
 
 
-async def run_ingestor(settings: Settings, stop: asyncio.Event, max_attempts: int | None = None) -> Ingestor:
+async def run_ingestor(
+    settings: Settings, stop: asyncio.Event, max_attempts: int | None = None, idle_seconds: float = 30.0
+) -> Ingestor:
     """Wire the ingestor from settings (topics, idempotent producer, python-binance) and run until ``stop``."""
     from streaming.binance_io import BinanceRest, make_client, open_kline_stream
     from streaming.kafka_io import build_producer, ensure_topics, last_published_hours
@@ -285,9 +297,8 @@ async def run_ingestor(settings: Settings, stop: asyncio.Event, max_attempts: in
     producer = build_producer(settings, client_id="klinestream-ingestor")
     client = make_client(settings.binance_base_url)
     symbols = list(settings.symbols)
-    ingestor = Ingestor(
-        symbols, KafkaKlineSink(producer, settings.kafka_topic_klines), BinanceRest(client), last, max_attempts
-    )
+    sink = KafkaKlineSink(producer, settings.kafka_topic_klines)
+    ingestor = Ingestor(symbols, sink, BinanceRest(client), last, max_attempts, idle_seconds)
     try:
         await ingestor.run(lambda syms: open_kline_stream(client, syms, settings.binance_ws_url), stop)
     finally:

@@ -24,6 +24,9 @@ def ingest(
     max_attempts: int = typer.Option(
         0, "--max-attempts", min=0, help="Give up after this many failed connections in a row (0 = never)."
     ),
+    idle_seconds: float = typer.Option(
+        30.0, "--idle-seconds", min=1.0, help="Catch up from REST when the stream is silent this long."
+    ),
 ) -> None:
     """Publish closed klines of the configured symbols from the Binance websocket (or the simulator) to Kafka.
 
@@ -40,7 +43,7 @@ def ingest(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await run_ingestor(settings, stop, max_attempts or None)
+        await run_ingestor(settings, stop, max_attempts or None, idle_seconds)
 
     asyncio.run(main())
 

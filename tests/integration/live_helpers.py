@@ -87,7 +87,7 @@ class IngestorThread:
 
     def _main(self) -> None:
         try:
-            self.result = self._loop.run_until_complete(self._run(self.settings, self._stop, 5))
+            self.result = self._loop.run_until_complete(self._run(self.settings, self._stop, 5, idle_seconds=2.0))
         except BaseException as exc:  # reported by the test
             self.error = exc
         finally:

@@ -91,9 +91,12 @@ def test_an_error_that_ends_python_binance_read_loop_interrupts_the_session() ->
 class ScriptedStreams:
     """Each connection serves the next script: a list of messages, then an error (or ends quietly)."""
 
-    def __init__(self, scripts: Sequence[Sequence[Mapping[str, Any]]], stop: asyncio.Event) -> None:
+    def __init__(
+        self, scripts: Sequence[Sequence[Mapping[str, Any]]], stop: asyncio.Event, end_quietly: bool = False
+    ) -> None:
         self.scripts = scripts
         self.stop = stop
+        self.end_quietly = end_quietly
         self.opened = 0
 
     @asynccontextmanager
@@ -105,7 +108,8 @@ class ScriptedStreams:
             for message in script:
                 yield message
             if self.opened >= len(self.scripts):
-                self.stop.set()
+                if not self.end_quietly:
+                    self.stop.set()
                 await asyncio.sleep(3600)
             yield {"e": "error", "type": "BinanceWebsocketUnableToConnect", "m": "simulated drop"}
 
@@ -131,6 +135,27 @@ def test_run_reconnects_after_a_drop_and_fills_the_missed_hours() -> None:
     assert ingestor.connections == 2
     assert sink.keys() == [("BTCUSDT", h) for h in range(10)]
     assert [s for _, s in sink.published[3:8]] == [SOURCE_REST] * 5
+
+
+def test_a_silent_stream_triggers_a_rest_catch_up() -> None:
+    history = [kline("BTCUSDT", h) for h in range(6)]
+    rest = FakeRest(history, now_ms=T0 + 5 * HOUR_MS + 1)
+    sink = ListSink()
+    ingestor = Ingestor(["BTCUSDT"], sink, rest, last_published={"BTCUSDT": T0}, idle_seconds=0.2)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        # connect: catch-up fills hours 1..4; then the stream is silent, hour 5 closes on the server
+        streams = ScriptedStreams([[]], stop, end_quietly=True)
+        task = asyncio.ensure_future(ingestor.run(streams, stop))
+        await asyncio.sleep(0.1)
+        rest.now_ms = T0 + 6 * HOUR_MS + 1
+        await asyncio.sleep(0.5)
+        stop.set()
+        await asyncio.wait_for(task, timeout=5)
+
+    run(main())
+    assert sink.keys() == [("BTCUSDT", h) for h in range(1, 6)]
 
 
 def test_failing_connections_back_off_and_give_up_after_max_attempts() -> None:
