@@ -42,9 +42,10 @@ def run_training(
     fee_rate: float = 0.001,
     slippage_bps: float = 0.0,
     progress: ProgressFn | None = None,
+    reward: str = "reference",
 ) -> dict[str, Any]:
     """Train one agent, save its policy (and checkpoint) under ``out_dir``, evaluate it on ``test``."""
-    agent_config, env_config, train_config = default_configs(variant, seed, device)
+    agent_config, env_config, train_config = default_configs(variant, seed, device, reward)
     if total_env_steps is not None:
         train_config = replace(train_config, total_env_steps=total_env_steps)
     dataset = build_dataset(klines, train)
@@ -55,6 +56,7 @@ def run_training(
     summary: dict[str, Any] = {
         "variant": variant,
         "seed": seed,
+        "reward": reward,
         "train": str(train),
         "train_seconds": result.seconds,
         "env_steps": result.env_steps,
@@ -92,10 +94,10 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def _fmt(values: list[float], money: bool = False, pct: bool = False) -> str:
+def _fmt(values: list[float], money: bool = False, pct: bool = False, signed: bool = True) -> str:
     mean, std = mean_std(values)
     if pct:
-        return f"{mean * 100:+.2f}% ± {std * 100:.2f}"
+        return f"{mean * 100:{'+' if signed else ''}.2f}% ± {std * 100:.2f}"
     if money:
         return f"${mean:,.2f} ± {std:,.2f}"
     return f"{mean:.2f} ± {std:.2f}"
@@ -113,8 +115,9 @@ def results_tables(runs: list[dict[str, Any]]) -> list[str]:
     for variant in variants:
         unit = [r["agent"]["unit"] for r in runs if r["variant"] == variant]
         ref = REFERENCE_TABLE.get(variant, {})
+        seeds = f"{len(unit)} seed{'s' if len(unit) > 1 else ''}"
         lines.append(
-            f"| {variant}-DQN ({len(unit)} seeds) | {_fmt([m['final_profit'] for m in unit], money=True)} "
+            f"| {variant}-DQN ({seeds}) | {_fmt([m['final_profit'] for m in unit], money=True)} "
             f"| {_fmt([m['n_buys'] for m in unit])} | {_fmt([m['n_sells'] for m in unit])} "
             f"| ${ref.get('final_profit', float('nan')):,.2f} | {ref.get('n_buys')} / {ref.get('n_sells')} |"
         )
@@ -134,7 +137,8 @@ def results_tables(runs: list[dict[str, Any]]) -> list[str]:
             ms = [r["agent"][name] for r in runs if r["variant"] == variant]
             lines.append(
                 f"| {variant}-DQN | {_fmt([m['total_return'] for m in ms], pct=True)} "
-                f"| {_fmt([m['sharpe'] for m in ms])} | {_fmt([m['max_drawdown'] for m in ms], pct=True)} "
+                f"| {_fmt([m['sharpe'] for m in ms])} "
+                f"| {_fmt([m['max_drawdown'] for m in ms], pct=True, signed=False)} "
                 f"| {_fmt([m['n_trades'] for m in ms])} |"
             )
         bh = runs[0]["buy_and_hold"][name]

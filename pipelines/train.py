@@ -31,12 +31,16 @@ logger = logging.getLogger(__name__)
 ProgressFn = Callable[[int, int, float], None]
 
 
-def default_configs(variant: str, seed: int = 0, device: str = "cpu") -> tuple[AgentConfig, EnvConfig, TrainConfig]:
+def default_configs(
+    variant: str, seed: int = 0, device: str = "cpu", reward: str = "reference"
+) -> tuple[AgentConfig, EnvConfig, TrainConfig]:
     """The project's default training setup for the reference protocol (fast, vectorised).
 
     Reference hyperparameters (gamma 0.95, RMSprop lr 0.005, epsilon 1.0 → 0.01 at 0.995, Huber,
-    replay 100k) with large batches over many environments; reward = the reference's max(profit, 0)
-    in unit accounting, scaled to thousands of dollars.
+    replay 100k) with large batches over many environments. ``reward``: "reference" = the reference's
+    max(profit, 0) on a sell in unit accounting (scaled to thousands of dollars); "log_return" or
+    "risk" = portfolio accounting with 0.1% fees (log returns scaled ×100; "risk" also subtracts the
+    drawdown increase).
     """
     if variant == "linear":
         train = TrainConfig(n_envs=256, total_env_steps=600_000, learning_starts=10_000, replay_ratio=8)
@@ -44,8 +48,15 @@ def default_configs(variant: str, seed: int = 0, device: str = "cpu") -> tuple[A
     else:
         train = TrainConfig(n_envs=64, total_env_steps=150_000, learning_starts=5_000, replay_ratio=8)
         batch = 512
-    agent = AgentConfig(variant=variant, batch_size=batch, target_sync_every=50, reward_scale=1e-3)
-    return agent, EnvConfig(), replace(train, seed=seed, device=device)
+    if reward == "reference":
+        env, scale = EnvConfig(), 1e-3
+    elif reward in ("log_return", "risk"):
+        env = EnvConfig(accounting="portfolio", reward=reward, fee_rate=0.001)  # type: ignore[arg-type]
+        scale = 100.0
+    else:
+        raise ValueError(f"unknown reward {reward!r}; choose reference, log_return or risk")
+    agent = AgentConfig(variant=variant, batch_size=batch, target_sync_every=50, reward_scale=scale)
+    return agent, env, replace(train, seed=seed, device=device)
 
 
 @dataclass

@@ -80,6 +80,9 @@ def train(
     steps: int | None = typer.Option(None, "--steps", min=1, help="Environment steps in total (default: preset)."),
     fee_rate: float | None = typer.Option(None, "--fee-rate", min=0.0, max=0.1, help="Fee per side for evaluation."),
     slippage_bps: float = typer.Option(0.0, "--slippage-bps", min=0.0, help="Slippage for evaluation, in bps."),
+    reward: str = typer.Option(
+        "reference", "--reward", help="reference (max(profit,0) on a sell, unit) | log_return | risk (portfolio, fees)."
+    ),
 ) -> None:
     """Train a DQN agent, save its policy under --out, and evaluate it on --test."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -88,6 +91,8 @@ def train(
     from models.settings import load_settings
     from pipelines.experiments import run_training
 
+    if reward not in ("reference", "log_return", "risk"):
+        raise typer.BadParameter(f"{reward!r} is not reference, log_return or risk", param_hint="--reward")
     if variant not in NETWORKS:
         raise typer.BadParameter(f"{variant!r} is not one of {sorted(NETWORKS)}", param_hint="--variant")
     settings = load_settings()
@@ -121,6 +126,7 @@ def train(
             settings.fee_rate if fee_rate is None else fee_rate,
             slippage_bps,
             progress,
+            reward,
         )
     typer.echo(
         f"policy saved to {out / 'policy'} ({summary['env_steps_per_second']:,.0f} env steps/s, "
