@@ -66,6 +66,8 @@ class BatchOutcome:
     dlq: list[DlqRecord] = field(default_factory=list)
     hours: list[AlignedHour] = field(default_factory=list)
     trader_result: Any = None
+    schema_disagreements: int = 0
+    """Records Python accepted but Spark's parse read differently (set by the Spark job)."""
 
     @property
     def degraded_hours(self) -> list[int]:

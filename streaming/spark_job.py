@@ -6,7 +6,8 @@ contract (:func:`kline_value_schema`, generated from :class:`models.kline.Kline`
 micro-batch is collected to the driver — hourly klines of a handful of symbols, bounded by
 ``maxOffsetsPerTrigger`` — and handed to :class:`streaming.micro_batch.MicroBatchProcessor`, which decides
 validity with :func:`models.kline.parse_record` / :func:`models.kline.check_kline` (so Spark and Python
-cannot disagree), writes bad records to ``klines.dlq``, aligns hours and calls the trader.
+cannot disagree on routing), writes bad records to ``klines.dlq``, aligns hours and calls the trader. Spark's
+own parse of every record is compared with Python's: a difference is logged as an error (schema drift).
 
 Durable state lives under ``<home>/checkpoints/<name>/``: ``spark/`` (Spark's offset and commit logs)
 and ``aligner/`` (the driver's per-batch state, see :mod:`streaming.batch_state`).
@@ -24,13 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from kafka import KafkaProducer
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 from pyspark.sql.types import DataType, DoubleType, LongType, StringType, StructField, StructType
 
-from models.errors import PermanentError
-from models.kline import Kline
+from models.errors import KlineParseError, PermanentError
+from models.kline import Kline, parse_record
 from models.settings import Settings
 from streaming.batch_state import BatchStateStore
 from streaming.dlq import MAX_RECORD_BYTES, RawRecord
@@ -109,11 +110,15 @@ def read_klines(spark: SparkSession, settings: Settings, options: StreamOptions)
     )
 
 
-def to_raw_records(batch: DataFrame) -> list[RawRecord]:
-    """Collect a micro-batch to the driver as :class:`RawRecord`, in (partition, offset) order."""
-    rows = batch.select("topic", "partition", "offset", "key", "value", "timestamp_ms").orderBy("partition", "offset")
-    return [
-        RawRecord(
+def collect_batch(batch: DataFrame) -> tuple[list[RawRecord], int]:
+    """Collect a micro-batch to the driver as :class:`RawRecord` in (partition, offset) order, and count the
+    records :func:`models.kline.parse_record` accepts but Spark's parse with :func:`kline_value_schema` reads
+    differently (the derived schema and the Python contract must not drift apart)."""
+    rows = batch.select("topic", "partition", "offset", "key", "value", "timestamp_ms", "kline")
+    records: list[RawRecord] = []
+    disagreements = 0
+    for row in rows.orderBy("partition", "offset").collect():
+        record = RawRecord(
             row["topic"],
             int(row["partition"]),
             int(row["offset"]),
@@ -121,8 +126,23 @@ def to_raw_records(batch: DataFrame) -> list[RawRecord]:
             None if row["value"] is None else bytes(row["value"]),
             int(row["timestamp_ms"] or 0),
         )
-        for row in rows.collect()
-    ]
+        records.append(record)
+        disagreements += spark_disagrees(row["kline"], record.value)
+    return records, disagreements
+
+
+def spark_disagrees(spark_kline: Row | None, value: bytes | None) -> bool:
+    """True when Python accepts ``value`` as a kline but Spark's parse of it differs in any field."""
+    try:
+        kline = parse_record(value or b"")
+    except KlineParseError:
+        return False
+    if spark_kline is None:
+        return True
+    parsed = spark_kline.asDict()
+    expected = kline.to_dict()
+    expected["symbol"], parsed["symbol"] = kline.symbol, str(parsed.get("symbol") or "").upper()
+    return any(parsed.get(name) != wanted for name, wanted in expected.items())
 
 
 class KafkaDlqWriter:
@@ -152,7 +172,11 @@ def foreach_batch(
     """The ``foreachBatch`` function: runs on the driver once per micro-batch."""
 
     def run(batch: DataFrame, batch_id: int) -> None:
-        outcome = processor.process(int(batch_id), to_raw_records(batch))
+        records, disagreements = collect_batch(batch)
+        if disagreements:
+            log.error("spark schema disagrees with parse_record batch_id=%d records=%d", batch_id, disagreements)
+        outcome = processor.process(int(batch_id), records)
+        outcome.schema_disagreements = disagreements
         if on_outcome is not None:
             on_outcome(outcome)
 

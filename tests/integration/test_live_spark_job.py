@@ -93,13 +93,16 @@ def produce(settings: Settings, hours: range, rng: random.Random, n_hostile: int
         producer.close()
 
 
-def drain(spark: Any, settings: Settings, trader: Recorder, checkpoint: Path) -> None:
+def drain(spark: Any, settings: Settings, trader: Recorder, checkpoint: Path) -> list[Any]:
+    """Run the job until the topic is drained; returns each micro-batch's outcome."""
     from streaming.spark_job import StreamOptions, run_stream
 
     options = StreamOptions(
         name="test-job", available_now=True, max_offsets_per_trigger=250, timeout_hours=2, checkpoint_dir=checkpoint
     )
-    run_stream(spark, settings, trader, options)
+    outcomes: list[Any] = []
+    run_stream(spark, settings, trader, options, on_outcome=outcomes.append)
+    return outcomes
 
 
 def assert_dlq(settings: Settings, expected: dict[int, str]) -> None:
@@ -122,16 +125,17 @@ def test_hostile_records_go_to_the_dlq_and_good_klines_reach_the_trader_once_in_
     trader = Recorder()
     with live_topics(settings, symbols=SYMBOLS, traded_symbol="BTCUSDT") as live:
         expected = produce(live, range(0, HOURS // 2), rng, 500)
-        drain(spark, live, trader, checkpoint)
+        outcomes = drain(spark, live, trader, checkpoint)
         first_batches = list(trader.batches)
         # a crash after the last batch's foreachBatch but before Spark committed it: Spark replays it
         commits = sorted((checkpoint / "spark" / "commits").glob("[0-9]*"), key=lambda p: int(p.name))
         commits[-1].unlink()
         commits[-1].with_name(f".{commits[-1].name}.crc").unlink(missing_ok=True)
         expected |= produce(live, range(HOURS // 2, HOURS), rng, 500)
-        drain(spark, live, trader, checkpoint)
+        outcomes += drain(spark, live, trader, checkpoint)
 
         assert trader.skipped == [first_batches[-1]], "the replayed batch must reach the trader's skip"
+        assert len(outcomes) > 4 and all(o.schema_disagreements == 0 for o in outcomes)
         assert len(expected) == 1000
         assert_dlq(live, expected)
 

@@ -7,6 +7,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from pyspark.sql import Row
 from pyspark.sql.types import DoubleType, LongType, StringType
 
 from models.errors import PermanentError
@@ -19,6 +20,7 @@ from streaming.spark_job import (
     check_checkpoint_pair,
     kline_value_schema,
     last_committed_batch,
+    spark_disagrees,
 )
 
 
@@ -69,3 +71,17 @@ def test_a_trader_one_batch_ahead_of_spark_may_start_more_may_not(tmp_path: Path
     check_checkpoint_pair(settings, options, _Trader(3))  # processed, not yet committed by Spark: a replay
     with pytest.raises(PermanentError, match="reset both together"):
         check_checkpoint_pair(settings, StreamOptions(checkpoint_dir=tmp_path / "fresh"), _Trader(3))
+
+
+def _spark_row(kline: Kline, **changes: object) -> Row:
+    fields = {**kline.to_dict(), "schema_version": 1, "source": "t", **changes}
+    return Row(**fields)
+
+
+def test_spark_and_python_agree_on_a_good_record_and_disagreements_are_seen() -> None:
+    k = Kline("BTCUSDT", "1h", 1_672_531_200_000, 1.0, 2.0, 0.5, 1.5, 3.0, 1_672_534_799_999)
+    value = k.to_json("t")
+    assert not spark_disagrees(_spark_row(k), value)
+    assert spark_disagrees(_spark_row(k, close=1.25), value)
+    assert spark_disagrees(None, value)  # Spark could not parse what Python accepts
+    assert not spark_disagrees(None, b"not json")  # rejected by Python: the DLQ's business
