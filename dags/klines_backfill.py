@@ -61,7 +61,9 @@ with DAG(
 
         settings = load_settings()
         start_ms, end_ms = _interval_ms()
-        return ingest_raw(settings.lake_root, resolve_source(settings), settings.symbols, start_ms, end_ms)
+        source = resolve_source(settings)
+        # an hour Binance has not published yet fails this task (and its retry fetches again)
+        return ingest_raw(settings.lake_root, source, settings.symbols, start_ms, end_ms, require_complete=True)
 
     @task(outlets=[VALIDATED_KLINES])
     def validate_and_promote(fetched: dict[str, int]) -> dict[str, Any]:

@@ -16,11 +16,11 @@ from typing import Literal
 
 import pandas as pd
 
-from models.errors import SettingsError, ValidationFailed
+from models.errors import SettingsError, TemporaryError, ValidationFailed
 from models.kline import klines_to_frame
 from models.settings import Settings, env_name
 from pipelines import lake
-from pipelines.validation import KlineValidator, ValidationResult, format_hour
+from pipelines.validation import KlineValidator, ValidationResult, format_hour, load_known_outages
 
 log = logging.getLogger(__name__)
 
@@ -93,15 +93,34 @@ def ingest_raw(
     start_ms: int,
     end_ms: int,
     progress: Progress | None = None,
+    require_complete: bool = False,
 ) -> dict[str, int]:
-    """Fetch each symbol's range and make the ``raw`` zone hold exactly it; returns rows per symbol."""
+    """Fetch each symbol's range and make the ``raw`` zone hold exactly it; returns rows per symbol.
+
+    ``require_complete``: raise TemporaryError when a source has not published every hour yet (known
+    outages aside), so the caller's retry fetches again (the hourly DAG: Binance may lag a little).
+    """
     rows = {}
+    lagging = []
     for symbol in symbols:
         frame = load_klines(source, symbol, start_ms, end_ms, progress)
         lake.write_range(root, "raw", frame, start_ms, end_ms, symbols=[symbol])
         rows[symbol] = len(frame)
         log.info("raw written symbol=%s rows=%d source=%s", symbol, len(frame), source.kind)
+        if require_complete:
+            missing = _unpublished_hours(frame, symbol, start_ms, end_ms)
+            if missing:
+                lagging.append(f"{symbol} {', '.join(format_hour(h) for h in missing[:3])}")
+    if lagging:
+        raise TemporaryError(
+            f"{source.describe()} has not published these klines yet: {'; '.join(lagging)}; retry later"
+        )
     return rows
+
+
+def _unpublished_hours(frame: pd.DataFrame, symbol: str, start_ms: int, end_ms: int) -> list[int]:
+    expected = set(lake.hour_range(start_ms, end_ms).tolist()) - load_known_outages().missing_hours(symbol)
+    return sorted(expected - set(frame["open_time"].tolist()))
 
 
 def _passing_runs(result: ValidationResult) -> list[tuple[int, int]]:

@@ -81,3 +81,21 @@ def test_rerunning_a_range_or_an_overlapping_one_changes_nothing(tmp_path: Path,
         backfill(tmp_path, source, SYMBOLS, START - 10 * HOUR_MS, START + 2 * HOUR_MS, validator)
     validated = lake.read_range(tmp_path, "validated", SYMBOLS, START, END)
     assert len(validated) == 144 and not validated.duplicated(["symbol", "open_time"]).any()
+
+
+def test_an_hour_not_yet_published_is_a_temporary_error_for_the_hourly_run(tmp_path: Path) -> None:
+    from models.errors import TemporaryError
+    from pipelines.backfill import ingest_raw
+
+    hour = ms("2022-06-02T13:00")
+    faults = FaultPlan()
+    faults.add({"kind": "gap", "symbol": "BTCUSDT", "open_time": hour})
+    with running_simulator(MARKET, faults=faults) as sim:
+        source = KlineSource("simulator", sim.base_url)
+        with pytest.raises(TemporaryError, match="BTCUSDT 2022-06-02 13:00 UTC"):
+            ingest_raw(tmp_path, source, SYMBOLS, hour, hour + HOUR_MS, require_complete=True)
+        faults.clear()
+        assert ingest_raw(tmp_path, source, SYMBOLS, hour, hour + HOUR_MS, require_complete=True) == {
+            "BTCUSDT": 1,
+            "ETHUSDT": 1,
+        }
