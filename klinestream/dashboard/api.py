@@ -1,0 +1,165 @@
+"""What the dashboard's JSON API returns, shaped from the rows the Cassandra sink wrote.
+
+The shaping functions are pure (rows in, JSON-ready dicts out) so they are unit-tested without a
+database; :class:`DashboardReader` reads the rows through :class:`streaming.cassandra_sink.CassandraSink`
+(its session, keyspace and kill-switch helpers; the schema is the sink's, never redefined here).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from streaming.records import ACTION_NAMES
+
+log = logging.getLogger(__name__)
+
+Row = dict[str, Any]
+DEFAULT_CAPITAL = 100_000.0
+
+
+class SinkReader(Protocol):
+    """The part of :class:`~streaming.cassandra_sink.CassandraSink` the dashboard reads through."""
+
+    keyspace: str
+    session: Any
+
+    def read(self, table: str, trader_id: str, symbol: str) -> list[Row]: ...
+
+    def kill_switch_active(self, trader_id: str | None = None) -> bool: ...
+
+
+def _by_hour(rows: Sequence[Row]) -> list[Row]:
+    return sorted(rows, key=lambda r: (int(r["open_time"]), str(r.get("model_version") or "")))
+
+
+def starting_equity(positions: Sequence[Row]) -> float:
+    """The account's equity before its first hour: the first row's day-start equity (the capital)."""
+    if not positions:
+        return DEFAULT_CAPITAL
+    first = _by_hour(positions)[0]
+    return float(first.get("day_start_equity") or first.get("equity") or DEFAULT_CAPITAL)
+
+
+def shape_decision(row: Row) -> Row:
+    """One decision row as the page shows it."""
+    action = int(row["action"])
+    return {
+        "open_time": int(row["open_time"]),
+        "model_version": str(row["model_version"]),
+        "action": ACTION_NAMES[action] if 0 <= action < len(ACTION_NAMES) else str(action),
+        "greedy": ACTION_NAMES[int(row["greedy_action"])] if row.get("greedy_action") is not None else None,
+        "price": float(row["price"]),
+        "q": [row.get("q_hold"), row.get("q_buy"), row.get("q_sell")],
+        "epsilon": row.get("epsilon"),
+        "explored": bool(row.get("explored")),
+        "online_updates": int(row.get("online_updates") or 0),
+        "degraded": bool(row.get("degraded")),
+        "order_status": row.get("order_status"),
+        "batch_id": row.get("batch_id"),
+        "swapped_from": row.get("swapped_from"),
+    }
+
+
+def latest_decisions(decisions: Sequence[Row], limit: int) -> list[Row]:
+    """The ``limit`` newest decisions, newest first."""
+    ordered = _by_hour(decisions)
+    return [shape_decision(row) for row in reversed(ordered[-limit:])] if limit > 0 else []
+
+
+def order_counts(orders: Sequence[Row]) -> dict[str, int]:
+    counts: dict[str, int] = {"total": len(orders), "buy": 0, "sell": 0}
+    for row in orders:
+        status = str(row.get("status") or "unknown")
+        counts[status] = counts.get(status, 0) + 1
+        side = str(row.get("side") or "").lower()
+        if side in ("buy", "sell") and status == "filled":
+            counts[side] += 1
+    return counts
+
+
+def summarize(decisions: Sequence[Row], orders: Sequence[Row], positions: Sequence[Row], kill_switch: bool) -> Row:
+    """Headline numbers: counts, P&L against buy-and-hold, the latest model version and learning counters."""
+    ordered, marks = _by_hour(decisions), _by_hour(positions)
+    capital = starting_equity(marks)
+    last_decision, last_mark = (ordered[-1] if ordered else None), (marks[-1] if marks else None)
+    equity = float(last_mark["equity"]) if last_mark else capital
+    buy_hold = float(last_mark["buy_hold_equity"]) if last_mark and last_mark.get("buy_hold_equity") else capital
+    return {
+        "decisions": len(ordered),
+        "first_hour": int(ordered[0]["open_time"]) if ordered else None,
+        "last_hour": int(ordered[-1]["open_time"]) if ordered else None,
+        "orders": order_counts(orders),
+        "capital": capital,
+        "equity": equity,
+        "pnl": equity - capital,
+        "buy_hold_equity": buy_hold,
+        "buy_hold_pnl": buy_hold - capital,
+        "units": float(last_mark["units"]) if last_mark else 0.0,
+        "fees_paid": float(last_mark.get("fees_paid") or 0.0) if last_mark else 0.0,
+        "model_version": str(last_decision["model_version"]) if last_decision else None,
+        "model_versions": sorted({str(r["model_version"]) for r in ordered}),
+        "online_updates": int(last_decision.get("online_updates") or 0) if last_decision else 0,
+        "epsilon": last_decision.get("epsilon") if last_decision else None,
+        "explored": sum(1 for r in ordered if r.get("explored")),
+        "degraded": sum(1 for r in ordered if r.get("degraded")),
+        "kill_switch": kill_switch,
+    }
+
+
+def series(decisions: Sequence[Row], orders: Sequence[Row], positions: Sequence[Row]) -> Row:
+    """Chart data: price per decided hour, filled buys and sells, equity, buy-and-hold and position."""
+    ordered, marks = _by_hour(decisions), _by_hour(positions)
+    fills = [o for o in orders if o.get("status") == "filled"]
+
+    def markers(side: str) -> list[list[float]]:
+        chosen = [o for o in fills if str(o.get("side") or "").upper() == side]
+        return [[int(o["open_time"]), float(o.get("fill_price") or o["price"])] for o in _by_hour(chosen)]
+
+    return {
+        "price": [[int(r["open_time"]), float(r["price"])] for r in ordered],
+        "buys": markers("BUY"),
+        "sells": markers("SELL"),
+        "equity": [[int(r["open_time"]), float(r["equity"])] for r in marks],
+        "buy_hold": [[int(r["open_time"]), float(r["buy_hold_equity"] or 0.0)] for r in marks],
+        "units": [[int(r["open_time"]), float(r["units"])] for r in marks],
+    }
+
+
+class DashboardReader:
+    """Reads one trader's partitions (and the list of traders) through the Cassandra sink."""
+
+    def __init__(self, sink: SinkReader) -> None:
+        self.sink = sink
+
+    def traders(self) -> list[dict[str, str]]:
+        """Every (trader, symbol) with positions, demo runs (newest first) before the others."""
+        query = f"SELECT DISTINCT trader_id, symbol FROM {self.sink.keyspace}.positions"
+        rows = [(str(r.trader_id), str(r.symbol)) for r in self.sink.session.execute(query, timeout=30)]
+        rows.sort(key=lambda pair: (not pair[0].startswith("demo-"), _reverse_key(pair[0]), pair[1]))
+        return [{"trader_id": trader, "symbol": symbol} for trader, symbol in rows]
+
+    def tables(self, trader_id: str, symbol: str) -> tuple[list[Row], list[Row], list[Row]]:
+        read = self.sink.read
+        return (
+            read("decisions", trader_id, symbol),
+            read("orders", trader_id, symbol),
+            read("positions", trader_id, symbol),
+        )
+
+    def summary(self, trader_id: str, symbol: str) -> Row:
+        decisions, orders, positions = self.tables(trader_id, symbol)
+        body = summarize(decisions, orders, positions, self.sink.kill_switch_active(trader_id))
+        return {"trader_id": trader_id, "symbol": symbol, **body}
+
+    def decisions(self, trader_id: str, symbol: str, limit: int) -> list[Row]:
+        return latest_decisions(self.sink.read("decisions", trader_id, symbol), limit)
+
+    def series(self, trader_id: str, symbol: str) -> Row:
+        return series(*self.tables(trader_id, symbol))
+
+
+def _reverse_key(text: str) -> list[int]:
+    """Sorts strings in descending order inside an ascending sort key."""
+    return [-ord(c) for c in text] + [0]

@@ -1,0 +1,202 @@
+"""``klinestream dashboard``: a small aiohttp server — one static page and a JSON API over Cassandra.
+
+Routes: ``/`` (the page), ``/static/*`` (its JS and CSS, no CDN), ``/api/traders``,
+``/api/summary``, ``/api/decisions?limit=``, ``/api/series`` (each takes ``trader`` and ``symbol``;
+without them, the newest demo trader, else the first trader found). The page polls every 2 s.
+Cassandra calls are blocking, so they run in the default executor, off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from klinestream.dashboard.api import DashboardReader
+from models.settings import Settings
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+MAX_LIMIT = 1000
+T = TypeVar("T")
+
+READER_KEY = web.AppKey("reader", DashboardReader)
+DEFAULTS_KEY = web.AppKey("defaults", dict)
+
+
+async def _blocking(call: Callable[..., T], *args: Any) -> T:
+    return await asyncio.get_running_loop().run_in_executor(None, functools.partial(call, *args))
+
+
+async def _who(request: web.Request) -> tuple[str, str] | None:
+    """The (trader, symbol) asked for, else the default one, else the first with rows."""
+    trader, symbol = request.query.get("trader"), request.query.get("symbol")
+    defaults: dict[str, str] = request.app[DEFAULTS_KEY]
+    trader = trader or defaults.get("trader_id")
+    if trader and (symbol or defaults.get("symbol")):
+        return trader, symbol or defaults["symbol"]
+    traders = await _blocking(request.app[READER_KEY].traders)
+    matching = [t for t in traders if trader is None or t["trader_id"] == trader]
+    if not matching:
+        return None
+    return matching[0]["trader_id"], symbol or matching[0]["symbol"]
+
+
+def _no_trader() -> web.Response:
+    return web.json_response({"error": "no trader has written positions yet; start `klinestream demo`"}, status=404)
+
+
+async def index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC_DIR / "index.html")
+
+
+async def traders(request: web.Request) -> web.Response:
+    return web.json_response(await _blocking(request.app[READER_KEY].traders))
+
+
+async def summary(request: web.Request) -> web.Response:
+    who = await _who(request)
+    if who is None:
+        return _no_trader()
+    return web.json_response(await _blocking(request.app[READER_KEY].summary, *who))
+
+
+async def decisions(request: web.Request) -> web.Response:
+    try:
+        limit = max(1, min(MAX_LIMIT, int(request.query.get("limit", "20"))))
+    except ValueError:
+        return web.json_response({"error": "limit must be an integer, e.g. ?limit=20"}, status=400)
+    who = await _who(request)
+    if who is None:
+        return _no_trader()
+    return web.json_response(await _blocking(request.app[READER_KEY].decisions, *who, limit))
+
+
+async def series(request: web.Request) -> web.Response:
+    who = await _who(request)
+    if who is None:
+        return _no_trader()
+    return web.json_response(await _blocking(request.app[READER_KEY].series, *who))
+
+
+def build_app(reader: DashboardReader, trader_id: str | None = None, symbol: str | None = None) -> web.Application:
+    app = web.Application()
+    app[READER_KEY] = reader
+    app[DEFAULTS_KEY] = {k: v for k, v in {"trader_id": trader_id, "symbol": symbol}.items() if v}
+    app.router.add_get("/", index)
+    app.router.add_get("/api/traders", traders)
+    app.router.add_get("/api/summary", summary)
+    app.router.add_get("/api/decisions", decisions)
+    app.router.add_get("/api/series", series)
+    app.router.add_static("/static/", STATIC_DIR)
+    return app
+
+
+class DashboardServer:
+    """The dashboard on ``host:port`` (0 = any free port), in this thread or a background one."""
+
+    def __init__(
+        self,
+        reader: DashboardReader,
+        host: str = "127.0.0.1",
+        port: int = 8050,
+        trader_id: str | None = None,
+        symbol: str | None = None,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
+        self.app = build_app(reader, trader_id, symbol)
+        self.on_close = on_close
+        self.host, self.port = host, port
+        self._runner: web.AppRunner | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/"
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        sockets = getattr(site._server, "sockets", None) or []
+        if sockets:
+            self.port = int(sockets[0].getsockname()[1])
+        log.info("dashboard listening url=%s", self.url)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def start_in_thread(self, timeout: float = 10.0) -> DashboardServer:
+        """Serve from a daemon thread; return once the port listens."""
+        ready, errors = threading.Event(), []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            try:
+                loop.run_until_complete(self.start())
+            except OSError as exc:
+                errors.append(exc)
+                ready.set()
+                return
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(self.stop())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="dashboard", daemon=True)
+        self._thread.start()
+        if not ready.wait(timeout):
+            raise TimeoutError(f"the dashboard did not start within {timeout} s")
+        if errors:
+            raise errors[0]
+        return self
+
+    def stop_thread(self) -> None:
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def close(self) -> None:
+        """Stop the background thread and release the Cassandra connection."""
+        self.stop_thread()
+        if self.on_close is not None:
+            self.on_close()
+
+    async def serve_forever(self) -> None:
+        await self.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.stop()
+
+
+def open_dashboard(
+    settings: Settings,
+    host: str = "127.0.0.1",
+    port: int = 8050,
+    trader_id: str | None = None,
+    symbol: str | None = None,
+) -> DashboardServer:
+    """The dashboard on the Cassandra of ``settings``, serving from a background thread (close() it)."""
+    from streaming.cassandra_sink import CassandraSink
+
+    sink = CassandraSink.connect(settings, max_outage_seconds=60)
+    server = DashboardServer(DashboardReader(sink), host, port, trader_id, symbol, on_close=sink.close)
+    try:
+        return server.start_in_thread()
+    except BaseException:
+        sink.close()
+        raise
