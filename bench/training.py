@@ -11,12 +11,14 @@ For each variant it prints, measured in the same run:
   backtest (one env, one forward per decision).
 
 Data: the real klines of ../shared/data/binance_spot_1h when present (2021), synthetic otherwise.
-The machine is shared: the load average is printed beside the figures.
+The machine is shared: the load average is printed beside the figures, and every figure is also
+given per CPU-second of this process (robust to other load; with 2 threads it counts both).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import time
@@ -46,21 +48,41 @@ def load_dataset() -> tuple[MarketDataset, TimeRange, str]:
     return build_dataset(synthetic_klines(hours + 48), synthetic), synthetic, "synthetic klines"
 
 
+class Clock:
+    """Wall time and this process's CPU time (the CPU figure is robust to other load on the machine)."""
+
+    def __enter__(self) -> Clock:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+
+    def rates(self, count: float) -> tuple[float, float]:
+        """(per wall second, per CPU second)."""
+        return count / self.wall, count / max(self.cpu, 1e-9)
+
+
 def vectorised_training(dataset: MarketDataset, train: TimeRange, variant: str, steps: int) -> dict[str, float]:
     agent_config, env_config, train_config = default_configs(variant, seed=0, device="cpu")
     train_config = replace(
         train_config, total_env_steps=steps, learning_starts=agent_config.batch_size, threads=torch.get_num_threads()
     )
-    result = train_agent(dataset, train, agent_config, env_config, train_config)
+    with Clock() as clock:
+        result = train_agent(dataset, train, agent_config, env_config, train_config)
     return {
         "steps_per_s": result.steps_per_second,
+        "steps_per_cpu_s": result.env_steps / max(clock.cpu, 1e-9),
         "replay_ratio": result.updates * agent_config.batch_size / result.env_steps,
+        "ratio_per_step": math.ceil(8 * train_config.n_envs / agent_config.batch_size)
+        * agent_config.batch_size
+        / train_config.n_envs,
         "n_envs": train_config.n_envs,
         "batch": agent_config.batch_size,
     }
 
 
-def naive_training(dataset: MarketDataset, train: TimeRange, variant: str, steps: int) -> float:
+def naive_training(dataset: MarketDataset, train: TimeRange, variant: str, steps: int) -> tuple[float, float]:
     """One env, act on one state, one batch-32 update per step (the reference-style loop)."""
     spec = dataset.spec
     agent = DqnAgent(AgentConfig(variant=variant), spec.window, spec.n_features, spec.n_account, "cpu", seed=0)
@@ -72,7 +94,7 @@ def naive_training(dataset: MarketDataset, train: TimeRange, variant: str, steps
     replay = IndexReplayBuffer(100_000, spec.n_account)
     current, account = env.reset(), env.account()
     for phase, count in (("fill", 64), ("timed", steps)):
-        started = time.perf_counter()
+        clock = Clock().__enter__()
         for _ in range(count):
             action = agent.act(states[current], torch.from_numpy(account))
             result = env.step(action)
@@ -83,10 +105,11 @@ def naive_training(dataset: MarketDataset, train: TimeRange, variant: str, steps
             agent.decay_epsilon()
             if phase == "timed":
                 agent.learn(replay.gather(replay.sample(32), states))
-    return steps / (time.perf_counter() - started)
+    clock.__exit__()
+    return clock.rates(steps)
 
 
-def backtest(dataset: MarketDataset, variant: str, n_envs: int, steps: int) -> float:
+def backtest(dataset: MarketDataset, variant: str, n_envs: int, steps: int) -> tuple[float, float]:
     """Greedy decisions per second: forward pass on windows + accounts, argmax, env step."""
     spec = dataset.spec
     agent = DqnAgent(AgentConfig(variant=variant), spec.window, spec.n_features, spec.n_account, "cpu", seed=0)
@@ -95,12 +118,11 @@ def backtest(dataset: MarketDataset, variant: str, n_envs: int, steps: int) -> f
     config = EnvConfig(accounting="portfolio", reward="log_return", fee_rate=0.001)
     env = VectorTradingEnv(dataset.table.close, dataset.table.tradable, config, n_envs, starts, auto_reset=False)
     env.reset(np.random.default_rng(0).choice(starts, n_envs), None)
-    started = time.perf_counter()
-    with torch.inference_mode():
+    with Clock() as clock, torch.inference_mode():
         for _ in range(steps):
             q = agent.target_net(states[env.rows], torch.from_numpy(env.account()))
             env.step(q.argmax(dim=1).numpy())
-    return n_envs * steps / (time.perf_counter() - started)
+    return clock.rates(n_envs * steps)
 
 
 def main() -> None:
@@ -121,13 +143,18 @@ def main() -> None:
         bt_vec = backtest(dataset, variant, 1024, int(backtest_steps * scale))
         bt_naive = backtest(dataset, variant, 1, int(backtest_steps * 5 * scale))
         print(
-            f"{variant:6s} training: {vec['steps_per_s']:>10,.0f} env steps/s vectorised "
-            f"({vec['n_envs']:.0f} envs, batch {vec['batch']:.0f}, replay ratio {vec['replay_ratio']:.1f}) | "
-            f"naive {naive:>7,.0f} steps/s (1 env, batch 32, ratio 32) | x{vec['steps_per_s'] / naive:.1f}"
+            f"{variant:6s} training: {vec['steps_per_s']:>9,.0f} env steps/s vectorised "
+            f"[{vec['steps_per_cpu_s']:,.0f} per CPU-s] ({vec['n_envs']:.0f} envs, batch {vec['batch']:.0f}, "
+            f"replay ratio {vec['ratio_per_step']:.0f} per step, {vec['replay_ratio']:.2f} overall) | "
+            f"naive {naive[0]:>6,.0f} steps/s [{naive[1]:,.0f} per CPU-s] "
+            f"(1 env, batch 32, ratio 32) | x{vec['steps_per_s'] / naive[0]:.1f}",
+            flush=True,
         )
         print(
-            f"{variant:6s} backtest: {bt_vec:>10,.0f} decisions/s vectorised (1024 envs) | "
-            f"naive {bt_naive:>7,.0f} decisions/s (1 env) | x{bt_vec / bt_naive:.1f}"
+            f"{variant:6s} backtest: {bt_vec[0]:>9,.0f} decisions/s vectorised [{bt_vec[1]:,.0f} per CPU-s] "
+            f"(1024 envs) | naive {bt_naive[0]:>6,.0f} decisions/s [{bt_naive[1]:,.0f} per CPU-s] (1 env) "
+            f"| x{bt_vec[0] / bt_naive[0]:.1f}",
+            flush=True,
         )
     print(f"load average after: {os.getloadavg()}")
 
