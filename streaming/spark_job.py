@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import types
 import typing
 from collections.abc import Callable, Sequence
@@ -25,12 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from kafka import KafkaProducer
+from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 from pyspark.sql.types import DataType, DoubleType, LongType, StringType, StructField, StructType
 
-from models.errors import KlineParseError, PermanentError
+from models.errors import KlineParseError, PermanentError, ServiceError
 from models.kline import Kline, parse_record
 from models.settings import Settings
 from streaming.batch_state import BatchStateStore
@@ -231,6 +233,13 @@ def check_checkpoint_pair(settings: Settings, options: StreamOptions, trader: Ba
         )
 
 
+def failure_reason(message: str) -> str:
+    """The line of a failed query's message that names the error (the Python one inside foreachBatch if any)."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    named = [line for line in lines if re.match(r"^[\w.]+(Error|Exception|Failed): ", line)]
+    return (named[-1] if named else lines[0] if lines else "unknown error")[:300]
+
+
 def run_stream(
     spark: SparkSession,
     settings: Settings,
@@ -244,6 +253,8 @@ def run_stream(
     try:
         query = start_stream(spark, settings, trader, options, producer, on_outcome)
         query.awaitTermination()
+    except StreamingQueryException as exc:
+        raise ServiceError(f"stream {options.name} stopped: {failure_reason(str(exc))}") from exc
     finally:
         producer.flush()
         producer.close()

@@ -18,6 +18,7 @@ from streaming.spark_job import (
     StreamOptions,
     _spark_field,
     check_checkpoint_pair,
+    failure_reason,
     kline_value_schema,
     last_committed_batch,
     spark_disagrees,
@@ -85,3 +86,15 @@ def test_spark_and_python_agree_on_a_good_record_and_disagreements_are_seen() ->
     assert spark_disagrees(_spark_row(k, close=1.25), value)
     assert spark_disagrees(None, value)  # Spark could not parse what Python accepts
     assert not spark_disagrees(None, b"not json")  # rejected by Python: the DLQ's business
+
+
+def test_a_failed_query_is_reported_by_the_error_that_stopped_it() -> None:
+    message = (
+        "[FOREACH_BATCH_USER_FUNCTION_ERROR] An error occurred in the user provided function.\n"
+        "py4j.Py4JException: An exception was raised by the Python Proxy. Return Message: Traceback:\n"
+        '  File "streaming/micro_batch.py", line 90, in process\n'
+        "models.errors.TemporaryError: writing 3 DLQ records to klines.dlq failed: KafkaTimeoutError\n"
+        "\tat org.apache.spark.sql.execution.streaming.MicroBatchExecution.run(MicroBatchExecution.scala:1)"
+    )
+    assert failure_reason(message).startswith("models.errors.TemporaryError: writing 3 DLQ records")
+    assert failure_reason("just one line") == "just one line"
