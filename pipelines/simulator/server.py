@@ -2,7 +2,8 @@
 platform uses, so python-binance (pointed at it by base URL) and the ingestor run offline.
 
 REST: ``GET /api/v3/ping``, ``/api/v3/time``, ``/api/v3/exchangeInfo``, ``/api/v3/klines``;
-``POST /api/v3/order`` and ``/api/v3/order/test`` (paper fills), ``GET /api/v3/account`` (signed: with
+``POST /api/v3/order`` and ``/api/v3/order/test`` (paper fills), ``GET /api/v3/order`` (query by client
+order id), ``GET /api/v3/account`` (signed: with
 ``api_secret`` set, the HMAC-SHA256 ``signature`` is checked). Streams: see :mod:`.streams`. Control:
 ``POST|DELETE /_sim/faults`` (see :mod:`.faults`), ``GET /_sim/state``.
 
@@ -75,6 +76,7 @@ class SimulatorServer:
                 web.get("/api/v3/exchangeInfo", self._exchange_info),
                 web.get("/api/v3/klines", self._klines),
                 web.post("/api/v3/order", self._order),
+                web.get("/api/v3/order", self._query_order),
                 web.post("/api/v3/order/test", self._order_test),
                 web.get("/api/v3/account", self._account),
                 web.get("/ws/{stream}", self._ws_single),
@@ -264,6 +266,11 @@ class SimulatorServer:
 
     async def _order(self, request: web.Request) -> web.Response:
         return await self._place(request, test=False)
+
+    async def _query_order(self, request: web.Request) -> web.Response:
+        params = await self._signed_params(request)
+        symbol = self._symbol(params.get("symbol"))
+        return web.json_response(self.exchange.query(symbol, params.get("origClientOrderId"), params.get("orderId")))
 
     async def _order_test(self, request: web.Request) -> web.Response:
         return await self._place(request, test=True)

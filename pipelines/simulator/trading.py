@@ -135,6 +135,17 @@ class PaperExchange:
             ],
         }
 
+    def query(self, symbol: str, client_order_id: str | None, order_id: str | None) -> dict[str, Any]:
+        """Binance's ``GET /api/v3/order`` body for a filled order; -2013 if there is none."""
+        with self._lock:
+            found = self.orders.get(client_order_id or "")
+            if found is None and order_id is not None:
+                found = next((o for o in self.orders.values() if str(o["orderId"]) == order_id), None)
+        if found is None or found["symbol"] != symbol:
+            raise ApiError(400, -2013, "Order does not exist.")
+        query = {k: v for k, v in found.items() if k not in ("fills", "transactTime", "orderListId")}
+        return query | {"time": found["transactTime"], "updateTime": found["transactTime"], "isWorking": False}
+
     def account(self, now_ms: int) -> dict[str, Any]:
         """Binance's ``GET /api/v3/account`` body."""
         with self._lock:

@@ -152,6 +152,9 @@ def test_signed_market_orders_fill_at_the_replay_price_with_fees() -> None:
             client.create_order(
                 symbol="BTCUSDT", side="BUY", type="MARKET", quantity=0.5, newClientOrderId="dqn-1-BTCUSDT-5"
             )
+        queried = client.get_order(symbol="BTCUSDT", origClientOrderId="dqn-1-BTCUSDT-5")
+        with pytest.raises(BinanceAPIException) as unknown:
+            client.get_order(symbol="BTCUSDT", origClientOrderId="never-sent")
         balances = {b["asset"]: float(b["free"]) for b in client.get_account()["balances"]}
         with pytest.raises(BinanceAPIException) as forged:
             _python_binance(sim.base_url, "wrong").get_account()
@@ -159,7 +162,8 @@ def test_signed_market_orders_fill_at_the_replay_price_with_fees() -> None:
     fill = order["fills"][0]
     assert order["status"] == "FILLED" and float(fill["price"]) == price
     assert float(fill["commission"]) == pytest.approx(0.5 * price * 0.001)
-    assert duplicate.value.code == -2010 and forged.value.code == -1022
+    assert duplicate.value.code == -2010 and forged.value.code == -1022 and unknown.value.code == -2013
+    assert queried["status"] == "FILLED" and queried["executedQty"] == order["executedQty"]
     assert balances["BTC"] == 0.5
     assert balances["USDT"] == pytest.approx(100_000 - 0.5 * price * 1.001)
 
