@@ -159,6 +159,12 @@ def build_check_frame(
     return batch
 
 
+def data_docs_dir(home: Path) -> Path:
+    """Where the checkpoint's data docs site lives: its ``base_directory`` under ``KLINESTREAM_HOME``."""
+    sites = json.loads(CHECKPOINT_FILE.read_text())["data_docs_sites"]
+    return Path(home) / next(iter(sites.values()))["base_directory"]
+
+
 class KlineValidator:
     """Runs the ``klines_1h`` checkpoint on one symbol-range batch at a time.
 

@@ -177,7 +177,9 @@ def validate(
 
 
 def _docs_dir(settings: Any) -> Path:
-    return Path(settings.home) / "great_expectations" / "data_docs"
+    from pipelines.validation import data_docs_dir
+
+    return data_docs_dir(settings.home)
 
 
 def simulator(
