@@ -43,11 +43,14 @@ def run_training(
     slippage_bps: float = 0.0,
     progress: ProgressFn | None = None,
     reward: str = "reference",
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Train one agent, save its policy (and checkpoint) under ``out_dir``, evaluate it on ``test``."""
     agent_config, env_config, train_config = default_configs(variant, seed, device, reward)
     if total_env_steps is not None:
         train_config = replace(train_config, total_env_steps=total_env_steps)
+    if threads is not None:
+        train_config = replace(train_config, threads=threads)
     dataset = build_dataset(klines, train)
     result = train_agent(dataset, train, agent_config, env_config, train_config, progress)
     out_dir.mkdir(parents=True, exist_ok=True)
