@@ -15,7 +15,9 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,6 +38,7 @@ Zone = Literal["raw", "validated"]
 ZONES: tuple[Zone, ...] = ("raw", "validated")
 DAY_MS = 86_400_000
 PART_FILE = "part.parquet"
+WRITE_THREADS = 4
 
 #: Schema of a partition file (``symbol``/``interval``/``date`` live in the path, not the file).
 FILE_SCHEMA = pa.schema(
@@ -127,7 +130,7 @@ def _replace_rows(directory: Path, new_rows: pa.Table, start_ms: int, end_ms: in
             return 0
         order = np.argsort(table.column("open_time").to_numpy(), kind="stable")
         table = table.take(pa.array(order))
-        temp = directory / f".{PART_FILE}.{os.getpid()}.tmp"
+        temp = directory / f".{PART_FILE}.{os.getpid()}.{threading.get_ident()}.tmp"
         pq.write_table(table, temp, compression="zstd")
         os.replace(temp, target)  # atomic on POSIX: readers see the old or the new file, never half of one
         return table.num_rows
@@ -156,7 +159,7 @@ def write_range(
     if outside.any():
         raise ValueError(f"{int(outside.sum())} klines lie outside [{start_ms}, {end_ms}); refusing to write them")
     wanted = list(symbols) if symbols is not None else sorted(frame["symbol"].unique())
-    written = []
+    jobs = []
     for symbol in wanted:
         rows = frame[(frame["symbol"] == symbol) & (frame["interval"] == interval)]
         table = _to_table(rows)
@@ -165,10 +168,13 @@ def write_range(
             key = PartitionKey(zone, symbol, interval, day_of(day * DAY_MS))
             day_rows = table.filter(pa.array(day_index == day)) if table.num_rows else table
             lo, hi = max(start_ms, day * DAY_MS), min(end_ms, (day + 1) * DAY_MS)
-            count = _replace_rows(key.path(Path(root)), day_rows, lo, hi)
-            log.debug("wrote partition zone=%s symbol=%s date=%s rows=%d", zone, symbol, key.date, count)
-            written.append(key)
-    return written
+            jobs.append((key, day_rows, lo, hi))
+    # partitions are independent files (each under its own lock); Parquet I/O releases the GIL
+    with ThreadPoolExecutor(max_workers=WRITE_THREADS) as pool:
+        counts = list(pool.map(lambda job: _replace_rows(job[0].path(Path(root)), *job[1:]), jobs))
+    for (key, *_), count in zip(jobs, counts, strict=True):
+        log.debug("wrote partition zone=%s symbol=%s date=%s rows=%d", zone, key.symbol, key.date, count)
+    return [key for key, *_ in jobs]
 
 
 def read_range(
