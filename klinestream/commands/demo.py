@@ -76,6 +76,7 @@ def demo(
         raise typer.BadParameter(f"{data_dir} is not a folder", param_hint="--data-dir")
     for name in ("kafka", "py4j", "binance.ws", "aiohttp.access", "cassandra", "alembic", "great_expectations"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     prepare_airflow(settings)
     config = DemoConfig(
         data_dir=data_dir.resolve() if data_dir else None,
