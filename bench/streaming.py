@@ -12,6 +12,9 @@ Needs Kafka and Cassandra running (``klinestream stack up kafka cassandra``) and
 - **max replay**: January 2023 (plus warm-up) is appended at once, then drained (``availableNow``,
   ``maxOffsetsPerTrigger`` 5000): replay throughput in klines/s and the same latency (queueing included).
 
+"in trader" is the part of the latency spent inside ``OnlineTrader.process_batch`` (features, decision,
+order, learning, Cassandra writes and checkpoint); the rest is Kafka → Spark micro-batch → driver.
+
 The policy is a randomly initialised Linear-DQN fitted to December 2022 (latency does not depend on the
 weights). Every run uses fresh topics and a fresh Cassandra keyspace, dropped afterwards.
 """
@@ -48,14 +51,17 @@ class TimedTrader:
     def __init__(self, trader: Any) -> None:
         self.trader = trader
         self.done: dict[tuple[str, int], float] = {}
+        self.in_trader: dict[tuple[str, int], float] = {}
         self.decisions = 0
 
     def process_batch(self, batch_id: int, klines: list[Kline], degraded: set[int] | None = None) -> Any:
+        started = time.time()
         result = self.trader.process_batch(batch_id, klines, degraded)
         now = time.time()
         self.decisions += len(result.decisions)
         for k in klines:
             self.done.setdefault((k.symbol, k.open_time), now)
+            self.in_trader.setdefault((k.symbol, k.open_time), now - started)
         return result
 
 
@@ -139,9 +145,11 @@ def append_times(settings: Settings) -> dict[tuple[str, int], float]:
     return out
 
 
-def latencies(settings: Settings, timed: TimedTrader, since: int) -> np.ndarray:
+def latencies(settings: Settings, timed: TimedTrader, since: int) -> tuple[np.ndarray, np.ndarray]:
+    """(append → durable decision, time inside the trader's micro-batch) per kline opened at/after ``since``."""
     appended = append_times(settings)
-    return np.array([timed.done[key] - appended[key] for key in timed.done if key[1] >= since and key in appended])
+    keys = [key for key in timed.done if key[1] >= since and key in appended]
+    return np.array([timed.done[k] - appended[k] for k in keys]), np.array([timed.in_trader[k] for k in keys])
 
 
 def build(settings: Settings, model_dir: Path, online: bool) -> TimedTrader:
@@ -162,9 +170,9 @@ def run_replay(spark: Any, settings: Settings, klines: list[Kline], model_dir: P
         started = time.perf_counter()
         run_stream(spark, run, timed, options)
         seconds = time.perf_counter() - started
-        lat = latencies(run, timed, JAN_1)
+        lat, trader = latencies(run, timed, JAN_1)
         timed.trader.sink.close()
-    return {"klines": len(klines), "seconds": seconds, "latency": lat, "decisions": timed.decisions}
+    return {"klines": len(klines), "seconds": seconds, "latency": lat, "trader": trader, "decisions": timed.decisions}
 
 
 def run_live(
@@ -195,9 +203,9 @@ def run_live(
         finally:
             query.stop()
             producer.close()
-        lat = latencies(run, timed, live[0][0].open_time)
+        lat, trader = latencies(run, timed, live[0][0].open_time)
         timed.trader.sink.close()
-    return {"klines": sum(len(h) for h in live), "latency": lat, "decisions": timed.decisions}
+    return {"klines": sum(len(h) for h in live), "latency": lat, "trader": trader, "decisions": timed.decisions}
 
 
 def _wait(predicate: Any, timeout: float) -> None:
@@ -211,7 +219,8 @@ def _wait(predicate: Any, timeout: float) -> None:
 def report(label: str, result: dict[str, Any]) -> None:
     lat = result["latency"] * 1000
     line = f"{label:<34} klines {result['klines']:>5}  decisions {result['decisions']:>4}  "
-    line += f"latency p50 {np.percentile(lat, 50):8.0f} ms  p99 {np.percentile(lat, 99):8.0f} ms"
+    line += f"latency p50 {np.percentile(lat, 50):6.0f} ms  p99 {np.percentile(lat, 99):6.0f} ms"
+    line += f" (in trader p50 {np.percentile(result['trader'] * 1000, 50):5.0f} ms)"
     if "seconds" in result:
         line += f"  wall {result['seconds']:6.1f} s  {result['klines'] / result['seconds']:7.0f} klines/s"
     print(line, flush=True)
