@@ -119,6 +119,8 @@ class Ingestor:
         self.max_attempts = max_attempts
         self.idle_seconds = idle_seconds
         self._delivered = 0
+        self._unflushed: dict[str, int] = {}
+        self._pending = 0
         self.published = 0
         self.filled = 0
         self.connections = 0
@@ -150,7 +152,7 @@ class Ingestor:
         if last is not None and kline.open_time > last + HOUR_MS:
             count += await self.fill(kline.symbol, last + HOUR_MS, kline.open_time - 1, now_ms=kline.open_time)
         self._publish(kline, SOURCE_STREAM)
-        self.sink.flush()
+        self._flush()
         return count + 1
 
     def _on_stream_error(self, message: Mapping[str, Any]) -> int:
@@ -186,16 +188,24 @@ class Ingestor:
                 continue
             self._publish(kline, SOURCE_REST)
             count += 1
-        self.sink.flush()
+        self._flush()
         self.filled += count
         log.info("filled from REST symbol=%s start=%d end=%d klines=%d", symbol, start_ms, end_ms, count)
         return count
 
     def _publish(self, kline: Kline, source: str) -> None:
         self.sink.publish(kline, source)
-        self.last_published[kline.symbol] = kline.open_time
-        self.published += 1
+        self._unflushed[kline.symbol] = kline.open_time
+        self._pending += 1
         log.debug("published symbol=%s open_time=%d source=%s", kline.symbol, kline.open_time, source)
+
+    def _flush(self) -> None:
+        """Wait until the sink has everything; only then do those hours count as published (a failed flush
+        leaves the last published hours where they were, so the next catch-up sends those klines again)."""
+        unflushed, pending, self._unflushed, self._pending = self._unflushed, self._pending, {}, 0
+        self.sink.flush()
+        self.last_published.update(unflushed)
+        self.published += pending
 
     async def run(self, open_stream: StreamOpener, stop: asyncio.Event) -> None:
         """Stream until ``stop`` is set: (re)connect with backoff, catch up from REST, publish closed klines."""

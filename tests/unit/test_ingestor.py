@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from models.kline import HOUR_MS
+from models.errors import TemporaryError
+from models.kline import HOUR_MS, Kline
 from streaming.ingestor import SOURCE_REST, SOURCE_STREAM, Ingestor, StreamInterrupted
 from tests.unit.streaming_fakes import T0, FakeRest, ListSink, kline, ws_message
 
@@ -137,6 +138,36 @@ def test_run_reconnects_after_a_drop_and_fills_the_missed_hours() -> None:
     assert [s for _, s in sink.published[3:8]] == [SOURCE_REST] * 5
 
 
+class FlakySink(ListSink):
+    """Loses everything published since the last flush when its flush fails (a broker that went away)."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+        self.durable: list[tuple[Kline, str]] = []
+
+    def flush(self) -> None:
+        if self.failures:
+            self.failures -= 1
+            self.published = list(self.durable)
+            raise TemporaryError("broker unavailable")
+        self.durable = list(self.published)
+
+
+def test_klines_whose_flush_failed_are_not_counted_as_published_and_come_again() -> None:
+    history = [kline("BTCUSDT", h) for h in range(5)]
+    sink = FlakySink(failures=1)
+    ingestor = Ingestor(["BTCUSDT"], sink, FakeRest(history, now_ms=T0 + 4 * HOUR_MS + 1))
+    run(ingestor.on_message(ws_message(history[0], closed=False)))
+    with pytest.raises(TemporaryError):
+        run(ingestor.on_message(ws_message(history[0], closed=True)))
+    assert ingestor.last_published == {} and ingestor.published == 0
+    run(ingestor.on_message(ws_message(history[0], closed=True)))
+    run(ingestor.on_message(ws_message(history[3], closed=True)))
+    assert sink.keys() == [("BTCUSDT", h) for h in range(4)]
+    assert ingestor.last_published == {"BTCUSDT": history[3].open_time} and ingestor.published == 4
+
+
 def test_a_silent_stream_triggers_a_rest_catch_up() -> None:
     history = [kline("BTCUSDT", h) for h in range(6)]
     rest = FakeRest(history, now_ms=T0 + 5 * HOUR_MS + 1)
@@ -159,8 +190,6 @@ def test_a_silent_stream_triggers_a_rest_catch_up() -> None:
 
 
 def test_failing_connections_back_off_and_give_up_after_max_attempts() -> None:
-    from models.errors import TemporaryError
-
     calls = 0
 
     @asynccontextmanager
