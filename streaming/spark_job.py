@@ -194,6 +194,7 @@ def start_stream(
     on_outcome: Callable[[BatchOutcome], None] | None = None,
 ) -> StreamingQuery:
     """Start the query (checkpointed under ``<home>/checkpoints/<name>/spark``) and return it."""
+    check_checkpoint_pair(settings, options, trader)
     processor = build_processor(settings, trader, options, producer)
     writer = (
         read_klines(spark, settings, options)
@@ -248,7 +249,6 @@ def run_stream(
     on_outcome: Callable[[BatchOutcome], None] | None = None,
 ) -> None:
     """Run the job until it is stopped (or, with ``available_now``, until the topic is drained)."""
-    check_checkpoint_pair(settings, options, trader)
     producer = build_producer(settings, client_id=f"klinestream-{options.name}-dlq")
     try:
         query = start_stream(spark, settings, trader, options, producer, on_outcome)
