@@ -1,5 +1,8 @@
 """``klinestream demo`` end to end in its quickest configuration, on real klines of a few weeks.
 
+The gate is made impossible to pass, so the test covers the demo's explicit promotion (the gate path
+itself is dqn_retrain's, tested in test_dqn_retrain_dag.py).
+
 Real Kafka, Cassandra, MLflow, Spark and Airflow's ``dag.test()``: the backfill pipeline and the
 klines_backfill DAG fill a temporary lake, dqn_retrain trains both variants (tiny), the gate (or the
 demo's explicit promotion) names a champion, and three days of January 2023 are replayed through
@@ -54,18 +57,19 @@ def cql(settings: Settings, query: str, *params: Any) -> list[Any]:
         cluster.shutdown()
 
 
-def test_quick_demo_trades_every_replayed_hour_and_its_summary_matches_cassandra(
+def test_quick_demo_promotes_explicitly_when_the_gate_rejects_all_trades_every_hour_and_matches_cassandra(
     airflow_home: Path, demo_settings: Settings, spark: Any, shared_klines_dir: Path
 ) -> None:
     from klinestream.demo import DemoConfig, run_demo
-    from models.registry import CHAMPION, alias_version
+    from models.registry import CHAMPION, alias_version, registry_client
 
     config = DemoConfig(
         data_dir=shared_klines_dir,
         backfill_range="2022-12-01:2023-01-05",
         train_range="2022-12-08:2023-01-01",
         test_range="2023-01-01:2023-01-04",
-        training={"episodes": 1, "episode_hours": 48, "n_envs": 2},
+        # a gate nothing can pass (100,000 trades in 3 days): the demo must promote explicitly and say so
+        training={"episodes": 1, "episode_hours": 48, "n_envs": 2, "gate_min_trades": 100_000},
         speed=12.0,
         live_timeout_s=240,
         services=("kafka", "cassandra", "mlflow"),
@@ -78,8 +82,17 @@ def test_quick_demo_trades_every_replayed_hour_and_its_summary_matches_cassandra
     assert summary.data_label.startswith("real klines from files")
     champion = alias_version(demo_settings.mlflow_tracking_uri, demo_settings.mlflow_model_name, CHAMPION)
     figures = summary.figures
-    assert figures is not None and figures.model_versions == (str(champion),)
-    assert summary.promotion_note.startswith(f"v{champion} ") or f"promoted v{champion} " in summary.promotion_note
+    assert champion is not None and figures is not None and figures.model_versions == (str(champion),)
+    assert summary.promotion_note.startswith("NO version passed the gate")
+    assert f"promoted v{champion} " in summary.promotion_note and "EXPLICITLY" in summary.promotion_note
+    client = registry_client(demo_settings.mlflow_tracking_uri)
+    versions = client.search_model_versions(f"name='{demo_settings.mlflow_model_name}'")
+    tags = {int(v.version): dict(v.tags) for v in versions}
+    assert all(t["gate.decision"] == "rejected" for t in tags.values())
+    assert tags[champion]["gate.promoted_by"] == "demo-explicit"
+    assert float(tags[champion]["gate.challenger.sharpe"]) == max(
+        float(t["gate.challenger.sharpe"]) for t in tags.values()
+    )
 
     trader, symbol = summary.trader_id, demo_settings.traded_symbol
     end = JAN_1 + REPLAY_HOURS * HOUR_MS
