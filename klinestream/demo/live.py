@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -282,6 +283,8 @@ def run_live(
         result.wall_seconds = time.monotonic() - began
         _shutdown(query, ingestor, server, producer, trader, spark if own_spark else None)
         _delete_topics(live)
+    if result.decided_hours == result.expected_hours:
+        shutil.rmtree(work / "checkpoint", ignore_errors=True)  # this trader is never resumed (module docstring)
     return result
 
 

@@ -83,3 +83,55 @@ def test_latency_pairs_hours_and_percentiles_interpolate() -> None:
     assert percentile([10.0, 20.0, 30.0, 40.0], 0.5) == 25.0
     assert percentile([5.0], 0.99) == 5.0
     assert percentile([], 0.5) != percentile([], 0.5)  # NaN
+
+
+class FakeSink:
+    """The reads the dashboard makes, from lists (no Cassandra)."""
+
+    keyspace = "ks"
+
+    def __init__(self, traders: list[tuple[str, str]]) -> None:
+        self.traders = traders
+        self.session = self
+
+    def execute(self, query: str, timeout: float = 0) -> list[Any]:
+        from types import SimpleNamespace
+
+        assert "SELECT DISTINCT trader_id, symbol FROM ks.positions" in query
+        return [SimpleNamespace(trader_id=t, symbol=s) for t, s in self.traders]
+
+    def read(self, table: str, trader_id: str, symbol: str) -> list[dict[str, Any]]:
+        return {"decisions": DECISIONS, "orders": ORDERS, "positions": POSITIONS}[table]
+
+    def kill_switch_active(self, trader_id: str | None = None) -> bool:
+        return False
+
+
+def test_routes_pick_the_newest_demo_trader_validate_limit_and_say_when_nothing_traded() -> None:
+    import asyncio
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from klinestream.dashboard.api import DashboardReader
+    from klinestream.dashboard.server import build_app
+
+    async def scenario() -> None:
+        traders = [
+            ("paper-BTCUSDT", "BTCUSDT"),
+            ("demo-20260101T000000", "BTCUSDT"),
+            ("demo-20261122T004332", "BTCUSDT"),
+        ]
+        async with TestClient(TestServer(build_app(DashboardReader(FakeSink(traders))))) as client:
+            listed = await (await client.get("/api/traders")).json()
+            assert [t["trader_id"] for t in listed] == ["demo-20261122T004332", "demo-20260101T000000", "paper-BTCUSDT"]
+            summary = await (await client.get("/api/summary")).json()
+            assert summary["trader_id"] == "demo-20261122T004332" and summary["decisions"] == 3
+            assert len(await (await client.get("/api/decisions?limit=2")).json()) == 2
+            assert (await client.get("/api/decisions?limit=many")).status == 400
+            page = await client.get("/")
+            assert page.status == 200 and "app.js" in await page.text()
+        async with TestClient(TestServer(build_app(DashboardReader(FakeSink([]))))) as client:
+            empty = await client.get("/api/series")
+            assert empty.status == 404 and "klinestream demo" in (await empty.json())["error"]
+
+    asyncio.run(scenario())
