@@ -7,11 +7,24 @@ VENV := .venv
 BIN := $(VENV)/bin
 UV := $(PYTHON) -m uv
 STAMP := $(VENV)/.klinestream-installed
+# Kline files used when Binance is unreachable: KLINESTREAM_DATA_DIR, else ../shared's real klines when present
+SHARED_KLINES := $(wildcard ../shared/data/binance_spot_1h)
+ifeq ($(origin KLINESTREAM_DATA_DIR),undefined)
+ifneq ($(SHARED_KLINES),)
+export KLINESTREAM_DATA_DIR := $(abspath $(SHARED_KLINES))
+endif
+endif
 
-.PHONY: help install lock lint format typecheck test test-unit test-integration up down status bench compose-check clean
+.PHONY: help demo dashboard install lock lint format typecheck test test-unit test-integration up down status bench compose-check clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-18s %s\n", $$1, $$2}'
+
+demo: install ## The main job end to end: stack, backfill, validate, retrain, promote, live replay, summary
+	$(BIN)/klinestream demo
+
+dashboard: install ## Serve the live dashboard (http://127.0.0.1:8050)
+	$(BIN)/klinestream dashboard
 
 install: $(STAMP) ## Install Python (locked) and JVM dependencies; a second run does nothing
 	@$(BIN)/klinestream stack install

@@ -80,6 +80,15 @@ class Settings(BaseSettings):
     # --- compute ---------------------------------------------------------------------------------
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
+    @field_validator(
+        "data_dir", "lake_dir", "binance_base_url", "binance_ws_url", "binance_api_key", "binance_api_secret",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        """``KLINESTREAM_DATA_DIR=`` (empty) means unset, not the current directory."""
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("symbols", "cassandra_hosts", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:

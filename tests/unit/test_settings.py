@@ -112,3 +112,11 @@ def test_settings_are_frozen() -> None:
     settings = Settings()
     with pytest.raises(Exception, match="frozen"):
         settings.kill_switch = True  # type: ignore[misc]
+
+
+def test_empty_optional_values_mean_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KLINESTREAM_DATA_DIR", "")
+    monkeypatch.setenv("KLINESTREAM_BINANCE_BASE_URL", " ")
+    settings = load_settings()
+    assert settings.data_dir is None
+    assert settings.binance_base_url is None
