@@ -124,6 +124,30 @@ def _quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def kill_switch(
+    state: str = typer.Argument(..., help="on | off | status"),
+    reason: str = typer.Option("operator", "--reason", help="Why (recorded beside the switch)."),
+    trader: str = typer.Option(None, "--trader", help="Only this trader id (default: every trader)."),
+) -> None:
+    """Stop (on) or allow (off) new orders of running traders within one micro-batch; decisions go on."""
+    from models.settings import load_settings
+    from streaming.cassandra_sink import CassandraSink
+
+    if state not in ("on", "off", "status"):
+        raise typer.BadParameter(f"expected on, off or status, got {state!r}", param_hint="STATE")
+    sink = CassandraSink.connect(load_settings(), max_outage_seconds=30)
+    try:
+        if state != "status":
+            sink.set_kill_switch(state == "on", reason, trader)
+        active = sink.kill_switch_active(trader)
+    finally:
+        sink.close()
+    typer.echo(
+        f"kill switch {'ON: new orders stopped' if active else 'off'}" + (f" (trader {trader})" if trader else "")
+    )
+
+
 def register(app: typer.Typer) -> None:
     app.command("ingest")(ingest)
     app.command("stream")(stream)
+    app.command("kill-switch")(kill_switch)

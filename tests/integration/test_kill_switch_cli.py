@@ -1,0 +1,61 @@
+"""`klinestream kill-switch on|off|status` flips the control row that running traders read."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from models.settings import Settings
+from streaming.cassandra_sink import CassandraSink, connect_cluster
+
+pytestmark = pytest.mark.integration
+
+KLINESTREAM = str(Path(sys.executable).with_name("klinestream"))
+
+
+@pytest.fixture
+def keyspace_settings(stack, settings: Settings) -> Iterator[Settings]:  # type: ignore[no-untyped-def]
+    stack.require("cassandra")
+    ours = settings.model_copy(update={"cassandra_keyspace": f"test_kill_{uuid.uuid4().hex[:10]}"})
+    yield ours
+    cluster, session = connect_cluster(ours, max_outage_seconds=30)
+    try:
+        session.execute(f"DROP KEYSPACE IF EXISTS {ours.cassandra_keyspace}", timeout=60)
+    finally:
+        cluster.shutdown()
+
+
+def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "KLINESTREAM_CASSANDRA_KEYSPACE": settings.cassandra_keyspace,
+           "KLINESTREAM_CASSANDRA_PORT": str(settings.cassandra_port)}  # fmt: skip
+    return subprocess.run([KLINESTREAM, "kill-switch", *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_kill_switch_on_then_off_is_seen_by_traders(keyspace_settings: Settings) -> None:
+    on = _cli(keyspace_settings, "on", "--reason", "test", "--trader", "paper-BTCUSDT")
+    assert on.returncode == 0, on.stderr
+    assert "ON" in on.stdout
+
+    sink = CassandraSink.connect(keyspace_settings, max_outage_seconds=30)
+    try:
+        assert sink.controls_for("paper-BTCUSDT").kill_switch_active()
+        assert not sink.controls_for("paper-ETHUSDT").kill_switch_active()  # only the trader named
+
+        off = _cli(keyspace_settings, "off", "--trader", "paper-BTCUSDT")
+        assert off.returncode == 0, off.stderr
+        assert not sink.controls_for("paper-BTCUSDT").kill_switch_active()
+    finally:
+        sink.close()
+
+
+def test_bad_state_exits_non_zero_with_one_line(keyspace_settings: Settings) -> None:
+    result = _cli(keyspace_settings, "maybe")
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "expected on, off or status" in result.stderr
