@@ -88,6 +88,15 @@ class Service(ABC):
         """The caller's environment without Airflow/MLflow variables, with the venv's scripts on PATH."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUBBED_PREFIXES)}
         env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+        # services run in their own folder: hand them the resolved (absolute) locations, so that DAG tasks
+        # read the same lake as the CLI and never a relative "var" below the service's folder
+        env["KLINESTREAM_HOME"] = str(self.settings.home)
+        for name, path in (
+            ("KLINESTREAM_DATA_DIR", self.settings.data_dir),
+            ("KLINESTREAM_LAKE_DIR", self.settings.lake_dir),
+        ):
+            if path is not None:
+                env[name] = str(path)
         return env
 
     @abstractmethod

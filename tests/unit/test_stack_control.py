@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from klinestream.stack import control
@@ -91,3 +93,16 @@ def test_service_environment_drops_the_callers_airflow_and_mlflow_variables(monk
     env = airflow.env()
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].endswith("/stack/airflow/data/airflow.db")
     assert "MLFLOW_TRACKING_URI" not in env
+
+
+def test_services_get_the_absolute_home_so_dag_tasks_share_the_cli_lake(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KLINESTREAM_HOME", "var")  # relative, as in .env.example
+    monkeypatch.setenv("KLINESTREAM_DATA_DIR", "klines")
+    airflow = build_services(load_settings(), ["airflow"])[0]
+    env = airflow.env()
+    assert env["KLINESTREAM_HOME"] == str(tmp_path / "var")
+    assert env["KLINESTREAM_DATA_DIR"] == str(tmp_path / "klines")
+    assert "KLINESTREAM_LAKE_DIR" not in env
