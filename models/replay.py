@@ -167,11 +167,11 @@ class IndexReplayBuffer(_Ring):
     def gather(self, batch: IndexBatch, states: torch.Tensor) -> Batch:
         """Turn an index batch into states using ``states`` = all windows of the table ``[T, ...]``."""
         return Batch(
-            states[batch.rows],
+            states.index_select(0, batch.rows),
             batch.accounts,
             batch.actions,
             batch.rewards,
-            states[batch.next_rows],
+            states.index_select(0, batch.next_rows),
             batch.next_accounts,
             batch.terminals,
         )
