@@ -17,7 +17,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "BNBUSDT")
 T0 = 1_672_531_200_000
 DAYS = 4
-SPEED = 24.0  # simulated hours per real second
+# simulated hours per real second: slow enough that the ingestor is connected (seconds, under load) well
+# before the replay ends, so the websocket drop really happens mid-stream
+SPEED = 4.0
 
 
 def synthetic_klines() -> list[Kline]:
@@ -53,7 +55,7 @@ def test_ingestor_publishes_each_closed_kline_once_and_fills_a_dropped_websocket
         with live_topics(settings, symbols=SYMBOLS, traded_symbol="BTCUSDT", **urls) as live:
             seed(live, [truth[(s, T0 + HOUR_MS)] for s in SYMBOLS])  # the last hour published before
             with IngestorThread(live) as ingestor:
-                wait_for(lambda: ingestor.error or len(read_topic(live, live.kafka_topic_klines)) >= len(expected), 60)
+                wait_for(lambda: ingestor.error or len(read_topic(live, live.kafka_topic_klines)) >= len(expected), 120)
                 time.sleep(2)  # anything published twice would show up now
             assert ingestor.error is None, ingestor.error
             records = read_topic(live, live.kafka_topic_klines)
