@@ -110,17 +110,9 @@ def fresh_run(settings: Settings) -> Iterator[Settings]:
 
 
 def append(settings: Settings, klines: list[Kline]) -> None:
-    from streaming.ingestor import KafkaKlineSink
-    from streaming.kafka_io import build_producer
+    from streaming.ingestor import publish_klines
 
-    producer = build_producer(settings, client_id="bench-producer")
-    try:
-        sink = KafkaKlineSink(producer, settings.kafka_topic_klines)
-        for k in klines:
-            sink.publish(k, "bench")
-        sink.flush()
-    finally:
-        producer.close()
+    publish_klines(settings, klines, "bench", client_id="bench-producer")
 
 
 def append_times(settings: Settings) -> dict[tuple[str, int], float]:

@@ -139,6 +139,52 @@ def _check_symbol(symbol: Any) -> str:
     return symbol.upper()
 
 
+#: Field names of a Binance kline stream message's ``k`` object, by contract name.
+WS_FIELDS: dict[str, str] = {
+    "symbol": "s",
+    "interval": "i",
+    "open_time": "t",
+    "open": "o",
+    "high": "h",
+    "low": "l",
+    "close": "c",
+    "volume": "v",
+    "close_time": "T",
+    "quote_volume": "q",
+    "count": "n",
+    "taker_buy_volume": "V",
+    "taker_buy_quote_volume": "Q",
+}
+
+
+def _kline_from(source: Mapping[str, Any], names: Mapping[str, str]) -> Kline:
+    """Build a kline from a mapping whose keys are the contract names, or ``names[contract name]``.
+
+    A missing required field raises ``KeyError`` with the source's own key."""
+
+    def required(field: str) -> Any:
+        return source[names.get(field, field)]
+
+    def optional(field: str) -> Any:
+        return source.get(names.get(field, field))
+
+    return Kline(
+        symbol=_check_symbol(required("symbol")),
+        interval=str(required("interval")),
+        open_time=_int(required("open_time"), "open_time"),
+        open=_float(required("open"), "open"),
+        high=_float(required("high"), "high"),
+        low=_float(required("low"), "low"),
+        close=_float(required("close"), "close"),
+        volume=_float(required("volume"), "volume"),
+        close_time=_optional_int(optional("close_time"), "close_time"),
+        quote_volume=_optional_float(optional("quote_volume"), "quote_volume"),
+        count=_optional_int(optional("count"), "count"),
+        taker_buy_volume=_optional_float(optional("taker_buy_volume"), "taker_buy_volume"),
+        taker_buy_quote_volume=_optional_float(optional("taker_buy_quote_volume"), "taker_buy_quote_volume"),
+    )
+
+
 def parse_rest_kline(row: Sequence[Any], symbol: str, interval: str = "1h") -> Kline:
     """Parse one array of Binance ``GET /api/v3/klines`` (12 fields; the last is ignored)."""
     if len(row) < 6:
@@ -169,21 +215,7 @@ def parse_ws_kline(message: Mapping[str, Any]) -> tuple[Kline, bool]:
         raise KlineParseError("not a kline stream message")
     k = data["k"]
     try:
-        kline = Kline(
-            symbol=_check_symbol(k["s"]),
-            interval=str(k["i"]),
-            open_time=_int(k["t"], "open_time"),
-            open=_float(k["o"], "open"),
-            high=_float(k["h"], "high"),
-            low=_float(k["l"], "low"),
-            close=_float(k["c"], "close"),
-            volume=_float(k["v"], "volume"),
-            close_time=_optional_int(k.get("T"), "close_time"),
-            quote_volume=_optional_float(k.get("q"), "quote_volume"),
-            count=_optional_int(k.get("n"), "count"),
-            taker_buy_volume=_optional_float(k.get("V"), "taker_buy_volume"),
-            taker_buy_quote_volume=_optional_float(k.get("Q"), "taker_buy_quote_volume"),
-        )
+        kline = _kline_from(k, WS_FIELDS)
     except KeyError as exc:
         raise KlineParseError(f"kline stream message lacks field {exc.args[0]!r}") from exc
     return kline, bool(k.get("x", False))
@@ -204,21 +236,7 @@ def parse_record(value: bytes | str | Mapping[str, Any]) -> Kline:
     if version != SCHEMA_VERSION:
         raise KlineParseError(f"schema_version {version!r} is not {SCHEMA_VERSION}")
     try:
-        return Kline(
-            symbol=_check_symbol(payload["symbol"]),
-            interval=str(payload["interval"]),
-            open_time=_int(payload["open_time"], "open_time"),
-            open=_float(payload["open"], "open"),
-            high=_float(payload["high"], "high"),
-            low=_float(payload["low"], "low"),
-            close=_float(payload["close"], "close"),
-            volume=_float(payload["volume"], "volume"),
-            close_time=_optional_int(payload.get("close_time"), "close_time"),
-            quote_volume=_optional_float(payload.get("quote_volume"), "quote_volume"),
-            count=_optional_int(payload.get("count"), "count"),
-            taker_buy_volume=_optional_float(payload.get("taker_buy_volume"), "taker_buy_volume"),
-            taker_buy_quote_volume=_optional_float(payload.get("taker_buy_quote_volume"), "taker_buy_quote_volume"),
-        )
+        return _kline_from(payload, {})
     except KeyError as exc:
         raise KlineParseError(f"record lacks field {exc.args[0]!r}") from exc
 

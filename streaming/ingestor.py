@@ -100,6 +100,20 @@ class KafkaKlineSink:
             raise TemporaryError(f"publishing {len(pending)} klines to {self.topic} failed: {exc}") from exc
 
 
+def publish_klines(settings: Settings, klines: Iterable[Kline], source: str, client_id: str) -> None:
+    """Publish ``klines`` to ``klines.1h`` with a short-lived idempotent producer, and wait until durable."""
+    from streaming.kafka_io import build_producer
+
+    producer = build_producer(settings, client_id=client_id)
+    try:
+        sink = KafkaKlineSink(producer, settings.kafka_topic_klines)
+        for kline in klines:
+            sink.publish(kline, source)
+        sink.flush()
+    finally:
+        producer.close()
+
+
 class Ingestor:
     """Filters kline stream messages to closed klines, fills holes from REST, publishes to a sink."""
 

@@ -92,12 +92,8 @@ def stream(
 def build_trader(settings: Settings, model_dir: Path | None = None, online: bool = True) -> BatchTrader:
     """The online trader of ``settings``: the MLflow champion (or a saved policy folder), the broker of the
     trading mode, Cassandra for decisions, orders, positions, checkpoints and the kill switch."""
-    from streaming.brokers import make_broker
-    from streaming.cassandra_sink import CassandraSink
+    from streaming.live_trader import start_live_trader
     from streaming.model_source import DirectoryModelSource, ModelSource
-    from streaming.online_learner import OnlineConfig
-    from streaming.online_trader import OnlineTrader, TraderConfig
-    from streaming.risk import RiskLimits
 
     source: ModelSource
     if model_dir is not None:
@@ -106,17 +102,7 @@ def build_trader(settings: Settings, model_dir: Path | None = None, online: bool
         from models.registry import MlflowModelSource
 
         source = MlflowModelSource(settings.mlflow_tracking_uri, settings.mlflow_model_name)
-    config = TraderConfig.from_settings(settings, online=OnlineConfig(enabled=online))
-    sink = CassandraSink.connect(settings)
-    return OnlineTrader.start(
-        config,
-        source,
-        make_broker(settings),
-        sink,
-        sink,
-        RiskLimits.from_settings(settings),
-        controls=sink.controls_for(config.trader_id),
-    )
+    return start_live_trader(settings, source, online=online)
 
 
 def _quiet_libraries() -> None:

@@ -96,17 +96,9 @@ class HourClock:
 
 def seed_topic(settings: Settings, klines: list[Kline]) -> None:
     """Publish ``klines`` to the demo topic, as an earlier ingestor run would have left them."""
-    from streaming.ingestor import KafkaKlineSink
-    from streaming.kafka_io import build_producer
+    from streaming.ingestor import publish_klines
 
-    producer = build_producer(settings, client_id="klinestream-demo-seed")
-    try:
-        sink = KafkaKlineSink(producer, settings.kafka_topic_klines)
-        for kline in klines:
-            sink.publish(kline, "binance-ws")
-        sink.flush()
-    finally:
-        producer.close()
+    publish_klines(settings, klines, "binance-ws", client_id="klinestream-demo-seed")
 
 
 def klines_at(store: Any, symbols: tuple[str, ...], open_time: int) -> list[Kline]:
@@ -167,24 +159,10 @@ def build_demo_trader(settings: Settings, trader_id: str) -> Any:
     """The online trader of ``klinestream stream`` (champion from MLflow, paper broker, Cassandra sink,
     kill switch), under the demo run's own trader id, learning online."""
     from models.registry import MlflowModelSource
-    from streaming.brokers import make_broker
-    from streaming.cassandra_sink import CassandraSink
-    from streaming.online_learner import OnlineConfig
-    from streaming.online_trader import OnlineTrader, TraderConfig
-    from streaming.risk import RiskLimits
+    from streaming.live_trader import start_live_trader
 
-    config = TraderConfig.from_settings(settings, trader_id=trader_id, online=OnlineConfig(enabled=True))
-    sink = CassandraSink.connect(settings)
     source = MlflowModelSource(settings.mlflow_tracking_uri, settings.mlflow_model_name)
-    return OnlineTrader.start(
-        config,
-        source,
-        make_broker(settings),
-        sink,
-        sink,
-        RiskLimits.from_settings(settings),
-        controls=sink.controls_for(config.trader_id),
-    )
+    return start_live_trader(settings, source, online=True, trader_id=trader_id)
 
 
 def _wait_first_batch(clock: HourClock, query: Any, timeout: float) -> None:

@@ -115,14 +115,6 @@ def wait_for(predicate: Callable[[], Any], timeout: float) -> None:
 
 def seed(settings: Settings, klines: list[Kline]) -> None:
     """What an earlier ingestor run left in ``klines.1h``."""
-    from streaming.ingestor import KafkaKlineSink
-    from streaming.kafka_io import build_producer
+    from streaming.ingestor import publish_klines
 
-    producer = build_producer(settings, client_id="test-seed")
-    try:
-        sink = KafkaKlineSink(producer, settings.kafka_topic_klines)
-        for k in klines:
-            sink.publish(k, "binance-ws")
-        sink.flush()
-    finally:
-        producer.close()
+    publish_klines(settings, klines, "binance-ws", client_id="test-seed")

@@ -1,0 +1,37 @@
+"""Assembling the live :class:`~streaming.online_trader.OnlineTrader` from settings.
+
+One place decides what a live trader is made of — the broker of the trading mode, Cassandra for
+decisions, orders, positions, checkpoints and the kill switch, the risk limits of the settings — so
+``klinestream stream`` and ``klinestream demo`` trade through the same parts.
+"""
+
+from __future__ import annotations
+
+from models.settings import Settings
+from streaming.brokers import make_broker
+from streaming.cassandra_sink import CassandraSink
+from streaming.model_source import ModelSource
+from streaming.online_learner import OnlineConfig
+from streaming.online_trader import OnlineTrader, TraderConfig
+from streaming.risk import RiskLimits
+
+
+def start_live_trader(
+    settings: Settings, source: ModelSource, *, online: bool = True, trader_id: str | None = None
+) -> OnlineTrader:
+    """Restore (or start) the trader of ``settings`` on ``source``'s model, trading through the mode's broker.
+
+    ``trader_id`` defaults to ``<mode>-<symbol>`` (see :meth:`TraderConfig.from_settings`).
+    """
+    extra = {} if trader_id is None else {"trader_id": trader_id}
+    config = TraderConfig.from_settings(settings, online=OnlineConfig(enabled=online), **extra)
+    sink = CassandraSink.connect(settings)
+    return OnlineTrader.start(
+        config,
+        source,
+        make_broker(settings),
+        sink,
+        sink,
+        RiskLimits.from_settings(settings),
+        controls=sink.controls_for(config.trader_id),
+    )
