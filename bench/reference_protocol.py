@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from pipelines.dataset import load_klines, parse_range
-from pipelines.experiments import mean_std, results_tables, run_training
+from pipelines.experiments import REFERENCE_TABLE, mean_std, results_tables, run_training
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN, TEST = "2021-01-01:2022-01-01", "2023-01-01:2023-02-01"
@@ -103,6 +103,24 @@ REWARD_TEXT = {
 }
 
 
+def _verdict(runs: list[dict[str, Any]]) -> list[str]:
+    """One computed sentence per variant: does it beat buy-and-hold with fees, and Table I?"""
+    lines = []
+    hold = runs[0]["buy_and_hold"]["portfolio_fees"]["total_return"]
+    for variant in sorted({r["variant"] for r in runs}):
+        mine = [r for r in runs if r["variant"] == variant]
+        ret = mean_std([r["agent"]["portfolio_fees"]["total_return"] for r in mine])[0]
+        profit = mean_std([r["agent"]["unit"]["final_profit"] for r in mine])[0]
+        beaten = sum(r["agent"]["portfolio_fees"]["total_return"] > hold for r in mine)
+        table = REFERENCE_TABLE[variant]["final_profit"]
+        lines.append(
+            f"- {variant}-DQN: {'loses to' if ret < hold else 'beats'} buy-and-hold with fees on average "
+            f"({ret * 100:+.2f}% vs {hold * 100:+.2f}%; {beaten} of {len(mine)} seeds beat it); unit-accounting "
+            f"profit {'above' if profit > table else 'below'} the reference Table I (${profit:,.0f} vs ${table:,.0f})."
+        )
+    return lines
+
+
 def write_report(groups: dict[str, list[dict[str, Any]]], path: Path) -> None:
     lines = [
         "# Reference protocol: results",
@@ -123,16 +141,22 @@ def write_report(groups: dict[str, list[dict[str, Any]]], path: Path) -> None:
         "",
         "```",
         "KLINESTREAM_DATA_DIR=../shared/data/binance_spot_1h .venv/bin/python bench/reference_protocol.py "
-        "--seeds 0 1 2 3 4 --reward reference",
+        "--seeds 0 1 2 3 4 --reward reference --threads 1",
         "KLINESTREAM_DATA_DIR=../shared/data/binance_spot_1h .venv/bin/python bench/reference_protocol.py "
-        "--seeds 0 1 2 --reward risk",
+        "--seeds 0 1 2 3 4 --reward risk --threads 1",
         ".venv/bin/python bench/reference_protocol.py --report-only",
         "```",
         "",
     ]
     for reward, runs in groups.items():
         seeds = sorted({r["seed"] for r in runs})
-        lines += [f"## Training reward: {reward} ({REWARD_TEXT[reward]}); seeds {seeds}", "", *results_tables(runs)]
+        lines += [
+            f"## Training reward: {reward} ({REWARD_TEXT[reward]}); seeds {seeds}",
+            "",
+            *_verdict(runs),
+            "",
+            *results_tables(runs),
+        ]
         lines += [
             "",
             "#### Training time (default config, CPU)",
@@ -148,8 +172,8 @@ def write_report(groups: dict[str, list[dict[str, Any]]], path: Path) -> None:
         "and out at the last.",
         "",
         "The machine (2 cores) was shared with other engineers' services, tests and training runs while these "
-        "ran (load averages in the tables); the wall times are therefore far above the uncontended figures of "
-        "`bench/training.py`.",
+        "ran; the load column gives the 1-minute load average at the start of each run (some linear runs met a "
+        "load of 13, hence their longer wall times).",
         "",
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
