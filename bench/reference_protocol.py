@@ -168,8 +168,9 @@ def write_report(groups: dict[str, list[dict[str, Any]]], path: Path) -> None:
         ]
     lines += [
         "Buy-and-hold in unit accounting buys one unit per hour from the first hour while the capital allows "
-        "(6 units) and sells them in the last hours; in portfolio accounting it goes all in at the first close "
-        "and out at the last.",
+        "(6 units) and sells them in the last decision hours; in portfolio accounting it goes all in at the first "
+        "close and out at the close of the last decision hour (the agent's decisions end there too; the last "
+        "close only marks the equity).",
         "",
         "The machine (2 cores) was shared with other engineers' services, tests and training runs while these "
         "ran; the load column gives the 1-minute load average at the start of each run (some linear runs met a "

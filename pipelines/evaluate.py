@@ -3,7 +3,7 @@
 For a policy: unit-accounting final profit (realised, FIFO, no fees; comparable with the reference
 Table I), #buys, #sells; portfolio accounting (position as a fraction of equity) with and without
 fees: total return, Sharpe (hourly returns, annualised), max drawdown, #trades. The same for
-buy-and-hold (all-in at the first close, out at the last).
+buy-and-hold (all in at the first close, out at the last decision).
 
 Decisions come from :meth:`Policy.q_values_from_states` on :meth:`Policy.states` — the same code path
 as the stream — and the backtest steps many envs at once through :class:`~models.env.VectorTradingEnv`.
@@ -117,7 +117,8 @@ def _metrics(env: VectorTradingEnv, equity: np.ndarray, k: int) -> Metrics:
 
 
 def buy_and_hold(close: np.ndarray, tradable: np.ndarray, rows: np.ndarray, config: EnvConfig) -> Metrics:
-    """Buy-and-hold: portfolio = all-in at the first close (one trade), out at the last close;
+    """Buy-and-hold: portfolio = all in at the first close, out at the close of the last decision hour
+    (the second-to-last hour; the last close only marks the equity, as for the agent);
     unit = one unit bought per hour from the start while the capital allows (as many as the first
     close allows), the same number sold one per hour at the end."""
     if config.accounting == "portfolio":
