@@ -15,7 +15,7 @@ export KLINESTREAM_DATA_DIR := $(abspath $(SHARED_KLINES))
 endif
 endif
 
-.PHONY: help demo dashboard install lock lint format typecheck test test-unit test-integration up down status bench compose-check clean
+.PHONY: help demo dashboard install lock bench-long lint format typecheck test test-unit test-integration up down status bench compose-check clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -66,8 +66,14 @@ down: ## Stop the local services started by `make up`
 status: ## Ports, pids, memory and health of the local services
 	$(BIN)/klinestream stack status
 
-bench: install ## Benchmarks that print their figures (see bench/)
-	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+BENCH := bench/training.py bench/backfill.py bench/streaming.py bench/stack_startup.py
+BENCH_LONG := bench/reference_protocol.py bench/retrain.py
+
+bench: install ## Benchmarks that print their figures (minutes; see bench/)
+	@for script in $(BENCH); do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+bench-long: install ## The reference protocol over 5 seeds and a full retrain DAG run (about an hour on 2 cores)
+	@for script in $(BENCH_LONG); do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 compose-check: ## Validate docker-compose.yml (needs the docker client with the compose plugin)
 	docker compose --env-file .env.example config -q
