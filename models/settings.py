@@ -81,7 +81,12 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
     @field_validator(
-        "data_dir", "lake_dir", "binance_base_url", "binance_ws_url", "binance_api_key", "binance_api_secret",
+        "data_dir",
+        "lake_dir",
+        "binance_base_url",
+        "binance_ws_url",
+        "binance_api_key",
+        "binance_api_secret",
         mode="before",
     )
     @classmethod
