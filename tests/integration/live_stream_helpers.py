@@ -1,0 +1,49 @@
+"""Helpers of the live-path resilience tests (crash recovery, broker restart, parity, hot swap): a fresh
+Cassandra keyspace per run, reading a trader's rows back, and dropping the keyspace afterwards."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from models.settings import Settings
+
+TRADED = "BTCUSDT"
+#: Risk limits that never refuse an order of these tests (the backtest has none).
+LOOSE_LIMITS: dict[str, float] = {"max_position_units": 1e9, "max_order_notional": 1e12, "daily_loss_limit": 1e12}
+
+
+def new_keyspace(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+def drop_keyspace(settings: Settings) -> None:
+    from streaming.cassandra_sink import connect_cluster
+
+    cluster, session = connect_cluster(settings, max_outage_seconds=60)
+    try:
+        session.execute(f"DROP KEYSPACE IF EXISTS {settings.cassandra_keyspace}", timeout=120)
+    finally:
+        cluster.shutdown()
+
+
+@contextmanager
+def keyspace_dropped_after(settings: Settings) -> Iterator[Settings]:
+    """``settings`` as is; its keyspace is dropped when the block ends."""
+    try:
+        yield settings
+    finally:
+        drop_keyspace(settings)
+
+
+def read_rows(settings: Settings, table: str, trader_id: str, symbol: str = TRADED) -> list[dict[str, Any]]:
+    """Every row of ``table`` of ``trader_id`` in the keyspace of ``settings``, in hour order."""
+    from streaming.cassandra_sink import CassandraSink
+
+    sink = CassandraSink.connect(settings, max_outage_seconds=60)
+    try:
+        return sink.read(table, trader_id, symbol)
+    finally:
+        sink.close()

@@ -1,0 +1,103 @@
+"""Hot swap on real services: the running Spark job trades the MLflow champion (v1); promoting v2 (moving the
+alias) while the query runs makes the following micro-batches decide with v2 — recorded on the decisions in
+Cassandra, the first one with ``swapped_from`` = v1 — without restarting the job."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+import pytest
+import torch
+
+from models.config import AgentConfig, EnvConfig, TrainConfig
+from models.kline import HOUR_MS, Kline
+from models.policy import Policy
+from models.settings import Settings
+from tests.integration.live_helpers import live_topics, seed, wait_for
+from tests.integration.live_stream_helpers import TRADED, keyspace_dropped_after, new_keyspace
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+WARMUP = 33  # hours before the first state (24 h of rolling features + a 10 h window - 1)
+BEFORE, AFTER = 24, 24  # decided hours published before and after the promotion
+
+
+def register(uri: str, name: str, policy: Policy, klines: pd.DataFrame, folder: Path) -> int:
+    """Log ``policy`` in a run of the tests experiment and register it as a new version of ``name``."""
+    from pipelines import tracking
+
+    tracking.use_experiment(uri, "klinestream-tests")
+    with mlflow.start_run(tags=tracking.run_tags(policy.variant, 0, "hot-swap", "hot-swap")):
+        mlflow.log_params(tracking.training_params(AgentConfig(variant=policy.variant), EnvConfig(), TrainConfig(),
+                                                   policy))  # fmt: skip
+        model_uri = tracking.log_policy_model(policy.save(folder / uuid.uuid4().hex), klines)
+    return tracking.register_model(uri, model_uri, name, {"variant": policy.variant})
+
+
+def by_hour(klines: list[Kline]) -> list[Kline]:
+    return sorted(klines, key=lambda k: (k.open_time, k.symbol))  # as the ingestor publishes them
+
+
+def test_promoting_v2_while_the_stream_runs_swaps_later_micro_batches_to_v2_without_a_restart(
+    settings: Settings, stack: Any, spark: Any, tmp_path: Path
+) -> None:
+    from models.registry import MlflowModelSource, registry_client
+    from pipelines import promotion
+    from streaming.kafka_io import build_producer
+    from streaming.live_trader import start_live_trader
+    from streaming.spark_job import StreamOptions, start_stream
+    from tests.unit.trader_fakes import make_policy, market, to_klines
+
+    stack.require("kafka", "cassandra", "mlflow", "spark")
+    torch.set_num_threads(1)
+    uri, name = settings.mlflow_tracking_uri, f"klinestream-test-swap-{uuid.uuid4().hex[:8]}"
+    frame = market(WARMUP + BEFORE + AFTER, seed=5)
+    v1 = register(uri, name, make_policy(frame, seed=1), frame, tmp_path)
+    v2 = register(uri, name, make_policy(frame, seed=2), frame, tmp_path)
+    client = registry_client(uri)
+    promotion.promote(client, name, v1, "test", uri)
+    klines = to_klines(frame)
+    cut = int(frame["open_time"].min()) + (WARMUP + BEFORE) * HOUR_MS  # first hour published after promotion
+    trader_id = f"swap-{uuid.uuid4().hex[:6]}"
+
+    with live_topics(settings, cassandra_keyspace=new_keyspace("test_swap")) as live, keyspace_dropped_after(live):
+        trader = start_live_trader(live, MlflowModelSource(uri, name), trader_id=trader_id)
+        producer = build_producer(live, client_id="test-swap-dlq")
+        options = StreamOptions(name="hot-swap", trigger_seconds=1.0, max_offsets_per_trigger=40,
+                                checkpoint_dir=tmp_path / "checkpoint")  # fmt: skip
+        outcomes: list[Any] = []
+        query = start_stream(spark, live, trader, options, producer, on_outcome=outcomes.append)
+        try:
+
+            def decided() -> list[dict[str, Any]]:
+                assert query.exception() is None, query.exception()
+                return trader.sink.read("decisions", trader_id, TRADED)  # type: ignore[attr-defined,no-any-return]
+
+            seed(live, by_hour([k for k in klines if k.open_time < cut]))
+            wait_for(lambda: len(decided()) >= BEFORE, 180)
+            batches_before = len(outcomes)
+            promotion.promote(client, name, v2, "test", uri)  # the query keeps running
+            seed(live, by_hour([k for k in klines if k.open_time >= cut]))
+            wait_for(lambda: len(decided()) >= BEFORE + AFTER, 180)
+            assert query.isActive, "the query must not have stopped or restarted"
+            decisions = decided()
+            query_id = query.id
+        finally:
+            query.stop()
+            producer.close()
+            trader.sink.close()  # type: ignore[attr-defined]
+
+    assert query_id == query.id
+    assert len(outcomes) > batches_before + 1, "expected several micro-batches after the promotion"
+    hours = [d["open_time"] for d in decisions]
+    assert hours == sorted(set(hours)) and len(hours) == BEFORE + AFTER, "one decision per hour"
+    before = [d for d in decisions if d["open_time"] < cut]
+    after = [d for d in decisions if d["open_time"] >= cut]
+    assert len(before) == BEFORE and {d["model_version"] for d in before} == {str(v1)}
+    assert len(after) == AFTER and {d["model_version"] for d in after} == {str(v2)}
+    assert after[0]["swapped_from"] == str(v1), "the first decision after the swap names the version it replaced"
+    assert all(d["swapped_from"] is None for d in before + after[1:])
