@@ -42,7 +42,7 @@ from cassandra import ConsistencyLevel, OperationTimedOut, Unavailable, WriteTim
 from cassandra import ReadTimeout as CassandraReadTimeout
 from cassandra.cluster import Cluster, NoHostAvailable, Session
 from cassandra.policies import DCAwareRoundRobinPolicy, ExponentialReconnectionPolicy
-from cassandra.query import PreparedStatement
+from cassandra.query import UNSET_VALUE, PreparedStatement
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from models.settings import Settings
@@ -261,5 +261,9 @@ class TraderControls:
 
 
 def _values(record: object, columns: tuple[str, ...]) -> list[Any]:
+    """Bind values of a record; an absent value (None) is left unset, so no tombstone is written for it.
+
+    Rows are upserts under deterministic keys and a replayed batch rebinds the same values, so leaving a
+    column unset never keeps a stale value that a replay would have cleared."""
     data = asdict(record)  # type: ignore[call-overload]
-    return [data[name] for name in columns]
+    return [UNSET_VALUE if data[name] is None else data[name] for name in columns]
