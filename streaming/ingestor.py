@@ -180,32 +180,42 @@ class Ingestor:
         raise StreamInterrupted(f"kline stream broke: {kind} {message.get('m')}")
 
     async def catch_up(self) -> int:
-        """Fill, for every symbol with a known last hour, the closed klines since then (after a connect)."""
+        """Fill, for every symbol with a known last hour, the closed klines since then (after a connect).
+
+        The missed klines of all symbols are fetched first and published hour by hour (every symbol's hour
+        *t* before any hour *t + 1*), as the websocket delivers them: published symbol after symbol, a
+        running stream would see the traded symbol hours ahead of the other context symbols, release those
+        hours degraded and send the other symbols' klines to the DLQ as late."""
         now = int(await retry_rest(self.rest.server_time, "server time"))
-        count = 0
+        missed: list[Kline] = []
         for symbol in self.symbols:
             last = self.last_published.get(symbol)
             if last is not None and last + 2 * HOUR_MS - 1 < now:  # the hour after the last one has closed
-                count += await self.fill(symbol, last + HOUR_MS, now, now_ms=now)
-        return count
+                missed += await self._missed(symbol, last + HOUR_MS, now, now_ms=now)
+        order = {symbol: i for i, symbol in enumerate(self.symbols)}
+        return self._publish_filled(sorted(missed, key=lambda k: (k.open_time, order[k.symbol])))
 
     async def fill(self, symbol: str, start_ms: int, end_ms: int, now_ms: int) -> int:
         """Publish the closed klines of ``symbol`` opened in ``[start_ms, end_ms]`` (close before ``now_ms``)."""
+        return self._publish_filled(await self._missed(symbol, start_ms, end_ms, now_ms))
+
+    async def _missed(self, symbol: str, start_ms: int, end_ms: int, now_ms: int) -> list[Kline]:
+        """The closed klines of ``symbol`` opened in ``[start_ms, end_ms]`` not published yet, in hour order."""
         klines: list[Kline] = await retry_rest(
             lambda: self.rest.klines(symbol, start_ms, end_ms), f"REST klines of {symbol}"
         )
-        count = 0
-        for kline in sorted(klines, key=lambda k: k.open_time):
-            if kline.symbol != symbol or kline.event_time >= now_ms:
-                continue
-            if kline.open_time <= self.last_published.get(symbol, -1):
-                continue
+        last = self.last_published.get(symbol, -1)
+        missed = [k for k in klines if k.symbol == symbol and k.event_time < now_ms and k.open_time > last]
+        missed.sort(key=lambda k: k.open_time)
+        log.info("filling from REST symbol=%s start=%d end=%d klines=%d", symbol, start_ms, end_ms, len(missed))
+        return missed
+
+    def _publish_filled(self, klines: list[Kline]) -> int:
+        for kline in klines:
             self._publish(kline, SOURCE_REST)
-            count += 1
         self._flush()
-        self.filled += count
-        log.info("filled from REST symbol=%s start=%d end=%d klines=%d", symbol, start_ms, end_ms, count)
-        return count
+        self.filled += len(klines)
+        return len(klines)
 
     def _publish(self, kline: Kline, source: str) -> None:
         self.sink.publish(kline, source)
