@@ -60,11 +60,12 @@ class StreamProcess:
 
     def kill(self) -> None:
         """SIGKILL the whole process group (no shutdown hook, no flush) and check nothing of it survives."""
-        group = [self.process, *psutil.Process(self.process.pid).children(recursive=True)]
-        pids = [p.pid for p in group]
+        if self.process.poll() is not None:
+            return
+        children = psutil.Process(self.process.pid).children(recursive=True)  # Spark's JVM among them
         os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=60)
-        _, alive = psutil.wait_procs([psutil.Process(p) for p in pids if psutil.pid_exists(p)], timeout=30)
+        _, alive = psutil.wait_procs(children, timeout=30)
         assert not alive, f"processes of the killed stream survived: {alive}"
 
     def finish(self, timeout: float) -> int:
@@ -119,13 +120,15 @@ def run_with_kills(settings: Settings, name: str, model_dir: Path, log_file: Pat
             deadline = time.monotonic() + 240
             # the restarted stream must have written decisions of its own before it is killed again
             threshold = max(threshold, (killed_at[-1] + 1) if killed_at else 0)
-            while count() < threshold:
-                assert stream.process.poll() is None, f"seed={seed_value}: the stream ended early:\n{stream.tail()}"
-                assert time.monotonic() < deadline, f"seed={seed_value}: no {threshold} decisions:\n{stream.tail()}"
-                time.sleep(0.2)
-            time.sleep(rng.uniform(0.0, 1.5))
-            assert stream.process.poll() is None, f"seed={seed_value}: the stream ended before the kill"
-            stream.kill()
+            try:
+                while count() < threshold:
+                    assert stream.process.poll() is None, f"seed={seed_value}: stream ended early:\n{stream.tail()}"
+                    assert time.monotonic() < deadline, f"seed={seed_value}: no {threshold} decisions:\n{stream.tail()}"
+                    time.sleep(0.2)
+                time.sleep(rng.uniform(0.0, 1.5))
+                assert stream.process.poll() is None, f"seed={seed_value}: the stream ended before the kill"
+            finally:
+                stream.kill()
             killed_at.append(count())
             log.warning("seed=%d killed the stream at %d decisions (threshold %d)", seed_value, killed_at[-1],
                         threshold)  # fmt: skip
