@@ -107,10 +107,11 @@ def run_to_end(settings: Settings, name: str, model_dir: Path, log_file: Path) -
 def run_with_kills(settings: Settings, name: str, model_dir: Path, log_file: Path, rng: random.Random,
                    seed_value: int) -> list[int]:  # fmt: skip
     """Start, kill at ``KILLS`` seeded random points (a number of decisions reached, then a random delay
-    within the micro-batch that follows), restart on the same checkpoint; finally run to the end.
+    of up to 0.3 s), restart on the same checkpoint; finally run to the end.
     Each kill waits for at least one new decision after the restart. Returns the decision counts at the kills."""
-    # one kill point in each third of the first HOURS - 40 decisions (at least 4 micro-batches left after it)
-    bounds = [2 + i * (HOURS - 40 - 2) // KILLS for i in range(KILLS + 1)]
+    # one kill point in each third of the first HOURS - 50 decisions (at least 5 micro-batches left after it:
+    # a warm stream runs a micro-batch in a fraction of a second, so the kill must come soon after the point)
+    bounds = [2 + i * (HOURS - 50 - 2) // KILLS for i in range(KILLS + 1)]
     thresholds = [rng.randrange(bounds[i], bounds[i + 1]) for i in range(KILLS)]
     killed_at: list[int] = []
     count = DecisionCounter(settings)
@@ -125,7 +126,7 @@ def run_with_kills(settings: Settings, name: str, model_dir: Path, log_file: Pat
                     assert stream.process.poll() is None, f"seed={seed_value}: stream ended early:\n{stream.tail()}"
                     assert time.monotonic() < deadline, f"seed={seed_value}: no {threshold} decisions:\n{stream.tail()}"
                     time.sleep(0.2)
-                time.sleep(rng.uniform(0.0, 1.5))
+                time.sleep(rng.uniform(0.0, 0.3))
                 assert stream.process.poll() is None, f"seed={seed_value}: the stream ended before the kill"
             finally:
                 stream.kill()
