@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,6 +19,7 @@ from aiohttp import web
 
 from klinestream.dashboard.api import DashboardReader
 from models.settings import Settings
+from pipelines.loop_thread import LoopThread
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +115,7 @@ class DashboardServer:
         self.on_close = on_close
         self.host, self.port = host, port
         self._runner: web.AppRunner | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._loop_thread = LoopThread("dashboard")
 
     @property
     def url(self) -> str:
@@ -138,36 +137,12 @@ class DashboardServer:
             self._runner = None
 
     def start_in_thread(self, timeout: float = 10.0) -> DashboardServer:
-        """Serve from a daemon thread; return once the port listens."""
-        ready, errors = threading.Event(), []
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            try:
-                loop.run_until_complete(self.start())
-            except OSError as exc:
-                errors.append(exc)
-                ready.set()
-                return
-            ready.set()
-            loop.run_forever()
-            loop.run_until_complete(self.stop())
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name="dashboard", daemon=True)
-        self._thread.start()
-        if not ready.wait(timeout):
-            raise TimeoutError(f"the dashboard did not start within {timeout} s")
-        if errors:
-            raise errors[0]
+        """Run the server on an event loop in a daemon thread; return once it listens."""
+        self._loop_thread.start(self.start, self.stop, timeout)
         return self
 
     def stop_thread(self) -> None:
-        if self._loop is not None and self._thread is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=10)
-            self._thread = None
+        self._loop_thread.stop()
 
     def close(self) -> None:
         """Stop the background thread and release the Cassandra connection."""

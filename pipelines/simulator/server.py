@@ -12,17 +12,16 @@ Use :meth:`SimulatorServer.start_in_thread` (tests: port 0 = a free port) or ``k
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import logging
-import threading
 from typing import Any
 from urllib.parse import parse_qsl
 
 from aiohttp import web
 
 from models.kline import HOUR_MS
+from pipelines.loop_thread import LoopThread
 from pipelines.simulator.faults import FaultPlan
 from pipelines.simulator.store import KlineStore, ReplayClock, rest_array
 from pipelines.simulator.streams import parse_stream_names, serve_stream
@@ -63,8 +62,7 @@ class SimulatorServer:
         self.updates_per_kline = updates_per_kline
         self.requests = 0
         self._runner: web.AppRunner | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._loop_thread = LoopThread("binance-simulator")
 
     # --- life cycle ------------------------------------------------------------------------------
     def app(self) -> web.Application:
@@ -105,36 +103,11 @@ class SimulatorServer:
 
     def start_in_thread(self, timeout: float = 10.0) -> SimulatorServer:
         """Run the server on an event loop in a daemon thread; return once it listens."""
-        ready = threading.Event()
-        errors: list[BaseException] = []
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            try:
-                loop.run_until_complete(self.start())
-            except BaseException as exc:
-                errors.append(exc)
-                ready.set()
-                return
-            ready.set()
-            loop.run_forever()
-            loop.run_until_complete(self.stop())
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name="binance-simulator", daemon=True)
-        self._thread.start()
-        if not ready.wait(timeout):
-            raise TimeoutError(f"simulator did not start within {timeout} s")
-        if errors:
-            raise errors[0]
+        self._loop_thread.start(self.start, self.stop, timeout)
         return self
 
     def stop_thread(self) -> None:
-        if self._loop is not None and self._thread is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=10)
-            self._thread = None
+        self._loop_thread.stop()
 
     def __enter__(self) -> SimulatorServer:
         return self.start_in_thread()

@@ -38,6 +38,13 @@ def keyspace_dropped_after(settings: Settings) -> Iterator[Settings]:
         drop_keyspace(settings)
 
 
+@contextmanager
+def fresh_keyspace(settings: Settings, prefix: str) -> Iterator[Settings]:
+    """``settings`` on a new, unique Cassandra keyspace, dropped when the block ends."""
+    with keyspace_dropped_after(settings.model_copy(update={"cassandra_keyspace": new_keyspace(prefix)})) as ours:
+        yield ours
+
+
 def read_rows(settings: Settings, table: str, trader_id: str, symbol: str = TRADED) -> list[dict[str, Any]]:
     """Every row of ``table`` of ``trader_id`` in the keyspace of ``settings``, in hour order."""
     from streaming.cassandra_sink import CassandraSink

@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ import requests
 from models.kline import HOUR_MS
 from models.settings import Settings
 from tests.integration.conftest import StackHandle
+from tests.integration.live_stream_helpers import fresh_keyspace
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -69,16 +69,9 @@ def write_trading_days(sink: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def keyspace_settings(settings: Settings, stack: StackHandle) -> Iterator[Settings]:
-    from streaming.cassandra_sink import connect_cluster
-
     stack.require("cassandra")
-    live = settings.model_copy(update={"cassandra_keyspace": f"test_dash_{uuid.uuid4().hex[:10]}"})
-    yield live
-    cluster, session = connect_cluster(live, max_outage_seconds=30)
-    try:
-        session.execute(f"DROP KEYSPACE IF EXISTS {live.cassandra_keyspace}", timeout=120)
-    finally:
-        cluster.shutdown()
+    with fresh_keyspace(settings, "test_dash") as live:
+        yield live
 
 
 def render_page(url: str, tmp_path: Path) -> tuple[str, Path]:

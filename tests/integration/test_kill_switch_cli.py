@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from models.settings import Settings
-from streaming.cassandra_sink import CassandraSink, connect_cluster
+from streaming.cassandra_sink import CassandraSink
+from tests.integration.live_stream_helpers import fresh_keyspace
 
 pytestmark = pytest.mark.integration
 
@@ -22,13 +22,8 @@ KLINESTREAM = str(Path(sys.executable).with_name("klinestream"))
 @pytest.fixture
 def keyspace_settings(stack, settings: Settings) -> Iterator[Settings]:  # type: ignore[no-untyped-def]
     stack.require("cassandra")
-    ours = settings.model_copy(update={"cassandra_keyspace": f"test_kill_{uuid.uuid4().hex[:10]}"})
-    yield ours
-    cluster, session = connect_cluster(ours, max_outage_seconds=30)
-    try:
-        session.execute(f"DROP KEYSPACE IF EXISTS {ours.cassandra_keyspace}", timeout=60)
-    finally:
-        cluster.shutdown()
+    with fresh_keyspace(settings, "test_kill") as ours:
+        yield ours
 
 
 def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -20,6 +19,7 @@ from streaming.online_learner import OnlineConfig
 from streaming.online_trader import OnlineTrader, TraderConfig
 from streaming.risk import RiskLimits
 from tests.integration.conftest import StackHandle
+from tests.integration.live_stream_helpers import fresh_keyspace
 from tests.integration.tcp_proxy import TcpProxy
 from tests.unit.trader_fakes import StaticModelSource, hourly_batches, make_policy, market, to_klines
 
@@ -33,13 +33,8 @@ TRADER = "paper-BTCUSDT"
 @pytest.fixture(scope="module")
 def keyspace_settings(stack: StackHandle, settings: Settings) -> Iterator[Settings]:
     stack.require("cassandra")
-    ours = settings.model_copy(update={"cassandra_keyspace": f"test_trader_{uuid.uuid4().hex[:10]}"})
-    yield ours
-    cluster, session = connect_cluster(ours, max_outage_seconds=30)
-    try:
-        session.execute(f"DROP KEYSPACE IF EXISTS {ours.cassandra_keyspace}", timeout=60)
-    finally:
-        cluster.shutdown()
+    with fresh_keyspace(settings, "test_trader") as ours:
+        yield ours
 
 
 @pytest.fixture(scope="module")
