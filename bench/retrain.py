@@ -87,19 +87,15 @@ def main() -> None:
     args = _arguments()
     with tempfile.TemporaryDirectory(prefix="klinestream-bench-retrain-") as tmp:
         _prepare(args, Path(tmp))
-        import importlib.util
-
+        from klinestream.airflow_dags import load_dag
         from models.settings import load_settings
 
         settings = load_settings()
-        spec = importlib.util.spec_from_file_location("bench_dqn_retrain", REPO / "dags" / "dqn_retrain.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        dag = load_dag("dqn_retrain")
         conf = {"train_range": args.train_range, "test_range": args.test_range, "episodes": args.episodes,
                 "episode_hours": args.episode_hours, "n_envs": args.n_envs}  # fmt: skip
         started = time.perf_counter()
-        dag_run = module.dag.test(run_conf=conf)
+        dag_run = dag.test(run_conf=conf)
         seconds = time.perf_counter() - started
         tasks = _task_seconds(dag_run)
     print(f"dqn_retrain bench: state={dag_run.state} conf={json.dumps(conf)}")

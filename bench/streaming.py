@@ -84,10 +84,9 @@ def make_policy_dir(frame: Any, folder: Path) -> Path:
 @contextmanager
 def fresh_run(settings: Settings) -> Iterator[Settings]:
     """Settings on fresh topics and a fresh keyspace; both removed afterwards."""
-    from kafka import KafkaAdminClient
 
     from streaming.cassandra_sink import connect_cluster
-    from streaming.kafka_io import ensure_topics
+    from streaming.kafka_io import delete_topics, ensure_topics
 
     tag = uuid.uuid4().hex[:8]
     run = settings.model_copy(
@@ -101,9 +100,7 @@ def fresh_run(settings: Settings) -> Iterator[Settings]:
     try:
         yield run
     finally:
-        admin = KafkaAdminClient(bootstrap_servers=run.kafka_bootstrap_servers, client_id="bench")
-        admin.delete_topics([run.kafka_topic_klines, run.kafka_topic_dlq])
-        admin.close()
+        delete_topics(run, client_id="bench")
         cluster, session = connect_cluster(run, max_outage_seconds=30)
         session.execute(f"DROP KEYSPACE IF EXISTS {run.cassandra_keyspace}", timeout=120)
         cluster.shutdown()

@@ -99,6 +99,18 @@ def ensure_topics(settings: Settings, topics: Iterable[str] | None = None, parti
     return created
 
 
+def delete_topics(
+    settings: Settings, topics: Iterable[str] | None = None, client_id: str = "klinestream-admin"
+) -> None:
+    """Delete ``topics`` (default: the live-path topics of ``settings``), e.g. a run's own topics afterwards."""
+    wanted = list(topics) if topics is not None else [settings.kafka_topic_klines, settings.kafka_topic_dlq]
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, client_id=client_id)
+    try:
+        admin.delete_topics(wanted)
+    finally:
+        admin.close()
+
+
 def send_dlq(producer: KafkaProducer, topic: str, records: Iterable[DlqRecord]) -> int:
     """Write DLQ records (value = original bytes, reason in headers) and wait until they are durable."""
     futures = [

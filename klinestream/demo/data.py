@@ -9,7 +9,6 @@ hour(s) with ``dag.test()`` — the same fetch → raw → validate → validate
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 from collections.abc import Callable, Iterator
@@ -21,6 +20,7 @@ from typing import Any, Literal
 
 import requests
 
+from klinestream.airflow_dags import load_dag
 from models.errors import KlinestreamError
 from models.kline import HOUR_MS
 from models.settings import Settings
@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 
 BINANCE_PING = "https://api.binance.com/api/v3/ping"
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DAGS_DIR = REPO_ROOT / "dags"
 DataKind = Literal["binance", "files", "synthetic"]
 
 
@@ -156,17 +155,6 @@ def exported(env: dict[str, str]) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = old
-
-
-def load_dag(name: str) -> Any:
-    """The ``dag`` object of ``dags/<name>.py``, imported from its file (Airflow configured already)."""
-    path = DAGS_DIR / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"klinestream_demo_{name}", path)
-    if spec is None or spec.loader is None:
-        raise KlinestreamError(f"cannot import the DAG file {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.dag
 
 
 def run_backfill_dag(end_ms: int, hours: int) -> list[dict[str, Any]]:

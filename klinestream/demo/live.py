@@ -289,14 +289,11 @@ def _shutdown(query: Any, ingestor: IngestorRunner | None, server: Any, producer
 
 def _delete_topics(settings: Settings) -> None:
     """The run's topics served their purpose (the decisions are in Cassandra): delete them."""
-    from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
+    from streaming.kafka_io import delete_topics
+
     try:
-        admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, client_id="klinestream-demo")
-        try:
-            admin.delete_topics([settings.kafka_topic_klines, settings.kafka_topic_dlq])
-        finally:
-            admin.close()
+        delete_topics(settings, client_id="klinestream-demo")
     except KafkaError as exc:
         log.warning("could not delete demo topics %s: %s", settings.kafka_topic_klines, exc)

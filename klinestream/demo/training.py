@@ -70,7 +70,7 @@ def retrain_conf(
 
 def run_retrain(conf: dict[str, Any]) -> str:
     """``dag.test()`` of dqn_retrain with ``conf``; returns the run id (raises when the run failed)."""
-    from klinestream.demo.data import load_dag
+    from klinestream.airflow_dags import load_dag
 
     dag_run = load_dag("dqn_retrain").test(run_conf=conf)
     if dag_run.state != "success":

@@ -115,18 +115,13 @@ def stack(settings: Settings) -> Iterator[StackHandle]:
 @pytest.fixture
 def kafka_topic(stack: StackHandle, settings: Settings) -> Iterator[str]:
     """A fresh single-partition topic on the running broker, deleted after the test."""
-    from kafka import KafkaAdminClient
-    from kafka.admin import NewTopic
+    from streaming.kafka_io import delete_topics, ensure_topics
 
     stack.require("kafka")
     name = f"test.{uuid.uuid4().hex[:12]}"
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, client_id="klinestream-tests")
-    try:
-        admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=1)])
-        yield name
-        admin.delete_topics([name])
-    finally:
-        admin.close()
+    ensure_topics(settings, [name])
+    yield name
+    delete_topics(settings, [name], client_id="klinestream-tests")
 
 
 @pytest.fixture(scope="session")

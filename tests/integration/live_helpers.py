@@ -29,9 +29,8 @@ class Consumed:
 @contextmanager
 def live_topics(settings: Settings, **changes: object) -> Iterator[Settings]:
     """Settings whose ``klines.1h`` and ``klines.dlq`` are fresh topics (created, deleted afterwards)."""
-    from kafka import KafkaAdminClient
 
-    from streaming.kafka_io import ensure_topics
+    from streaming.kafka_io import delete_topics, ensure_topics
 
     tag = uuid.uuid4().hex[:10]
     update = {"kafka_topic_klines": f"test.klines.{tag}", "kafka_topic_dlq": f"test.dlq.{tag}", **changes}
@@ -40,11 +39,7 @@ def live_topics(settings: Settings, **changes: object) -> Iterator[Settings]:
     try:
         yield live
     finally:
-        admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, client_id="klinestream-tests")
-        try:
-            admin.delete_topics([live.kafka_topic_klines, live.kafka_topic_dlq])
-        finally:
-            admin.close()
+        delete_topics(live, client_id="klinestream-tests")
 
 
 def read_topic(settings: Settings, topic: str) -> list[Consumed]:

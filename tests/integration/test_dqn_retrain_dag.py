@@ -8,7 +8,6 @@ on every version, and runs carrying params, metrics and plots.
 
 from __future__ import annotations
 
-import importlib.util
 import uuid
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import pytest
 import requests
 
+from klinestream.airflow_dags import load_dag
 from models.kline import HOUR_MS
 from models.settings import Settings
 from pipelines import lake
@@ -24,7 +24,6 @@ from tests.registry_helpers import TEST_RANGE, TRAIN_RANGE, synthetic_klines
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "dqn_retrain.py"
 TINY = {
     "train_range": TRAIN_RANGE,
     "test_range": TEST_RANGE,
@@ -37,14 +36,6 @@ TINY = {
     "gate_min_trades": 0,
     "gate_max_drawdown": 1.0,
 }
-
-
-def _load_dag(path: Path) -> Any:
-    spec = importlib.util.spec_from_file_location(f"dag_{path.stem}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.dag
 
 
 def _get(uri: str, endpoint: str, **params: Any) -> dict[str, Any]:
@@ -67,7 +58,7 @@ def test_dag_test_registers_one_version_per_variant_and_applies_the_gate(
         monkeypatch.setenv(f"KLINESTREAM_{variable}", str(value))
     monkeypatch.delenv("KLINESTREAM_DATA_DIR", raising=False)
 
-    dag_run = _load_dag(DAG_FILE).test(run_conf=TINY)
+    dag_run = load_dag("dqn_retrain").test(run_conf=TINY)
 
     assert dag_run.state == "success"
     model = _get(uri, "registered-models/get", name=name)["registered_model"]

@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from klinestream.airflow_dags import load_dag
 from models.kline import HOUR_MS
 from pipelines import lake
 from tests.market_data import make_market, ms, running_simulator
 
 pytestmark = pytest.mark.integration
 
-DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "klines_backfill.py"
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
-
-
-def _load_dag(path: Path) -> Any:
-    spec = importlib.util.spec_from_file_location(f"dag_{path.stem}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.dag
 
 
 def test_dag_test_for_one_hour_writes_exactly_that_hour_to_raw_and_validated(
@@ -38,7 +28,7 @@ def test_dag_test_for_one_hour_writes_exactly_that_hour_to_raw_and_validated(
     with running_simulator(market) as sim:
         monkeypatch.setenv("KLINESTREAM_BINANCE_BASE_URL", sim.base_url)
         # a manual run's data interval is the last complete one before its logical date: [05:00, 06:00)
-        dag_run = _load_dag(DAG_FILE).test(logical_date=datetime(2022, 3, 4, 6, tzinfo=UTC))
+        dag_run = load_dag("klines_backfill").test(logical_date=datetime(2022, 3, 4, 6, tzinfo=UTC))
 
     assert dag_run.state == "success"
     hour = int(dag_run.data_interval_start.timestamp() * 1000)
