@@ -9,8 +9,11 @@ any symbol (an exchange outage) is released too, empty and degraded, and logged:
 
 A kline for an hour already released is rejected ("late", or "duplicate" when that exact key was
 released within ``retention_hours``); a second kline for a pending key is a "duplicate"; a kline more
-than ``max_ahead_hours`` past the next hour to release is "out_of_range" (a poisoned clock would otherwise
-release every pending hour degraded). The state is a plain dict, saved with every micro-batch.
+than ``max_ahead_hours`` past the *frontier* (the latest hour accepted so far, or the next hour to
+release if later) is "out_of_range" (a poisoned clock would otherwise release every pending hour
+degraded). The frontier moves with the data, so a backlog of any length in one micro-batch (a replay,
+a stream catching up after days down) is accepted hour after hour. The state is a plain dict, saved
+with every micro-batch.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ class HourAligner:
         self.max_ahead_hours = max_ahead_hours
         self.next_hour: int | None = None
         self.traded_latest: int | None = None
+        self.frontier: int | None = None
         self.pending: dict[int, dict[str, Kline]] = {}
         self.released: dict[int, set[str]] = {}
         self.empty_hours = 0
@@ -71,17 +75,19 @@ class HourAligner:
         hour, symbol = kline.open_time, kline.symbol
         if symbol not in self.symbols:
             return ("unknown_symbol", f"{symbol!r} is not aligned")
-        if self.next_hour is not None:
-            if hour < self.next_hour:
-                if symbol in self.released.get(hour, ()):
-                    return ("duplicate", f"{symbol} {hour} was already decided")
-                return ("late", f"{symbol} {hour} arrived after its hour was decided (next hour {self.next_hour})")
-            if hour > self.next_hour + self.max_ahead_hours * HOUR_MS:
-                return ("out_of_range", f"{symbol} {hour} is more than {self.max_ahead_hours} h past {self.next_hour}")
+        if self.next_hour is not None and hour < self.next_hour:
+            if symbol in self.released.get(hour, ()):
+                return ("duplicate", f"{symbol} {hour} was already decided")
+            return ("late", f"{symbol} {hour} arrived after its hour was decided (next hour {self.next_hour})")
+        known = [h for h in (self.next_hour, self.frontier) if h is not None]
+        if known and hour > max(known) + self.max_ahead_hours * HOUR_MS:
+            return ("out_of_range", f"{symbol} {hour} is more than {self.max_ahead_hours} h past {max(known)}")
         slot = self.pending.setdefault(hour, {})
         if symbol in slot:
             return ("duplicate", f"{symbol} {hour} is already pending")
         slot[symbol] = kline
+        if self.frontier is None or hour > self.frontier:
+            self.frontier = hour
         if symbol == self.traded_symbol and (self.traded_latest is None or hour > self.traded_latest):
             self.traded_latest = hour
         return None
@@ -129,6 +135,7 @@ class HourAligner:
         return {
             "next_hour": self.next_hour,
             "traded_latest": self.traded_latest,
+            "frontier": self.frontier,
             "pending": [k.to_json("aligner").decode() for slot in self.pending.values() for k in slot.values()],
             "released": {str(h): sorted(s) for h, s in self.released.items()},
         }
@@ -137,6 +144,7 @@ class HourAligner:
         """Continue from a :meth:`state` snapshot."""
         self.next_hour = state.get("next_hour")
         self.traded_latest = state.get("traded_latest")
+        self.frontier = state.get("frontier", self.next_hour)
         self.pending = {}
         for text in state.get("pending", []):
             kline = parse_record(text)

@@ -86,6 +86,29 @@ def test_a_clock_far_in_the_future_is_out_of_range() -> None:
     assert code == "out_of_range"
 
 
+def test_a_backlog_longer_than_max_ahead_in_one_batch_is_accepted_hour_after_hour() -> None:
+    a = HourAligner(SYMBOLS, "BTCUSDT", timeout_hours=2, max_ahead_hours=48)
+    for symbol in SYMBOLS:
+        a.add(kline(symbol, 0))
+    a.release()
+    backlog = [kline(symbol, hour) for hour in range(1, 201) for symbol in SYMBOLS]  # 200 h > 48 h ahead
+    assert [a.add(k) for k in backlog] == [None] * len(backlog)
+    assert hours_of(a.release()) == list(range(1, 201))
+    code, _ = a.add(kline("BTCUSDT", 201 + 49)) or ("", "")  # next hour to release: 201
+    assert code == "out_of_range"  # the frontier moved with the data, the guard with it
+
+
+def test_the_frontier_survives_a_restore_and_guards_the_first_batch_too() -> None:
+    a = HourAligner(SYMBOLS, "BTCUSDT", max_ahead_hours=48)
+    assert a.add(kline("BTCUSDT", 0)) is None
+    code, _ = a.add(kline("ETHUSDT", 49)) or ("", "")
+    assert code == "out_of_range"  # nothing released yet: guarded by the latest accepted hour
+    restored = HourAligner(SYMBOLS, "BTCUSDT", max_ahead_hours=48).restore(json.loads(json.dumps(a.state())))
+    assert restored.frontier == a.frontier == T0
+    code, _ = restored.add(kline("ETHUSDT", 49)) or ("", "")
+    assert code == "out_of_range"
+
+
 def test_an_hour_without_any_kline_is_released_empty_and_degraded() -> None:
     a = aligner(timeout_hours=1)
     for symbol in SYMBOLS:
