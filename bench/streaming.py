@@ -51,6 +51,7 @@ class TimedTrader:
     def __init__(self, trader: Any) -> None:
         self.trader = trader
         self.done: dict[tuple[str, int], float] = {}
+        self.committed: dict[tuple[str, int], float] = {}
         self.in_trader: dict[tuple[str, int], float] = {}
         self.decisions = 0
 
@@ -58,10 +59,12 @@ class TimedTrader:
         started = time.time()
         result = self.trader.process_batch(batch_id, klines, degraded)
         now = time.time()
+        durable = result.rows_durable_at or now
         self.decisions += len(result.decisions)
         for k in klines:
-            self.done.setdefault((k.symbol, k.open_time), now)
-            self.in_trader.setdefault((k.symbol, k.open_time), now - started)
+            self.done.setdefault((k.symbol, k.open_time), durable)
+            self.committed.setdefault((k.symbol, k.open_time), now)
+            self.in_trader.setdefault((k.symbol, k.open_time), durable - started)
         return result
 
 

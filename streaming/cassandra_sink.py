@@ -27,6 +27,13 @@ their own partition, then the single pointer row is updated (atomic per row), th
 the checkpoint before the previous one is deleted; a crash at any point leaves the pointer on a
 complete checkpoint, and the digest is checked on load.
 
+Rows are buffered by ``write_*`` and made durable together by :meth:`CassandraSink.flush` (the trader
+flushes once per micro-batch, before its checkpoint, and before sending a real order): the rows of one
+table share the trader's partition, so they go as single-partition unlogged batches of
+``batch_rows`` rows, executed concurrently with the driver's ``execute_concurrent``. Two writes to one
+key in one flush are merged first (a batch gives all its mutations one timestamp, so they must not
+race).
+
 Temporary failures (no host available, timeouts, unavailable replicas) are retried with exponential
 backoff for up to ``max_outage_seconds``: a Cassandra restart delays the batch, loses nothing.
 """
@@ -41,8 +48,9 @@ from typing import Any
 from cassandra import ConsistencyLevel, OperationTimedOut, Unavailable, WriteTimeout
 from cassandra import ReadTimeout as CassandraReadTimeout
 from cassandra.cluster import Cluster, NoHostAvailable, Session
+from cassandra.concurrent import execute_concurrent
 from cassandra.policies import DCAwareRoundRobinPolicy, ExponentialReconnectionPolicy
-from cassandra.query import UNSET_VALUE, PreparedStatement
+from cassandra.query import UNSET_VALUE, BatchStatement, BatchType, PreparedStatement
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from models.settings import Settings
@@ -53,6 +61,9 @@ log = logging.getLogger(__name__)
 
 TEMPORARY_ERRORS = (NoHostAvailable, OperationTimedOut, WriteTimeout, CassandraReadTimeout, Unavailable)
 CHUNK_BYTES = 512 * 1024
+BATCH_ROWS = 16
+"""Rows per single-partition batch: about 4 KB, under Cassandra's 5 KiB batch-size warning."""
+CONCURRENCY = 16
 KILL_SWITCH = "kill_switch"
 
 SCHEMA = (
@@ -82,6 +93,8 @@ TABLES = ("decisions", "orders", "positions", "agent_checkpoints", "agent_checkp
 _DECISION_COLUMNS = tuple(DecisionRecord.__dataclass_fields__)
 _ORDER_COLUMNS = tuple(OrderRecord.__dataclass_fields__)
 _POSITION_COLUMNS = tuple(PositionRecord.__dataclass_fields__)
+#: statement name → (columns, how many leading columns are the primary key)
+_ROWS = {"decision": (_DECISION_COLUMNS, 4), "order": (_ORDER_COLUMNS, 4), "position": (_POSITION_COLUMNS, 3)}
 
 
 def _insert(keyspace: str, table: str, columns: tuple[str, ...]) -> str:
@@ -129,10 +142,13 @@ class CassandraSink:
     :class:`~streaming.risk.Controls` on one Cassandra session."""
 
     def __init__(self, session: Session, keyspace: str, max_outage_seconds: float = 300.0,
-                 chunk_bytes: int = CHUNK_BYTES, cluster: Cluster | None = None) -> None:  # fmt: skip
+                 chunk_bytes: int = CHUNK_BYTES, cluster: Cluster | None = None,
+                 batch_rows: int = BATCH_ROWS) -> None:  # fmt: skip
         self.session, self.keyspace, self.chunk_bytes, self.cluster = session, keyspace, chunk_bytes, cluster
+        self.batch_rows = batch_rows
         self._retry = retrying(max_outage_seconds)
         self._pointers: dict[str, tuple[int | None, int | None]] = {}
+        self._buffer: dict[str, dict[tuple[Any, ...], list[Any]]] = {name: {} for name in _ROWS}
         ks = keyspace
         self._statements: dict[str, PreparedStatement] = {}
         queries = {
@@ -173,15 +189,53 @@ class CassandraSink:
     def _run(self, name: str, params: tuple[Any, ...] | list[Any]) -> Any:
         return self._retry(self.session.execute, self._statements[name], params, timeout=20)
 
+    def _run_all(self, statements: list[tuple[Any, Any]]) -> None:
+        """Execute ``(statement, params)`` pairs concurrently; retry each failure with the outage policy."""
+        results = execute_concurrent(self.session, statements, concurrency=CONCURRENCY, raise_on_first_error=False)
+        for (statement, params), (ok, outcome) in zip(statements, results, strict=True):
+            if not ok:
+                if not isinstance(outcome, TEMPORARY_ERRORS):
+                    raise outcome
+                self._retry(self.session.execute, statement, params, timeout=20)
+
     # --- TradeSink ------------------------------------------------------------------------------
+    def _buffer_row(self, name: str, record: object) -> None:
+        columns, key_length = _ROWS[name]
+        values = _values(record, columns)
+        rows = self._buffer[name]
+        key = tuple(values[:key_length])
+        if key in rows:  # a second write to the key in this flush: merge it as a later upsert would apply
+            values = [old if new is UNSET_VALUE else new for old, new in zip(rows[key], values, strict=True)]
+        rows[key] = values
+
     def write_decision(self, record: DecisionRecord) -> None:
-        self._run("decision", _values(record, _DECISION_COLUMNS))
+        self._buffer_row("decision", record)
 
     def write_order(self, record: OrderRecord) -> None:
-        self._run("order", _values(record, _ORDER_COLUMNS))
+        self._buffer_row("order", record)
 
     def write_position(self, record: PositionRecord) -> None:
-        self._run("position", _values(record, _POSITION_COLUMNS))
+        self._buffer_row("position", record)
+
+    @property
+    def pending_rows(self) -> int:
+        return sum(len(rows) for rows in self._buffer.values())
+
+    def flush(self) -> None:
+        """Make every buffered row durable (``LOCAL_QUORUM``); returns when all are acknowledged."""
+        statements: list[tuple[Any, Any]] = []
+        for name, rows in self._buffer.items():
+            prepared, values = self._statements[name], list(rows.values())
+            for start in range(0, len(values), self.batch_rows):
+                batch = BatchStatement(BatchType.UNLOGGED, consistency_level=ConsistencyLevel.LOCAL_QUORUM)
+                batch.is_idempotent = True
+                for params in values[start : start + self.batch_rows]:
+                    batch.add(prepared, params)
+                statements.append((batch, None))
+        if statements:
+            self._run_all(statements)
+        for rows in self._buffer.values():
+            rows.clear()
 
     # --- CheckpointStore ------------------------------------------------------------------------
     def _pointer_ids(self, trader_id: str) -> tuple[int | None, int | None]:
@@ -195,8 +249,8 @@ class CassandraSink:
         current, previous = self._pointer_ids(trader_id)
         blob, size = checkpoint.blob, self.chunk_bytes
         chunks = [blob[i : i + size] for i in range(0, len(blob), size)] or [b""]
-        for number, data in enumerate(chunks):
-            self._run("chunk", (trader_id, checkpoint.batch_id, number, data))
+        chunk = self._statements["chunk"]
+        self._run_all([(chunk, (trader_id, checkpoint.batch_id, n, data)) for n, data in enumerate(chunks)])
         keep = previous if current == checkpoint.batch_id else current
         self._run("pointer", (checkpoint.batch_id, keep, checkpoint.model_version, checkpoint.online_updates,
                               checkpoint.digest, len(blob), len(chunks), trader_id))  # fmt: skip

@@ -4,7 +4,8 @@
   ``load(version)`` (that version as a :class:`~models.policy.Policy`). The trader polls it between
   micro-batches and hot-swaps when the version changes; it never moves the alias. The MLflow
   registry adapter lives with the registry code; :class:`DirectoryModelSource` serves saved policy
-  folders (demos, paper runs without MLflow).
+  folders (demos, paper runs without MLflow). :class:`PollingModelSource` asks another source from a
+  background thread, so a micro-batch never waits on the registry's REST call.
 - :class:`OnlineLogger`: receives the online (target-net) weights now and then;
   :class:`MlflowOnlineLogger` logs them as a run tagged ``online=true`` that names its parent
   registered version (never registering or aliasing it).
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
@@ -43,6 +45,51 @@ class DirectoryModelSource:
 
     def load(self, version: str) -> Policy:
         return Policy.load(self.folders[version])
+
+
+class PollingModelSource:
+    """``source.current_version()`` asked every ``interval`` seconds by a daemon thread; ``current_version()``
+    answers with the latest result at once (or raises the latest error: the trader then keeps its model).
+
+    The first call asks ``source`` directly. A promotion is seen within ``interval`` seconds, i.e. by one of
+    the next micro-batches; loading a version still goes to ``source``."""
+
+    def __init__(self, source: ModelSource, interval: float = 1.0) -> None:
+        self.source, self.interval = source, interval
+        self._latest: str | Exception | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _ask(self) -> None:
+        try:
+            latest: str | Exception = self.source.current_version()
+        except Exception as exc:  # handed to the caller of current_version
+            latest = exc
+        with self._lock:
+            self._latest = latest
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._ask()
+
+    def current_version(self) -> str:
+        if self._thread is None:
+            self._ask()
+            self._thread = threading.Thread(target=self._poll, name="model-source-poll", daemon=True)
+            self._thread.start()
+        with self._lock:
+            latest = self._latest
+        if isinstance(latest, Exception):
+            raise latest
+        assert latest is not None
+        return latest
+
+    def load(self, version: str) -> Policy:
+        return self.source.load(version)
+
+    def close(self) -> None:
+        self._stop.set()
 
 
 class OnlineLogger(Protocol):

@@ -21,7 +21,9 @@ batch under replay). Per batch:
    **target** network, epsilon-greedy with the agent's seeded generator (greedy when online learning
    is off: then the actions equal the offline backtest of the same version hour for hour).
 5. **Order** through the risk checks and the broker with a deterministic client order id; write the
-   order, decision and position rows (upserts under deterministic keys).
+   order, decision and position rows (upserts under deterministic keys). The sink buffers them and
+   the trader flushes once per batch, after its last hour; an order for a real exchange (testnet,
+   live) has its ``new`` row flushed before it is sent.
 6. **Learn** online: the previous hour's transition is completed with this hour's state and reward,
    stored, and the due gradient steps are taken on the policy net (target synced every K steps).
 7. **Checkpoint** the whole state with the batch id: the commit of the batch.
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,6 +101,8 @@ class BatchResult:
     waiting_hours: tuple[int, ...] = ()
     """open_times received but not decided yet (waiting for klines of other symbols)."""
     swapped_from: str | None = None
+    rows_durable_at: float | None = None
+    """Wall-clock time (``time.time()``) at which the batch's decision, order and position rows were durable."""
 
 
 @dataclass
@@ -182,13 +187,15 @@ class OnlineTrader:
         self.checkpoints.mark_in_flight(self.config.trader_id, batch_id, self.version)
         self.history.add(klines)
         decisions, orders = self._decide_ready_hours(batch_id, degraded or set())
+        self.sink.flush()
+        durable_at = time.time()
         self.history.trim(self.last_hour, self._keep_hours())
         self.last_batch_id = batch_id
         self._maybe_log_online()
         self.checkpoints.save_checkpoint(self.config.trader_id, self._checkpoint())
         waiting = tuple(self.history.hours_after(self.last_hour))
         return BatchResult(batch_id, False, self.version, tuple(decisions), tuple(orders), self.online_updates,
-                           waiting, swapped_from)  # fmt: skip
+                           waiting, swapped_from, durable_at)  # fmt: skip
 
     def _check_swap(self, batch_id: int) -> str | None:
         pinned, self._pinned = self._pinned, None
@@ -318,6 +325,8 @@ class OnlineTrader:
             return order, 0.0
         if sent is None:
             self.sink.write_order(record("new", None, 0.0, 0.0, 0.0, None))
+            if self.broker.mode != "paper":
+                self.sink.flush()  # the intent is durable before a real order leaves
         fill = sent or self.broker.submit(request)
         profit = 0.0
         if fill.status == "filled":

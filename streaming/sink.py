@@ -8,10 +8,14 @@ from streaming.records import DecisionRecord, OrderRecord, PositionRecord
 
 
 class TradeSink(Protocol):
-    """Upserts under deterministic keys: writing the same record twice leaves one row."""
+    """Upserts under deterministic keys: writing the same record twice leaves one row.
+
+    ``write_*`` may buffer; :meth:`flush` returns once every row written before it is durable."""
 
     def write_decision(self, record: DecisionRecord) -> None: ...
 
     def write_order(self, record: OrderRecord) -> None: ...
 
     def write_position(self, record: PositionRecord) -> None: ...
+
+    def flush(self) -> None: ...

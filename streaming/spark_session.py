@@ -32,6 +32,10 @@ DEFAULT_CONF: dict[str, str] = {
     "spark.default.parallelism": "2",
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.streaming.forceDeleteTempCheckpointLocation": "true",
+    # the stream's micro-batches are small, collected to the driver, with no shuffle: adaptive planning
+    # and locality waits only add latency to each of them
+    "spark.sql.adaptive.enabled": "false",
+    "spark.locality.wait": "0",
 }
 
 CONNECTOR_PREFIX = "spark-sql-kafka-0-10_"

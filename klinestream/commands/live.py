@@ -56,7 +56,9 @@ def stream(
         None, "--model-dir", help="Trade a saved policy folder instead of the MLflow champion (demos, paper runs)."
     ),
     max_offsets: int = typer.Option(5000, "--max-offsets", min=1, help="maxOffsetsPerTrigger of the Kafka source."),
-    trigger_seconds: float = typer.Option(5.0, "--trigger-seconds", min=0.1, help="Micro-batch interval."),
+    trigger_seconds: float = typer.Option(
+        0.1, "--trigger-seconds", min=0.05, help="How often the query looks for new klines (micro-batch interval)."
+    ),
     timeout_hours: int = typer.Option(
         2, "--timeout-hours", min=1, help="Decide hour t degraded once the traded symbol has hour t+N."
     ),
@@ -100,8 +102,9 @@ def build_trader(settings: Settings, model_dir: Path | None = None, online: bool
         source = DirectoryModelSource({model_dir.name: model_dir}, model_dir.name)
     else:
         from models.registry import MlflowModelSource
+        from streaming.model_source import PollingModelSource
 
-        source = MlflowModelSource(settings.mlflow_tracking_uri, settings.mlflow_model_name)
+        source = PollingModelSource(MlflowModelSource(settings.mlflow_tracking_uri, settings.mlflow_model_name))
     return start_live_trader(settings, source, online=online)
 
 

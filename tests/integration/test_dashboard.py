@@ -63,6 +63,7 @@ def write_trading_days(sink: Any) -> dict[str, Any]:
                                            order_id, "filled" if action else None))  # fmt: skip
         sink.write_position(PositionRecord(TRADER, SYMBOL, t, VERSION, units, cash, cash + units * price,
                                            100_000.0 * price / first_price, 0.0, 0.0, 100_000.0, hour))  # fmt: skip
+    sink.flush()
     return {"buys": filled["BUY"], "sells": filled["SELL"], "equity": cash + units * price,
             "buy_hold": 100_000.0 * price / first_price, "last_hour": T0 + (HOURS - 1) * HOUR_MS}  # fmt: skip
 

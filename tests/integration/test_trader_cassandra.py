@@ -152,3 +152,30 @@ def test_a_30_second_cassandra_outage_delays_but_loses_nothing(keyspace_settings
     finally:
         sink.close()
         proxy.stop()
+
+
+def test_buffered_rows_are_durable_after_flush_in_batches_and_two_writes_to_one_key_merge(
+    keyspace_settings: Settings,
+) -> None:
+    from streaming.records import DecisionRecord, OrderRecord
+
+    sink = CassandraSink.connect(keyspace_settings, max_outage_seconds=60)
+    trader, t0 = "flush-test", 1_672_531_200_000
+    try:
+        for hour in range(40):  # 40 rows: three single-partition batches of at most 16
+            sink.write_decision(DecisionRecord(trader, "BTCUSDT", t0 + hour * HOUR_MS, "1", 0, 0, 0.0, 0.0, 0.0,
+                                               100.0 + hour, 0.0, False, hour, False, True, 7, None, None))  # fmt: skip
+        order = OrderRecord(trader, "BTCUSDT", t0, "cid-1", "1", "BUY", 1.0, 100.0, "new", None, 0.0, 0.0, 0.0,
+                            "paper", None, 7)  # fmt: skip
+        sink.write_order(order)
+        sink.write_order(OrderRecord(*[*order.__dict__.values()][:8], "filled", None, 1.0, 100.5, 0.1, "paper",
+                                     "x-9", 7))  # fmt: skip
+        assert sink.pending_rows == 41 and sink.read("decisions", trader, "BTCUSDT") == []  # nothing before flush
+        sink.flush()
+        assert sink.pending_rows == 0
+        decisions = sink.read("decisions", trader, "BTCUSDT")
+        assert [d["price"] for d in decisions] == [100.0 + hour for hour in range(40)]
+        (stored,) = sink.read("orders", trader, "BTCUSDT")
+        assert (stored["status"], stored["fill_price"], stored["exchange_order_id"]) == ("filled", 100.5, "x-9")
+    finally:
+        sink.close()

@@ -303,3 +303,74 @@ def test_a_replayed_batch_books_orders_its_first_attempt_sent_although_the_kill_
     sent = [o for o in first_try.orders if o.status == "filled"]
     assert sent and [o for o in replayed.orders if o.status == "filled"] == sent
     assert after.orders and all(o.reason == "kill_switch" for o in after.orders)
+
+
+class _Journal:
+    """One event log shared by a sink, a checkpoint store and a broker, to check the order of effects."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+
+class _JournalSink(MemorySink):
+    def __init__(self, journal: _Journal) -> None:
+        super().__init__()
+        self.journal, self.buffered = journal, 0
+
+    def write_order(self, record) -> None:  # type: ignore[no-untyped-def]
+        super().write_order(record)
+        self.buffered += 1
+
+    def write_decision(self, record) -> None:  # type: ignore[no-untyped-def]
+        super().write_decision(record)
+        self.buffered += 1
+
+    def flush(self) -> None:
+        self.journal.events.append(f"flush {self.buffered}")
+        self.buffered = 0
+
+
+class _JournalCheckpoints(MemoryCheckpoints):
+    def __init__(self, journal: _Journal) -> None:
+        super().__init__()
+        self.journal = journal
+
+    def save_checkpoint(self, trader_id: str, checkpoint: Checkpoint) -> None:
+        self.journal.events.append("checkpoint")
+        super().save_checkpoint(trader_id, checkpoint)
+
+
+class _ExchangeBroker(PaperBroker):
+    def __init__(self, journal: _Journal) -> None:
+        super().__init__(0.0, 0.0)
+        self.journal = journal
+
+    @property
+    def mode(self) -> str:
+        return "testnet"
+
+    def submit(self, order: OrderRequest) -> Fill:
+        self.journal.events.append("submit")
+        return super().submit(order)
+
+
+@pytest.mark.parametrize("exchange", [False, True], ids=["paper", "testnet"])
+def test_rows_are_flushed_before_the_checkpoint_and_before_an_order_leaves_for_an_exchange(month, exchange) -> None:
+    frame, klines = month
+    journal = _Journal()
+    sink, store = _JournalSink(journal), _JournalCheckpoints(journal)
+    broker = _ExchangeBroker(journal) if exchange else PaperBroker(0.0, 0.0)
+    config = TraderConfig(fee_rate=0.0, online=OnlineConfig(enabled=False))
+    trader = OnlineTrader.start(config, StaticModelSource({"8": make_policy(frame, seed=8)}, "8"), broker, sink,
+                                store, LOOSE)  # fmt: skip
+    run(trader, hourly_batches(first_hours(klines, WARMUP + 72), 12))
+    events = journal.events
+    assert events.count("checkpoint") == (WARMUP + 72) // 12 + 1
+    for i, event in enumerate(events):  # every checkpoint follows a flush that left nothing buffered
+        if event == "checkpoint":
+            assert events[i - 1].startswith("flush")
+    assert sink.buffered == 0 and sink.orders
+    submits = [i for i, e in enumerate(events) if e == "submit"]
+    sent = [o for o in sink.orders.values() if o.status != "rejected"]
+    assert sent and len(submits) == (len(sent) if exchange else 0)
+    assert all(events[i - 1].startswith("flush") and events[i - 1] != "flush 0" for i in submits)

@@ -61,6 +61,7 @@ class MemorySink:
     orders: dict[tuple[str, str, int, str], OrderRecord] = field(default_factory=dict)
     positions: dict[tuple[str, str, int], PositionRecord] = field(default_factory=dict)
     writes: int = 0
+    flushes: int = 0
 
     def write_decision(self, record: DecisionRecord) -> None:
         self.decisions[(record.trader_id, record.symbol, record.open_time, record.model_version)] = record
@@ -73,6 +74,9 @@ class MemorySink:
     def write_position(self, record: PositionRecord) -> None:
         self.positions[(record.trader_id, record.symbol, record.open_time)] = record
         self.writes += 1
+
+    def flush(self) -> None:
+        self.flushes += 1
 
 
 @dataclass

@@ -1,0 +1,52 @@
+"""The polling model source: micro-batches never wait on the registry, and see a promotion within the interval."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from models.policy import Policy
+from models.registry import RegistryError
+from streaming.model_source import PollingModelSource
+
+
+class _Registry:
+    def __init__(self) -> None:
+        self.version: str | Exception = "1"
+        self.calls = 0
+
+    def current_version(self) -> str:
+        self.calls += 1
+        time.sleep(0.05)  # a REST call
+        if isinstance(self.version, Exception):
+            raise self.version
+        return self.version
+
+    def load(self, version: str) -> Policy:
+        raise AssertionError("not used")
+
+
+def _until(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "not within the timeout"
+        time.sleep(0.01)
+
+
+def test_answers_at_once_from_the_latest_poll_and_sees_a_promotion_within_the_interval() -> None:
+    registry = _Registry()
+    source = PollingModelSource(registry, interval=0.1)
+    try:
+        assert source.current_version() == "1" and registry.calls == 1  # the first answer is asked directly
+        started = time.perf_counter()
+        assert [source.current_version() for _ in range(100)] == ["1"] * 100
+        assert time.perf_counter() - started < 0.05  # no call waited on the registry
+        registry.version = "2"
+        _until(lambda: source.current_version() == "2")
+        registry.version = RegistryError("alias unset")
+        _until(lambda: registry.calls >= 4 and isinstance(source._latest, Exception))
+        with pytest.raises(RegistryError, match="alias unset"):
+            source.current_version()
+    finally:
+        source.close()
