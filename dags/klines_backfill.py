@@ -6,8 +6,13 @@ Every write is keyed by the run's data interval, so reruns and backfills are ide
 chosen by the settings: ``KLINESTREAM_BINANCE_BASE_URL`` (the simulator or any Binance-compatible API),
 else ``KLINESTREAM_DATA_DIR`` (kline files), else Binance itself.
 
+No catch-up: once unpaused, the DAG runs each new hour as it closes. History is loaded on purpose, with
+``klinestream backfill`` (bulk) or ``airflow backfill create`` (through the scheduler, one run per hour).
+With catch-up on, unpausing would queue one run per hour since 2021-01-01 (about 50,000 runs), and each
+success would trigger ``dqn_retrain`` through the asset.
+
 Backfill a range (needs a running scheduler; Airflow 3.3 leaves backfill runs queued while the DAG is
-paused, so unpause it first — which also lets the hourly schedule catch up from the latest run)::
+paused, so unpause it first)::
 
     airflow dags unpause klines_backfill
     airflow backfill create --dag-id klines_backfill \
@@ -41,7 +46,7 @@ with DAG(
     description="Hourly klines of every symbol: fetch → raw → validate → validated",
     schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
     start_date=datetime(2021, 1, 1, tzinfo=UTC),
-    catchup=True,
+    catchup=False,  # history: klinestream backfill or airflow backfill create (see above)
     max_active_runs=4,
     is_paused_upon_creation=True,
     default_args={
