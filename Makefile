@@ -48,14 +48,18 @@ format: $(STAMP) ## Format and fix what ruff can
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: install ## All tests; integration tests bring the local stack up (and stop what they started)
-	$(BIN)/pytest
+# pytest exits 5 when it collects nothing; make would only say "Error 5": name it
+PYTEST_NONE_COLLECTED = { rc=$$?; [ $$rc -ne 5 ] || echo "error: pytest collected no tests ($@)" >&2; exit $$rc; }
+
+test: install ## All tests: test-unit, then test-integration (together exactly every test, each once)
+	@$(MAKE) --no-print-directory test-unit
+	@$(MAKE) --no-print-directory test-integration
 
 test-unit: $(STAMP) ## Fast tests that need no service
-	$(BIN)/pytest -m "not integration"
+	$(BIN)/pytest -m "not integration" || $(PYTEST_NONE_COLLECTED)
 
-test-integration: install ## Tests against the real local services
-	$(BIN)/pytest -m integration
+test-integration: install ## Tests against the real local services (they bring the local stack up, and stop what they started)
+	$(BIN)/pytest -m integration || $(PYTEST_NONE_COLLECTED)
 
 up: install ## Start Kafka, Cassandra, MLflow and Airflow as local processes
 	$(BIN)/klinestream stack up
