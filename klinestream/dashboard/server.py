@@ -54,7 +54,8 @@ def _no_trader() -> web.Response:
 
 
 async def index(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(STATIC_DIR / "index.html")
+    # the page is UTF-8: say so in the header too (aiohttp sends a bare text/html, read as Latin-1 by clients)
+    return web.FileResponse(STATIC_DIR / "index.html", headers={"Content-Type": "text/html; charset=utf-8"})
 
 
 async def traders(request: web.Request) -> web.Response:
