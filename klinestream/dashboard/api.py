@@ -42,6 +42,21 @@ def starting_equity(positions: Sequence[Row]) -> float:
     return float(first.get("day_start_equity") or first.get("equity") or DEFAULT_CAPITAL)
 
 
+def pnl_base(positions: Sequence[Row], since: int | None = None, capital: float | None = None) -> tuple[float, float]:
+    """(equity, buy-and-hold equity) that P&L is counted from: the last mark before the hour ``since``; without
+    ``since``, or with no mark before it, the capital before the trader's first hour.
+
+    The dashboard (``?since=``) and the demo's summary (the replay's start) both count P&L with this function,
+    so the page the demo points at shows the numbers the demo printed."""
+    marks = _by_hour(positions)
+    start = starting_equity(marks) if marks or capital is None else capital
+    before = [m for m in marks if since is not None and int(m["open_time"]) < since]
+    if not before:
+        return start, start
+    last = before[-1]
+    return float(last["equity"]), float(last.get("buy_hold_equity") or start)
+
+
 def shape_decision(row: Row) -> Row:
     """One decision row as the page shows it."""
     action = int(row["action"])
@@ -79,23 +94,38 @@ def order_counts(orders: Sequence[Row]) -> dict[str, int]:
     return counts
 
 
-def summarize(decisions: Sequence[Row], orders: Sequence[Row], positions: Sequence[Row], kill_switch: bool) -> Row:
-    """Headline numbers: counts, P&L against buy-and-hold, the latest model version and learning counters."""
+def summarize(
+    decisions: Sequence[Row],
+    orders: Sequence[Row],
+    positions: Sequence[Row],
+    kill_switch: bool,
+    since: int | None = None,
+) -> Row:
+    """Headline numbers: counts, P&L against buy-and-hold, the latest model version and learning counters.
+
+    With ``since`` (epoch ms), decisions and orders are counted from that hour on and P&L is measured from the
+    account marked just before it (see :func:`pnl_base`); without it, over the trader's whole life."""
+    if since is not None:
+        decisions = [r for r in decisions if int(r["open_time"]) >= since]
+        orders = [r for r in orders if int(r["open_time"]) >= since]
     ordered, marks = _by_hour(decisions), _by_hour(positions)
     capital = starting_equity(marks)
+    start_equity, start_buy_hold = pnl_base(marks, since)
     last_decision, last_mark = (ordered[-1] if ordered else None), (marks[-1] if marks else None)
-    equity = float(last_mark["equity"]) if last_mark else capital
-    buy_hold = float(last_mark["buy_hold_equity"]) if last_mark and last_mark.get("buy_hold_equity") else capital
+    equity = float(last_mark["equity"]) if last_mark else start_equity
+    buy_hold = float(last_mark["buy_hold_equity"]) if last_mark and last_mark.get("buy_hold_equity") else start_buy_hold
     return {
         "decisions": len(ordered),
         "first_hour": int(ordered[0]["open_time"]) if ordered else None,
         "last_hour": int(ordered[-1]["open_time"]) if ordered else None,
         "orders": order_counts(orders),
+        "since": since,
         "capital": capital,
+        "start_equity": start_equity,
         "equity": equity,
-        "pnl": equity - capital,
+        "pnl": equity - start_equity,
         "buy_hold_equity": buy_hold,
-        "buy_hold_pnl": buy_hold - capital,
+        "buy_hold_pnl": buy_hold - start_buy_hold,
         "units": float(last_mark["units"]) if last_mark else 0.0,
         "fees_paid": float(last_mark.get("fees_paid") or 0.0) if last_mark else 0.0,
         "model_version": str(last_decision["model_version"]) if last_decision else None,
@@ -148,9 +178,9 @@ class DashboardReader:
             read("positions", trader_id, symbol),
         )
 
-    def summary(self, trader_id: str, symbol: str) -> Row:
+    def summary(self, trader_id: str, symbol: str, since: int | None = None) -> Row:
         decisions, orders, positions = self.tables(trader_id, symbol)
-        body = summarize(decisions, orders, positions, self.sink.kill_switch_active(trader_id))
+        body = summarize(decisions, orders, positions, self.sink.kill_switch_active(trader_id), since)
         return {"trader_id": trader_id, "symbol": symbol, **body}
 
     def decisions(self, trader_id: str, symbol: str, limit: int) -> list[Row]:

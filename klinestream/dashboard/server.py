@@ -2,7 +2,9 @@
 
 Routes: ``/`` (the page), ``/static/*`` (its JS and CSS, no CDN), ``/api/traders``,
 ``/api/summary``, ``/api/decisions?limit=``, ``/api/series`` (each takes ``trader`` and ``symbol``;
-without them, the newest demo trader, else the first trader found). The page polls every 2 s.
+without them, the newest demo trader, else the first trader found). ``/api/summary?since=<epoch ms>`` counts
+decisions, orders and P&L from that hour on, as the demo's summary does for its replay (the page passes on
+its own ``?trader=&symbol=&since=``). The page polls every 2 s.
 Cassandra calls are blocking, so they run in the default executor, off the event loop.
 """
 
@@ -62,11 +64,26 @@ async def traders(request: web.Request) -> web.Response:
     return web.json_response(await _blocking(request.app[READER_KEY].traders))
 
 
+def _since(request: web.Request) -> int | None:
+    """``?since=`` (epoch ms: count from that hour on), else the server's default, else None (the whole life)."""
+    text = request.query.get("since") or request.app[DEFAULTS_KEY].get("since")
+    if text is None:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise web.HTTPBadRequest(
+            text='{"error": "since must be epoch milliseconds, e.g. ?since=1672531200000"}',
+            content_type="application/json",
+        ) from None
+
+
 async def summary(request: web.Request) -> web.Response:
+    since = _since(request)
     who = await _who(request)
     if who is None:
         return _no_trader()
-    return web.json_response(await _blocking(request.app[READER_KEY].summary, *who))
+    return web.json_response(await _blocking(request.app[READER_KEY].summary, *who, since))
 
 
 async def decisions(request: web.Request) -> web.Response:
@@ -87,10 +104,13 @@ async def series(request: web.Request) -> web.Response:
     return web.json_response(await _blocking(request.app[READER_KEY].series, *who))
 
 
-def build_app(reader: DashboardReader, trader_id: str | None = None, symbol: str | None = None) -> web.Application:
+def build_app(
+    reader: DashboardReader, trader_id: str | None = None, symbol: str | None = None, since: int | None = None
+) -> web.Application:
     app = web.Application()
     app[READER_KEY] = reader
-    app[DEFAULTS_KEY] = {k: v for k, v in {"trader_id": trader_id, "symbol": symbol}.items() if v}
+    defaults = {"trader_id": trader_id, "symbol": symbol, "since": None if since is None else str(since)}
+    app[DEFAULTS_KEY] = {k: v for k, v in defaults.items() if v}
     app.router.add_get("/", index)
     app.router.add_get("/api/traders", traders)
     app.router.add_get("/api/summary", summary)
@@ -111,8 +131,9 @@ class DashboardServer:
         trader_id: str | None = None,
         symbol: str | None = None,
         on_close: Callable[[], None] | None = None,
+        since: int | None = None,
     ) -> None:
-        self.app = build_app(reader, trader_id, symbol)
+        self.app = build_app(reader, trader_id, symbol, since)
         self.on_close = on_close
         self.host, self.port = host, port
         self._runner: web.AppRunner | None = None
@@ -165,12 +186,15 @@ def open_dashboard(
     port: int = 8050,
     trader_id: str | None = None,
     symbol: str | None = None,
+    since: int | None = None,
 ) -> DashboardServer:
-    """The dashboard on the Cassandra of ``settings``, serving from a background thread (close() it)."""
+    """The dashboard on the Cassandra of ``settings``, serving from a background thread (close() it).
+
+    ``since`` (epoch ms): the summary counts from that hour on unless the page asks otherwise."""
     from streaming.cassandra_sink import CassandraSink
 
     sink = CassandraSink.connect(settings, max_outage_seconds=60)
-    server = DashboardServer(DashboardReader(sink), host, port, trader_id, symbol, on_close=sink.close)
+    server = DashboardServer(DashboardReader(sink), host, port, trader_id, symbol, on_close=sink.close, since=since)
     try:
         return server.start_in_thread()
     except BaseException:

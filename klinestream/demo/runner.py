@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from rich.console import Console
 
@@ -202,6 +203,9 @@ def _live(
             f"{result.expected_hours} hours decided in {result.batches} micro-batches at {config.speed:g} h/s"
         )
     summary.trader_id, summary.latencies_ms = result.trader_id, result.latencies_ms
+    if "dashboard" in summary.urls:  # this replay's trader, its P&L counted from the replay's start (as below)
+        query = urlencode({"trader": result.trader_id, "symbol": settings.traded_symbol, "since": replay.start_ms})
+        summary.urls["dashboard"] = f"{summary.urls['dashboard']}?{query}"
     sink = CassandraSink.connect(settings, max_outage_seconds=60)
     try:
         decisions, orders, positions = (
@@ -218,8 +222,8 @@ def _start_dashboard(settings: Settings, config: DemoConfig, console: Console) -
         return None
     from klinestream.dashboard.server import open_dashboard
 
-    try:
-        return open_dashboard(settings, port=config.dashboard_port)
+    try:  # its P&L counts from the replay's start, as the summary does
+        return open_dashboard(settings, port=config.dashboard_port, since=parse_range(config.test_range).start_ms)
     except OSError as exc:
         console.print(f"dashboard not started on port {config.dashboard_port} ({exc}); is one running already?")
         return None

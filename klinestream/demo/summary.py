@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from klinestream.dashboard.api import pnl_base
 from klinestream.demo.live import percentile
 
 Row = dict[str, Any]
@@ -47,10 +48,8 @@ def trade_figures(
     inside = [d for d in decisions if start <= int(d["open_time"]) < end]
     placed = [o for o in orders if start <= int(o["open_time"]) < end]
     marks = sorted(positions, key=lambda r: int(r["open_time"]))
-    before = [m for m in marks if int(m["open_time"]) < start]
     during = [m for m in marks if start <= int(m["open_time"]) < end]
-    start_equity = float(before[-1]["equity"]) if before else capital
-    start_bh = float(before[-1]["buy_hold_equity"]) if before else capital
+    start_equity, start_bh = pnl_base(marks, start, capital)  # the dashboard's ?since= counts the same way
     last = during[-1] if during else None
     bh_change = (float(last["buy_hold_equity"]) - start_bh) if last else 0.0
     actions = {name: sum(1 for d in inside if int(d["action"]) == k) for k, name in enumerate(names)}

@@ -19,16 +19,19 @@ from collections.abc import Iterator
 import pytest
 import requests
 
+from klinestream.demo.summary import trade_figures
+from models.kline import HOUR_MS
 from models.settings import Settings
 from tests.integration.conftest import StackHandle
 from tests.integration.live_helpers import wait_for
 from tests.integration.live_stream_helpers import fresh_keyspace
-from tests.integration.test_dashboard import HOURS, TRADER, VERSION, write_trading_days
+from tests.integration.test_dashboard import HOURS, SYMBOL, T0, TRADER, VERSION, write_trading_days
 from tests.readme import README, REPO_ROOT
 
 pytestmark = pytest.mark.integration
 
-URL = "http://127.0.0.1:8050/"  # the README's dashboard address (klinestream dashboard's default port)
+URL = "http://127.0.0.1:8050/"
+SECOND_DAY = T0 + 24 * HOUR_MS  # the README's dashboard address (klinestream dashboard's default port)
 
 
 @pytest.fixture
@@ -55,6 +58,7 @@ def test_make_dashboard_serves_the_page_and_the_summary_of_the_keyspace(keyspace
     sink = CassandraSink.connect(keyspace_settings, max_outage_seconds=60)
     try:
         written = write_trading_days(sink)
+        rows = [sink.read(table, TRADER, SYMBOL) for table in ("decisions", "orders", "positions")]
     finally:
         sink.close()
 
@@ -68,6 +72,7 @@ def test_make_dashboard_serves_the_page_and_the_summary_of_the_keyspace(keyspace
         page = requests.get(URL, timeout=10)
         summary = requests.get(f"{URL}api/summary", timeout=30).json()
         decisions = requests.get(f"{URL}api/decisions", timeout=30).json()
+        second_day = requests.get(f"{URL}api/summary", params={"since": SECOND_DAY}, timeout=30).json()
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         output = process.communicate(timeout=30)[0]
@@ -84,3 +89,8 @@ def test_make_dashboard_serves_the_page_and_the_summary_of_the_keyspace(keyspace
     assert summary["pnl"] == pytest.approx(written["equity"] - 100_000.0)
     assert summary["kill_switch"] is False
     assert len(decisions) == 20 and all(str(r["model_version"]) == VERSION for r in decisions)  # ?limit=20
+    # the demo's summary of a replay starting on day two, and the dashboard's ?since= of that hour, agree
+    figures = trade_figures(*rows, SECOND_DAY, T0 + HOURS * HOUR_MS)
+    assert second_day["pnl"] == pytest.approx(figures.pnl) and second_day["decisions"] == figures.decisions == 24
+    assert second_day["buy_hold_pnl"] == pytest.approx(figures.buy_hold_pnl)
+    assert second_day["pnl"] != pytest.approx(summary["pnl"]), "day one's trades should count only without since"

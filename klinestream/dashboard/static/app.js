@@ -2,7 +2,9 @@
 "use strict";
 const SVG_NS = "http://www.w3.org/2000/svg";
 const POLL_MS = 2000;
-const state = { trader: null, symbol: null };
+// ?trader=&symbol=&since= in the page's URL (the demo prints such a link) choose the trader and the P&L start
+const query = new URLSearchParams(window.location.search);
+const state = { trader: query.get("trader"), symbol: query.get("symbol"), since: query.get("since"), listed: false };
 
 function hour(ms) { return new Date(ms).toISOString().slice(0, 16).replace("T", " "); }
 function money(x) { return (x < 0 ? "−$" : "$") + Math.abs(x).toLocaleString("en-US", { maximumFractionDigits: 0 }); }
@@ -14,9 +16,12 @@ function el(tag, attrs, text) {
   return node;
 }
 async function getJson(path) {
-  const sep = path.includes("?") ? "&" : "?";
-  const who = state.trader ? `${sep}trader=${encodeURIComponent(state.trader)}&symbol=${encodeURIComponent(state.symbol)}` : "";
-  const response = await fetch(path + who);
+  const params = new URLSearchParams();
+  if (state.trader) params.set("trader", state.trader);
+  if (state.trader && state.symbol) params.set("symbol", state.symbol);
+  if (state.since && path.startsWith("/api/summary")) params.set("since", state.since);
+  const extra = params.toString();
+  const response = await fetch(extra ? path + (path.includes("?") ? "&" : "?") + extra : path);
   if (!response.ok) throw new Error((await response.json()).error || response.statusText);
   return response.json();
 }
@@ -117,10 +122,11 @@ async function loadTraders() {
 
 async function refresh() {
   try {
-    if (!state.trader) {  // the server's default trader first, then the list to choose from
+    if (!state.listed) {  // the URL's (or else the server's default) trader first, then the list to choose from
       const first = await getJson("/api/summary");
       [state.trader, state.symbol] = [first.trader_id, first.symbol];
       await loadTraders();
+      state.listed = true;
     }
     const [summary, decisions, series] = await Promise.all(
       [getJson("/api/summary"), getJson("/api/decisions?limit=15"), getJson("/api/series")]);
@@ -136,6 +142,7 @@ async function refresh() {
 
 document.getElementById("trader").addEventListener("change", event => {
   [state.trader, state.symbol] = event.target.value.split("|");
+  state.since = null;  // a ?since= chosen for one trader's replay means nothing for another
   refresh();
 });
 refresh();
