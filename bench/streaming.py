@@ -1,19 +1,23 @@
 """Streaming latency and replay throughput: Kafka append → decision and order durable in Cassandra.
 
-    .venv/bin/python bench/streaming.py [--live-hours 30] [--pace 1.0] [--data-dir ../shared/data/binance_spot_1h]
+    .venv/bin/python bench/streaming.py [--live-hours 30] [--pace 1.0] [--replay-from 2022-01-01]
+                                        [--max-offsets 10000] [--data-dir ../shared/data/binance_spot_1h]
 
 Needs Kafka and Cassandra running (``klinestream stack up kafka cassandra``) and the Spark connector jars
 (``klinestream stack install``). For each of online learning on and off:
 
-- **live pace**: the streaming query runs (processing-time trigger), one hour of klines of the five symbols
-  is appended every ``--pace`` seconds; latency of each kline = the Kafka record's timestamp (producer
-  CreateTime, i.e. its append) → the return of the trader's micro-batch that decided its hour (decision,
-  order and position rows are written synchronously to Cassandra before it returns);
-- **max replay**: January 2023 (plus warm-up) is appended at once, then drained (``availableNow``,
-  ``maxOffsetsPerTrigger`` 5000): replay throughput in klines/s and the same latency (queueing included).
+- **live pace**: the streaming query runs with the ``klinestream stream`` defaults (0.1 s processing-time
+  trigger), one hour of klines of the five symbols is appended every ``--pace`` seconds. Latency of each
+  kline = the Kafka record's timestamp (producer CreateTime, i.e. its append) → the moment the decision,
+  order and position rows of its hour are durable in Cassandra (the trader's flush returned,
+  ``LOCAL_QUORUM``); "commit" adds the trader's checkpoint, after which Spark commits the batch;
+- **max replay**: ``--replay-from`` to the end of January 2023 is appended at once, then drained
+  (``availableNow``, ``maxOffsetsPerTrigger`` ``--max-offsets``): throughput in klines/s over the whole run
+  (query start, first micro-batch and JVM warm-up included) and in steady state (after the first
+  micro-batch), and the same latency (queueing included).
 
-"in trader" is the part of the latency spent inside ``OnlineTrader.process_batch`` (features, decision,
-order, learning, Cassandra writes and checkpoint); the rest is Kafka → Spark micro-batch → driver.
+"in trader" is the part of the latency spent inside ``OnlineTrader.process_batch`` up to the durable rows
+(features, decision, order, learning, Cassandra writes); the rest is Kafka → Spark micro-batch → driver.
 
 The policy is a randomly initialised Linear-DQN fitted to December 2022 (latency does not depend on the
 weights). Every run uses fresh topics and a fresh Cassandra keyspace, dropped afterwards.
@@ -34,11 +38,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from models.kline import Kline  # noqa: E402
+from models.kline import HOUR_MS, Kline  # noqa: E402
 from models.settings import Settings, load_settings  # noqa: E402
 
 SYMBOLS = ("BNBUSDT", "BTCUSDT", "ETHUSDT", "LTCUSDT", "XRPUSDT")
@@ -54,6 +59,8 @@ class TimedTrader:
         self.committed: dict[tuple[str, int], float] = {}
         self.in_trader: dict[tuple[str, int], float] = {}
         self.decisions = 0
+        self.batches: list[tuple[float, int]] = []
+        """(end time, klines) of every micro-batch that reached the trader."""
 
     def process_batch(self, batch_id: int, klines: list[Kline], degraded: set[int] | None = None) -> Any:
         started = time.time()
@@ -61,6 +68,7 @@ class TimedTrader:
         now = time.time()
         durable = result.rows_durable_at or now
         self.decisions += len(result.decisions)
+        self.batches.append((now, len(klines)))
         for k in klines:
             self.done.setdefault((k.symbol, k.open_time), durable)
             self.committed.setdefault((k.symbol, k.open_time), now)
@@ -137,11 +145,22 @@ def append_times(settings: Settings) -> dict[tuple[str, int], float]:
     return out
 
 
-def latencies(settings: Settings, timed: TimedTrader, since: int) -> tuple[np.ndarray, np.ndarray]:
-    """(append → durable decision, time inside the trader's micro-batch) per kline opened at/after ``since``."""
+def latencies(settings: Settings, timed: TimedTrader, since: int) -> dict[str, np.ndarray]:
+    """Per kline opened at/after ``since``: append → durable rows, append → committed batch, time in trader."""
     appended = append_times(settings)
     keys = [key for key in timed.done if key[1] >= since and key in appended]
-    return np.array([timed.done[k] - appended[k] for k in keys]), np.array([timed.in_trader[k] for k in keys])
+    return {
+        "latency": np.array([timed.done[k] - appended[k] for k in keys]),
+        "commit": np.array([timed.committed[k] - appended[k] for k in keys]),
+        "trader": np.array([timed.in_trader[k] for k in keys]),
+    }
+
+
+def steady_rate(batches: list[tuple[float, int]]) -> float | None:
+    """Klines/s after the first micro-batch (None with fewer than two batches)."""
+    if len(batches) < 2 or batches[-1][0] <= batches[0][0]:
+        return None
+    return sum(n for _, n in batches[1:]) / (batches[-1][0] - batches[0][0])
 
 
 def build(settings: Settings, model_dir: Path, online: bool) -> TimedTrader:
@@ -150,21 +169,25 @@ def build(settings: Settings, model_dir: Path, online: bool) -> TimedTrader:
     return TimedTrader(build_trader(settings, model_dir, online))
 
 
-def run_replay(spark: Any, settings: Settings, klines: list[Kline], model_dir: Path, online: bool) -> dict[str, Any]:
+def run_replay(
+    spark: Any, settings: Settings, klines: list[Kline], model_dir: Path, online: bool, max_offsets: int = 20_000
+) -> dict[str, Any]:
     from streaming.spark_job import StreamOptions, run_stream
 
     with fresh_run(settings) as run, tempfile.TemporaryDirectory() as checkpoint:
         timed = build(run, model_dir, online)
         append(run, klines)
         options = StreamOptions(
-            name="bench", available_now=True, max_offsets_per_trigger=5000, checkpoint_dir=Path(checkpoint)
+            name="bench", available_now=True, max_offsets_per_trigger=max_offsets, checkpoint_dir=Path(checkpoint)
         )
         started = time.perf_counter()
         run_stream(spark, run, timed, options)
         seconds = time.perf_counter() - started
-        lat, trader = latencies(run, timed, JAN_1)
+        measured = latencies(run, timed, klines[0].open_time + 48 * HOUR_MS)
         timed.trader.sink.close()
-    return {"klines": len(klines), "seconds": seconds, "latency": lat, "trader": trader, "decisions": timed.decisions}
+    steady = steady_rate(timed.batches)
+    return {"klines": len(klines), "seconds": seconds, "decisions": timed.decisions, "steady": steady,
+            "batches": len(timed.batches), **measured}  # fmt: skip
 
 
 def run_live(
@@ -195,9 +218,9 @@ def run_live(
         finally:
             query.stop()
             producer.close()
-        lat, trader = latencies(run, timed, live[0][0].open_time)
+        measured = latencies(run, timed, live[0][0].open_time)
         timed.trader.sink.close()
-    return {"klines": sum(len(h) for h in live), "latency": lat, "trader": trader, "decisions": timed.decisions}
+    return {"klines": sum(len(h) for h in live), "decisions": timed.decisions, **measured}
 
 
 def _wait(predicate: Any, timeout: float) -> None:
@@ -209,12 +232,16 @@ def _wait(predicate: Any, timeout: float) -> None:
 
 
 def report(label: str, result: dict[str, Any]) -> None:
-    lat = result["latency"] * 1000
-    line = f"{label:<34} klines {result['klines']:>5}  decisions {result['decisions']:>4}  "
-    line += f"latency p50 {np.percentile(lat, 50):6.0f} ms  p99 {np.percentile(lat, 99):6.0f} ms"
-    line += f" (in trader p50 {np.percentile(result['trader'] * 1000, 50):5.0f} ms)"
+    def ms(name: str, q: float) -> float:
+        return float(np.percentile(result[name] * 1000, q))
+
+    line = f"{label:<36} klines {result['klines']:>6}  decisions {result['decisions']:>5}  "
+    line += f"durable p50 {ms('latency', 50):6.0f} ms  p99 {ms('latency', 99):6.0f} ms  "
+    line += f"commit p99 {ms('commit', 99):6.0f} ms  (in trader p50 {ms('trader', 50):4.0f} ms)"
     if "seconds" in result:
-        line += f"  wall {result['seconds']:6.1f} s  {result['klines'] / result['seconds']:7.0f} klines/s"
+        steady = f"{result['steady']:7.0f}" if result["steady"] else "      -"
+        line += f"  wall {result['seconds']:5.1f} s  {result['klines'] / result['seconds']:6.0f} klines/s"
+        line += f"  steady {steady} klines/s ({result['batches']} batches)"
     print(line, flush=True)
 
 
@@ -223,6 +250,8 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data" / "binance_spot_1h")
     parser.add_argument("--live-hours", type=int, default=30)
     parser.add_argument("--pace", type=float, default=1.0, help="Real seconds between two live hours.")
+    parser.add_argument("--replay-from", default="2022-01-01", help="First UTC day of the replay (to 2023-02-01).")
+    parser.add_argument("--max-offsets", type=int, default=10_000, help="maxOffsetsPerTrigger of the replay.")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     import torch
@@ -232,13 +261,15 @@ def main() -> None:
 
     torch.set_num_threads(1)
     settings = load_settings()
-    frame = read_kline_dirs(args.data_dir, SYMBOLS, DEC_1, FEB_1)
+    replay_from = int(pd.Timestamp(args.replay_from, tz="UTC").timestamp() * 1000)
+    frame = read_kline_dirs(args.data_dir, SYMBOLS, min(replay_from, DEC_1), FEB_1)
     klines = _to_klines(frame[frame.open_time >= DEC_30])
+    replay = _to_klines(frame[frame.open_time >= replay_from])
     print(f"streaming bench: {len(SYMBOLS)} symbols, load average {os.getloadavg()}, {os.cpu_count()} CPUs")
     spark = build_spark_session(settings, "klinestream-bench-streaming")
     try:
         with tempfile.TemporaryDirectory() as models:
-            model_dir = make_policy_dir(frame[frame.open_time < JAN_1], Path(models))
+            model_dir = make_policy_dir(frame[(frame.open_time >= DEC_1) & (frame.open_time < JAN_1)], Path(models))
             by_hour: dict[int, list[Kline]] = {}
             for k in klines:
                 by_hour.setdefault(k.open_time, []).append(k)
@@ -249,7 +280,8 @@ def main() -> None:
                 tag = "online learning on " if online else "online learning off"
                 result = run_live(spark, settings, warm, live, model_dir, online, args.pace)
                 report(f"live pace ({args.pace:g} s/hour), {tag}", result)
-                report(f"max replay (Jan 2023), {tag}", run_replay(spark, settings, klines, model_dir, online))
+                label = f"max replay ({args.replay_from}→2023-02), {tag}"
+                report(label, run_replay(spark, settings, replay, model_dir, online, args.max_offsets))
     finally:
         spark.stop()
 

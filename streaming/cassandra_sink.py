@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import asdict
 from typing import Any
 
 from cassandra import ConsistencyLevel, OperationTimedOut, Unavailable, WriteTimeout
@@ -319,5 +318,5 @@ def _values(record: object, columns: tuple[str, ...]) -> list[Any]:
 
     Rows are upserts under deterministic keys and a replayed batch rebinds the same values, so leaving a
     column unset never keeps a stale value that a replay would have cleared."""
-    data = asdict(record)  # type: ignore[call-overload]
-    return [UNSET_VALUE if data[name] is None else data[name] for name in columns]
+    values = [getattr(record, name) for name in columns]  # flat records: no dataclasses.asdict deep copy
+    return [UNSET_VALUE if value is None else value for value in values]

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 from models.kline import Kline
 from streaming.aligner import AlignedHour, HourAligner
 from streaming.batch_state import BatchStateStore
-from streaming.dlq import MAX_RECORD_BYTES, RawRecord, classify
+from streaming.dlq import MAX_RECORD_BYTES, Accepted, RawRecord, classify
 from streaming.kafka_io import DlqRecord
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,8 @@ class BatchOutcome:
     trader_result: Any = None
     schema_disagreements: int = 0
     """Records Python accepted but Spark's parse read differently (set by the Spark job)."""
+    accepted_items: list[Accepted] = field(default_factory=list, repr=False)
+    """The accepted records with their parsed klines (the aligner may still have sent some to the DLQ)."""
 
     @property
     def degraded_hours(self) -> list[int]:
@@ -101,7 +103,7 @@ class MicroBatchProcessor:
         rejected.sort(key=lambda r: (r.topic, r.partition, r.offset))
         if rejected:
             self.dlq.write(rejected)
-        outcome = BatchOutcome(batch_id, len(records), len(accepted), rejected, hours)
+        outcome = BatchOutcome(batch_id, len(records), len(accepted), rejected, hours, accepted_items=accepted)
         if hours:
             klines = [kline for hour in hours for kline in hour.klines]
             outcome.trader_result = self.trader.process_batch(batch_id, klines, set(outcome.degraded_hours))

@@ -7,7 +7,8 @@ micro-batch is collected to the driver — hourly klines of a handful of symbols
 ``maxOffsetsPerTrigger`` — and handed to :class:`streaming.micro_batch.MicroBatchProcessor`, which decides
 validity with :func:`models.kline.parse_record` / :func:`models.kline.check_kline` (so Spark and Python
 cannot disagree on routing), writes bad records to ``klines.dlq``, aligns hours and calls the trader. Spark's
-own parse of every record is compared with Python's: a difference is logged as an error (schema drift).
+own parse of every accepted record is compared with Python's: a difference is logged as an error (schema
+drift).
 
 Durable state lives under ``<home>/checkpoints/<name>/``: ``spark/`` (Spark's offset and commit logs)
 and ``aligner/`` (the driver's per-batch state, see :mod:`streaming.batch_state`).
@@ -117,34 +118,32 @@ def read_klines(spark: SparkSession, settings: Settings, options: StreamOptions)
     )
 
 
-def collect_batch(batch: DataFrame) -> tuple[list[RawRecord], int]:
-    """Collect a micro-batch to the driver as :class:`RawRecord` in (partition, offset) order, and count the
-    records :func:`models.kline.parse_record` accepts but Spark's parse with :func:`kline_value_schema` reads
-    differently (the derived schema and the Python contract must not drift apart)."""
-    rows = batch.select("topic", "partition", "offset", "key", "value", "timestamp_ms", "kline")
-    records: list[RawRecord] = []
-    disagreements = 0
+def collect_batch(batch: DataFrame) -> tuple[list[RawRecord], dict[tuple[int, int], Row | None]]:
+    """Collect a micro-batch to the driver: the :class:`RawRecord` in (partition, offset) order, and Spark's
+    own parse of each value with :func:`kline_value_schema`, keyed by (partition, offset)."""
+    rows = batch.select("topic", "partition", "offset", "key", "value", "timestamp_ms", "kline").collect()
     # sorted on the driver: a Spark ``orderBy`` would add a sampling job and a shuffle to every micro-batch
-    for row in sorted(rows.collect(), key=lambda r: (r["partition"], r["offset"])):
-        record = RawRecord(
-            row["topic"],
-            int(row["partition"]),
-            int(row["offset"]),
-            None if row["key"] is None else bytes(row["key"]),
-            None if row["value"] is None else bytes(row["value"]),
-            int(row["timestamp_ms"] or 0),
-        )
-        records.append(record)
-        disagreements += spark_disagrees(row["kline"], record.value)
-    return records, disagreements
+    rows.sort(key=lambda r: (r["partition"], r["offset"]))
+    records: list[RawRecord] = []
+    parsed: dict[tuple[int, int], Row | None] = {}
+    for row in rows:
+        partition, offset = int(row["partition"]), int(row["offset"])
+        key, value = row["key"], row["value"]
+        key = None if key is None else bytes(key)
+        value = None if value is None else bytes(value)
+        records.append(RawRecord(row["topic"], partition, offset, key, value, int(row["timestamp_ms"] or 0)))
+        parsed[(partition, offset)] = row["kline"]
+    return records, parsed
 
 
-def spark_disagrees(spark_kline: Row | None, value: bytes | None) -> bool:
-    """True when Python accepts ``value`` as a kline but Spark's parse of it differs in any field."""
-    try:
-        kline = parse_record(value or b"")
-    except KlineParseError:
-        return False
+def spark_disagrees(spark_kline: Row | None, value: bytes | None, kline: Kline | None = None) -> bool:
+    """True when Python accepts ``value`` as a kline (``kline``, if already parsed) but Spark's parse of it
+    differs in any field."""
+    if kline is None:
+        try:
+            kline = parse_record(value or b"")
+        except KlineParseError:
+            return False
     if spark_kline is None:
         return True
     parsed = spark_kline.asDict()
@@ -180,11 +179,16 @@ def foreach_batch(
     """The ``foreachBatch`` function: runs on the driver once per micro-batch."""
 
     def run(batch: DataFrame, batch_id: int) -> None:
-        records, disagreements = collect_batch(batch)
-        if disagreements:
-            log.error("spark schema disagrees with parse_record batch_id=%d records=%d", batch_id, disagreements)
+        records, spark_parsed = collect_batch(batch)
         outcome = processor.process(int(batch_id), records)
-        outcome.schema_disagreements = disagreements
+        # the records the trader got, parsed once by parse_record, against Spark's parse of the same bytes
+        outcome.schema_disagreements = sum(
+            spark_disagrees(spark_parsed.get((a.record.partition, a.record.offset)), a.record.value, a.kline)
+            for a in outcome.accepted_items
+        )
+        if outcome.schema_disagreements:
+            log.error("spark schema disagrees with parse_record batch_id=%d records=%d", batch_id,
+                      outcome.schema_disagreements)  # fmt: skip
         if on_outcome is not None:
             on_outcome(outcome)
 
