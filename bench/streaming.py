@@ -6,7 +6,7 @@
 Needs Kafka and Cassandra running (``klinestream stack up kafka cassandra``) and the Spark connector jars
 (``klinestream stack install``). For each of online learning on and off:
 
-- **live pace**: the streaming query runs with the ``klinestream stream`` defaults (0.1 s processing-time
+- **live pace**: the streaming query runs with the ``klinestream stream`` defaults (0.05 s processing-time
   trigger), one hour of klines of the five symbols is appended every ``--pace`` seconds. Latency of each
   kline = the Kafka record's timestamp (producer CreateTime, i.e. its append) → the moment the decision,
   order and position rows of its hour are durable in Cassandra (the trader's flush returned,
@@ -19,8 +19,10 @@ Needs Kafka and Cassandra running (``klinestream stack up kafka cassandra``) and
 "in trader" is the part of the latency spent inside ``OnlineTrader.process_batch`` up to the durable rows
 (features, decision, order, learning, Cassandra writes); the rest is Kafka → Spark micro-batch → driver.
 
-The policy is a randomly initialised Linear-DQN fitted to December 2022 (latency does not depend on the
-weights). Every run uses fresh topics and a fresh Cassandra keyspace, dropped afterwards.
+One unreported replay of two weeks first warms the JVM, Spark's code generation and the clients, as in a
+job that has been running. The policy is a randomly initialised Linear-DQN fitted to December 2022
+(latency does not depend on the weights). Every run uses fresh topics and a fresh Cassandra keyspace,
+dropped afterwards.
 """
 
 from __future__ import annotations
@@ -198,6 +200,7 @@ def run_live(
     model_dir: Path,
     online: bool,
     pace: float,
+    trigger: float,
 ) -> dict[str, Any]:
     from streaming.kafka_io import build_producer
     from streaming.spark_job import StreamOptions, start_stream
@@ -205,7 +208,7 @@ def run_live(
     with fresh_run(settings) as run, tempfile.TemporaryDirectory() as checkpoint:
         timed = build(run, model_dir, online)
         append(run, warmup)
-        options = StreamOptions(name="bench-live", trigger_seconds=0.1, checkpoint_dir=Path(checkpoint))
+        options = StreamOptions(name="bench-live", trigger_seconds=trigger, checkpoint_dir=Path(checkpoint))
         producer = build_producer(run, client_id="bench-dlq")
         query = start_stream(spark, run, timed, options, producer)
         try:
@@ -252,20 +255,25 @@ def main() -> None:
     parser.add_argument("--pace", type=float, default=1.0, help="Real seconds between two live hours.")
     parser.add_argument("--replay-from", default="2022-01-01", help="First UTC day of the replay (to 2023-02-01).")
     parser.add_argument("--max-offsets", type=int, default=10_000, help="maxOffsetsPerTrigger of the replay.")
+    parser.add_argument("--trigger-seconds", type=float, default=None, help="Live trigger (default: the job's).")
+    parser.add_argument("--only", choices=("live", "replay"), default=None, help="Run one of the two measurements.")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     import torch
 
     from pipelines.kline_files import read_kline_dirs
+    from streaming.spark_job import StreamOptions
     from streaming.spark_session import build_spark_session
 
     torch.set_num_threads(1)
     settings = load_settings()
+    trigger = StreamOptions().trigger_seconds if args.trigger_seconds is None else args.trigger_seconds
     replay_from = int(pd.Timestamp(args.replay_from, tz="UTC").timestamp() * 1000)
     frame = read_kline_dirs(args.data_dir, SYMBOLS, min(replay_from, DEC_1), FEB_1)
     klines = _to_klines(frame[frame.open_time >= DEC_30])
     replay = _to_klines(frame[frame.open_time >= replay_from])
-    print(f"streaming bench: {len(SYMBOLS)} symbols, load average {os.getloadavg()}, {os.cpu_count()} CPUs")
+    print(f"streaming bench: {len(SYMBOLS)} symbols, load average {os.getloadavg()}, {os.cpu_count()} CPUs, "
+          f"live trigger {trigger:g} s")  # fmt: skip
     spark = build_spark_session(settings, "klinestream-bench-streaming")
     try:
         with tempfile.TemporaryDirectory() as models:
@@ -276,12 +284,16 @@ def main() -> None:
             hours = sorted(by_hour)
             warm = [k for h in hours[:48] for k in by_hour[h]]
             live = [by_hour[h] for h in hours[48 : 48 + args.live_hours]]
+            # warm the JVM, Spark's code generation and the Kafka/Cassandra clients once, as a running job is
+            run_replay(spark, settings, replay[: 24 * 14 * len(SYMBOLS)], model_dir, False, args.max_offsets)
             for online in (True, False):
                 tag = "online learning on " if online else "online learning off"
-                result = run_live(spark, settings, warm, live, model_dir, online, args.pace)
-                report(f"live pace ({args.pace:g} s/hour), {tag}", result)
-                label = f"max replay ({args.replay_from}→2023-02), {tag}"
-                report(label, run_replay(spark, settings, replay, model_dir, online, args.max_offsets))
+                if args.only != "replay":
+                    result = run_live(spark, settings, warm, live, model_dir, online, args.pace, trigger)
+                    report(f"live pace ({args.pace:g} s/hour), {tag}", result)
+                if args.only != "live":
+                    label = f"max replay ({args.replay_from}→2023-02), {tag}"
+                    report(label, run_replay(spark, settings, replay, model_dir, online, args.max_offsets))
     finally:
         spark.stop()
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+import threading
 import types
 import typing
 from collections.abc import Callable, Sequence
@@ -77,8 +78,9 @@ class StreamOptions:
 
     name: str = "klines-trader"
     max_offsets_per_trigger: int = 5000
-    trigger_seconds: float = 0.1
-    """How often Spark looks for new offsets: the latency floor at live pace (a look is one cheap Kafka call)."""
+    trigger_seconds: float = 0.05
+    """How often Spark looks for new offsets: the latency floor at live pace. An idle query costs about 7% of
+    a core at 0.05 s (6% at 0.1 s, 0.5% at 1 s), measured on the 2-core machine."""
     available_now: bool = False
     """Process what the topic holds, then stop (replays, tests) instead of running forever."""
     timeout_hours: int = 2
@@ -257,12 +259,18 @@ def run_stream(
     trader: BatchTrader,
     options: StreamOptions,
     on_outcome: Callable[[BatchOutcome], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> None:
-    """Run the job until it is stopped (or, with ``available_now``, until the topic is drained)."""
+    """Run the job until ``stop`` is set (then the query is stopped within about a second) or,
+    with ``available_now``, until the topic is drained."""
     producer = build_producer(settings, client_id=f"klinestream-{options.name}-dlq")
     try:
         query = start_stream(spark, settings, trader, options, producer, on_outcome)
-        query.awaitTermination()
+        while not query.awaitTermination(1):
+            if stop is not None and stop.is_set():
+                log.info("stream stopping name=%s: asked to stop", options.name)
+                query.stop()  # a batch cut short is replayed under its id at the next start (exactly once)
+                break
     except StreamingQueryException as exc:
         raise ServiceError(f"stream {options.name} stopped: {failure_reason(str(exc))}") from exc
     finally:

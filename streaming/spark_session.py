@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -86,5 +87,39 @@ def build_spark_session(settings: Settings, app_name: str, master: str = "local[
         builder = builder.config(key, value)
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("WARN")
+    # a short processing-time trigger is shorter than most micro-batches, which this logger warns about at
+    # every batch: an expected state for a low-latency stream, not a problem
+    jvm = session.sparkContext._jvm
+    assert jvm is not None
+    executor = "org.apache.spark.sql.execution.streaming.runtime.ProcessingTimeExecutor"
+    jvm.org.apache.logging.log4j.core.config.Configurator.setLevel(executor, jvm.org.apache.logging.log4j.Level.ERROR)
     log.info("spark session app=%s master=%s jars=%d", app_name, master, len(full["spark.jars"].split(",")))
     return session
+
+
+def stop_spark(session: SparkSession, timeout: float = 30.0) -> None:
+    """Stop ``session`` and its driver JVM, and wait until the JVM has exited.
+
+    pyspark's JVM exits when its stdin reaches end of file, i.e. only once the Python process is gone, so a
+    stopped command would leave it running for a while (or for good, when its parent is killed). Closing
+    that pipe here ends it now; a JVM that does not follow within ``timeout`` seconds is killed.
+    """
+    from pyspark import SparkContext
+
+    gateway = SparkContext._gateway
+    session.stop()
+    process = getattr(gateway, "proc", None) if gateway is not None else None
+    if gateway is not None:
+        gateway.shutdown()
+        SparkContext._gateway = None
+        SparkContext._jvm = None
+    if process is None:
+        return
+    if process.stdin is not None:
+        process.stdin.close()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        log.warning("spark driver JVM pid=%d did not exit within %.0f s: killed", process.pid, timeout)
+        process.kill()
+        process.wait()

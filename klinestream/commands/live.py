@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -57,7 +58,7 @@ def stream(
     ),
     max_offsets: int = typer.Option(5000, "--max-offsets", min=1, help="maxOffsetsPerTrigger of the Kafka source."),
     trigger_seconds: float = typer.Option(
-        0.1, "--trigger-seconds", min=0.05, help="How often the query looks for new klines (micro-batch interval)."
+        0.05, "--trigger-seconds", min=0.01, help="How often the query looks for new klines (micro-batch interval)."
     ),
     timeout_hours: int = typer.Option(
         2, "--timeout-hours", min=1, help="Decide hour t degraded once the traded symbol has hour t+N."
@@ -71,7 +72,7 @@ def stream(
     from models.settings import load_settings
     from streaming.kafka_io import ensure_topics
     from streaming.spark_job import StreamOptions, run_stream
-    from streaming.spark_session import build_spark_session
+    from streaming.spark_session import build_spark_session, stop_spark
 
     settings = load_settings()
     _quiet_libraries()
@@ -84,11 +85,15 @@ def stream(
     )
     ensure_topics(settings)
     trader = build_trader(settings, model_dir, online)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):  # a service manager's stop, or Ctrl-C: stop cleanly
+        signal.signal(sig, lambda *_: stop.set())
     spark = build_spark_session(settings, f"klinestream-{name}")
     try:
-        run_stream(spark, settings, trader, options)
+        run_stream(spark, settings, trader, options, stop=stop)
     finally:
-        spark.stop()
+        stop_spark(spark)
+    log.info("stream stopped name=%s", name)
 
 
 def build_trader(settings: Settings, model_dir: Path | None = None, online: bool = True) -> BatchTrader:

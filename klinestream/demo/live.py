@@ -246,7 +246,7 @@ def run_live(
             spark = build_spark_session(live, "klinestream-demo")
         clock = HourClock()
         producer = build_producer(live, client_id=f"klinestream-demo-{run_id}-dlq")
-        options = StreamOptions(name=f"demo-{run_id}", trigger_seconds=1.0, checkpoint_dir=work / "checkpoint")
+        options = StreamOptions(name=f"demo-{run_id}", checkpoint_dir=work / "checkpoint")
         query = start_stream(spark, live, trader, options, producer, on_outcome=clock)
         _wait_first_batch(clock, query, timeout)
         server.clock = ReplayClock(start_ms=start, speed=speed)  # the replay starts now that the job is warm

@@ -389,12 +389,6 @@ def test_readme_stream_trades_the_champion_on_the_ingested_klines_into_cassandra
     assert (ws.home / "checkpoints" / "klines-trader").is_dir(), "the Spark checkpoint is not under KLINESTREAM_HOME"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="klinestream stream installs no SIGTERM handler: SIGTERM kills the driver (exit -15) without "
-    "spark.stop(), and its Spark JVM outlives it (the test then kills the process group). Strict: when a "
-    "handler lands, this passes and must lose its xfail.",
-)
 def test_readme_stream_exits_zero_on_sigterm_and_leaves_no_process(ws: Workspace) -> None:
     if ws.stream_exit is None:
         pytest.fail("needs test_readme_stream_trades_the_champion_on_the_ingested_klines_into_cassandra")
