@@ -16,7 +16,8 @@ batch under replay). Per batch:
    context symbol has its kline) or was passed in ``degraded`` in this or an earlier batch. A
    degraded hour is decided with the feature transform's gap filling, like the backtest (the traded
    symbol's missing hour is a forced hold); an hour with no kline at all is decided once a later
-   kline gives the feature grid that hour. Hours without a full state (warm-up) are passed over.
+   kline gives the feature grid that hour. Hours without a full state (warm-up, or a context symbol
+   with no kline yet at all) are passed over.
 4. **Decide** with the policy's feature path (:meth:`~models.policy.Policy.feature_rows`) and the
    **target** network, epsilon-greedy with the agent's seeded generator (greedy when online learning
    is off: then the actions equal the offline backtest of the same version hour for hour).
@@ -241,7 +242,14 @@ class OnlineTrader:
         orders: list[OrderRecord] = []
         if not hours:
             return decisions, orders
-        table, rows = self.policy.feature_rows(klines_to_frame(self.history.klines(spec.symbols)))
+        known = self.history.klines(spec.symbols)
+        absent = sorted(set(spec.symbols) - {k.symbol for k in known})
+        if absent:  # no state without any history of a context symbol: passed over like the warm-up
+            log.warning("no kline yet of %s: hours %d..%d passed over (warm-up) trader_id=%s batch_id=%d",
+                        ",".join(absent), hours[0], hours[-1], self.config.trader_id, batch_id)  # fmt: skip
+            self.last_hour = hours[-1]
+            return decisions, orders
+        table, rows = self.policy.feature_rows(klines_to_frame(known))
         hour_numbers = table.open_time // HOUR_MS
         fresh = table.valid & (self.learner.rows.hours[hour_numbers % self.learner.rows.capacity] != hour_numbers)
         self.learner.rows.put(hour_numbers[fresh], rows[fresh])  # rows are written once: the backtest's values

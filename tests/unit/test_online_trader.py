@@ -192,6 +192,20 @@ def test_degraded_and_untradable_hours_are_decided_in_order(month) -> None:
     assert sum(d.degraded for d in decided) == 2
 
 
+def test_a_context_symbol_without_any_kline_yet_delays_decisions_instead_of_failing(month) -> None:
+    frame, klines = month
+    sink = MemorySink()
+    trader = start(StaticModelSource({"1": make_policy(frame)}, "1"), sink, MemoryCheckpoints(), LEARNING)
+    hours = sorted({k.open_time for k in klines})
+    eth_from = hours[10]  # ETHUSDT's first kline comes 10 hours after the others'
+    kept = [k for k in first_hours(klines, 80) if k.symbol != "ETHUSDT" or k.open_time >= eth_from]
+    for batch_id, batch in enumerate(hourly_batches(kept, 1)):
+        trader.process_batch(batch_id, batch, degraded={k.open_time for k in batch})  # released degraded
+    decided = sorted(sink.decisions.values(), key=lambda d: d.open_time)
+    assert [d.open_time for d in decided] == hours[10 + WARMUP : 80]  # warm-up counted from ETH's first kline
+    assert not any(d.degraded for d in decided)
+
+
 def test_an_incomplete_hour_waits_until_it_is_complete_or_released(month) -> None:
     frame, klines = month
     sink = MemorySink()
