@@ -134,11 +134,15 @@ def _fill_from_response(order: OrderRequest, response: dict[str, Any]) -> Fill:
 
 
 class BinanceBroker:
-    """MARKET orders through a python-binance ``Client`` (testnet, live or the simulator)."""
+    """MARKET orders through a python-binance ``Client`` (testnet, live or the simulator).
 
-    def __init__(self, client: Client, mode: str, quantity_step: float = 1e-5, fee_rate: float = 0.001,
+    Quantities are rounded down to the symbol's lot step: ``quantity_step`` if given, otherwise the
+    ``LOT_SIZE`` filter's ``stepSize`` from the exchange's ``exchangeInfo``, read once per symbol."""
+
+    def __init__(self, client: Client, mode: str, quantity_step: float | None = None, fee_rate: float = 0.001,
                  attempts: int = 5, max_wait: float = 10.0) -> None:  # fmt: skip
         self.client, self._mode, self.quantity_step, self.fee_rate = client, mode, quantity_step, fee_rate
+        self._steps: dict[str, float] = {}
         self._retrying = Retrying(
             retry=retry_if_exception_type(TemporaryError),
             wait=wait_exponential(multiplier=0.5, max=max_wait),
@@ -177,11 +181,24 @@ class BinanceBroker:
         existing = self._existing(order)
         return None if existing is None else _fill_from_response(order, existing)
 
-    def format_quantity(self, quantity: float) -> str:
-        """Quantity rounded down to the lot step, as Binance wants it (no exponent)."""
-        steps = math.floor(quantity / self.quantity_step + 1e-9)
-        decimals = max(0, -math.floor(math.log10(self.quantity_step)))
-        return f"{steps * self.quantity_step:.{decimals}f}"
+    def lot_step(self, symbol: str) -> float:
+        """The symbol's quantity step (``quantity_step``, or the exchange's ``LOT_SIZE`` ``stepSize``)."""
+        if self.quantity_step is not None:
+            return self.quantity_step
+        if symbol not in self._steps:
+            info = self._call("exchange info", self.client.get_symbol_info, symbol=symbol)
+            lot = next((f for f in (info or {}).get("filters", []) if f.get("filterType") == "LOT_SIZE"), None)
+            if lot is None or float(lot.get("stepSize") or 0) <= 0:
+                raise PermanentError(f"the exchange gives no LOT_SIZE step for {symbol}: cannot size its orders")
+            self._steps[symbol] = float(lot["stepSize"])
+            log.info("lot step symbol=%s step=%s", symbol, lot["stepSize"])
+        return self._steps[symbol]
+
+    def format_quantity(self, quantity: float, step: float) -> str:
+        """Quantity rounded down to the lot ``step``, as Binance wants it (no exponent)."""
+        steps = math.floor(quantity / step + 1e-9)
+        decimals = max(0, -math.floor(math.log10(step)))
+        return f"{steps * step:.{decimals}f}"
 
     def submit(self, order: OrderRequest) -> Fill:
         existing = self._existing(order)
@@ -192,7 +209,7 @@ class BinanceBroker:
             "symbol": order.symbol,
             "side": order.side,
             "type": "MARKET",
-            "quantity": self.format_quantity(order.quantity),
+            "quantity": self.format_quantity(order.quantity, self.lot_step(order.symbol)),
             "newClientOrderId": order.client_order_id,
             "newOrderRespType": "FULL",
         }

@@ -49,10 +49,16 @@ def test_client_order_ids_are_deterministic_unique_and_valid_for_binance() -> No
 class FakeClient:
     """Records calls; knows the orders it has "filled"."""
 
-    def __init__(self, existing: dict[str, dict[str, Any]] | None = None, duplicate_on_create: bool = False) -> None:
+    def __init__(self, existing: dict[str, dict[str, Any]] | None = None, duplicate_on_create: bool = False,
+                 step: str = "0.00001") -> None:  # fmt: skip
         self.orders = dict(existing or {})
         self.created: list[dict[str, Any]] = []
         self.duplicate_on_create = duplicate_on_create
+        self.step, self.info_calls = step, 0
+
+    def get_symbol_info(self, symbol: str) -> dict[str, Any] | None:
+        self.info_calls += 1
+        return {"symbol": symbol, "filters": [{"filterType": "LOT_SIZE", "minQty": self.step, "stepSize": self.step}]}
 
     def get_order(self, **params: Any) -> dict[str, Any]:
         found = self.orders.get(params["origClientOrderId"])
@@ -81,6 +87,15 @@ def test_binance_broker_sends_the_client_order_id_and_reads_the_fill() -> None:
     assert client.created == [{"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "2.00000",
                                "newClientOrderId": "ks-1-abc", "newOrderRespType": "FULL"}]  # fmt: skip
     assert fill.status == "filled" and fill.fill_price == pytest.approx(20_005.0) and fill.fee == pytest.approx(40.01)
+
+
+def test_quantities_are_rounded_down_to_the_exchange_lot_step_read_once_per_symbol() -> None:
+    client = FakeClient(step="0.001")
+    broker = BinanceBroker(client, "testnet")
+    broker.submit(order(quantity=0.123456, cid="ks-1-a"))
+    broker.submit(order(quantity=1.9999, cid="ks-1-b"))
+    assert [c["quantity"] for c in client.created] == ["0.123", "1.999"] and client.info_calls == 1
+    assert BinanceBroker(FakeClient(), "testnet", quantity_step=0.1).format_quantity(0.25, 0.1) == "0.2"
 
 
 def test_a_resent_order_returns_the_existing_fill_instead_of_trading_twice() -> None:
