@@ -160,8 +160,9 @@ def build_demo_trader(settings: Settings, trader_id: str) -> Any:
     kill switch), under the demo run's own trader id, learning online."""
     from models.registry import MlflowModelSource
     from streaming.live_trader import start_live_trader
+    from streaming.model_source import PollingModelSource
 
-    source = MlflowModelSource(settings.mlflow_tracking_uri, settings.mlflow_model_name)
+    source = PollingModelSource(MlflowModelSource(settings.mlflow_tracking_uri, settings.mlflow_model_name))
     return start_live_trader(settings, source, online=True, trader_id=trader_id)
 
 

@@ -49,6 +49,7 @@ def test_promoting_v2_while_the_stream_runs_swaps_later_micro_batches_to_v2_with
     from pipelines import promotion
     from streaming.kafka_io import build_producer
     from streaming.live_trader import start_live_trader
+    from streaming.model_source import PollingModelSource
     from streaming.spark_job import StreamOptions, start_stream
     from tests.unit.trader_fakes import make_policy, market, to_klines
 
@@ -65,7 +66,8 @@ def test_promoting_v2_while_the_stream_runs_swaps_later_micro_batches_to_v2_with
     trader_id = f"swap-{uuid.uuid4().hex[:6]}"
 
     with live_topics(settings, cassandra_keyspace=new_keyspace("test_swap")) as live, keyspace_dropped_after(live):
-        trader = start_live_trader(live, MlflowModelSource(uri, name), trader_id=trader_id)
+        source = PollingModelSource(MlflowModelSource(uri, name), interval=0.5)  # as `klinestream stream` has it
+        trader = start_live_trader(live, source, trader_id=trader_id)
         producer = build_producer(live, client_id="test-swap-dlq")
         options = StreamOptions(name="hot-swap", trigger_seconds=1.0, max_offsets_per_trigger=40,
                                 checkpoint_dir=tmp_path / "checkpoint")  # fmt: skip
@@ -81,6 +83,7 @@ def test_promoting_v2_while_the_stream_runs_swaps_later_micro_batches_to_v2_with
             wait_for(lambda: len(decided()) >= BEFORE, 180)
             batches_before = len(outcomes)
             promotion.promote(client, name, v2, "test", uri)  # the query keeps running
+            wait_for(lambda: source.current_version() == str(v2), 10)  # seen by the background poll
             seed(live, by_hour([k for k in klines if k.open_time >= cut]))
             wait_for(lambda: len(decided()) >= BEFORE + AFTER, 180)
             assert query.isActive, "the query must not have stopped or restarted"
@@ -90,6 +93,7 @@ def test_promoting_v2_while_the_stream_runs_swaps_later_micro_batches_to_v2_with
             query.stop()
             producer.close()
             trader.sink.close()  # type: ignore[attr-defined]
+            source.close()
 
     assert query_id == query.id
     assert len(outcomes) > batches_before + 1, "expected several micro-batches after the promotion"
