@@ -65,3 +65,18 @@ def running_simulator(frame: pd.DataFrame, **options: Any) -> Iterator[Simulator
     server = SimulatorServer(KlineStore(frame), port=0, clock=clock, **options)
     with server:
         yield server
+
+
+def assert_validated_equals_files(
+    root: Any, folder: Any, symbols: Sequence[str], start: int, end: int, rows: int
+) -> None:
+    """The validated lake under ``root`` holds exactly the kline files' rows of [start, end), ``rows`` a symbol."""
+    from pipelines import lake
+    from pipelines.kline_files import read_kline_csv
+
+    for symbol in symbols:
+        source = read_kline_csv(folder / f"{symbol}.csv", symbol)
+        source = source[(source["open_time"] >= start) & (source["open_time"] < end)].reset_index(drop=True)
+        stored = lake.read_range(root, "validated", [symbol], start, end)
+        assert len(stored) == rows, symbol
+        pd.testing.assert_frame_equal(stored, source, check_exact=True, obj=symbol)

@@ -9,15 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
-from pipelines import lake
 from pipelines.backfill import KlineSource, backfill
-from pipelines.kline_files import read_kline_csv
 from pipelines.simulator import KlineStore, SimulatorServer
 from pipelines.validation import format_hour
-from tests.market_data import ms
+from tests.market_data import assert_validated_equals_files, ms
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -28,15 +25,6 @@ OUTAGES_2021 = [
     "2021-04-25T06:00", "2021-04-25T07:00", "2021-08-13T02:00", "2021-08-13T03:00", "2021-08-13T04:00",
     "2021-08-13T05:00", "2021-09-29T07:00", "2021-09-29T08:00",
 ]  # fmt: skip
-
-
-def _assert_lake_equals_files(root: Path, folder: Path) -> None:
-    for symbol in SYMBOLS:
-        source = read_kline_csv(folder / f"{symbol}.csv", symbol)
-        source = source[(source["open_time"] >= START) & (source["open_time"] < END)].reset_index(drop=True)
-        stored = lake.read_range(root, "validated", [symbol], START, END)
-        assert len(stored) == 18_251, symbol
-        pd.testing.assert_frame_equal(stored, source, check_exact=True, obj=symbol)
 
 
 def test_python_binance_through_the_simulator_backfills_two_years_exactly(
@@ -50,7 +38,7 @@ def test_python_binance_through_the_simulator_backfills_two_years_exactly(
     assert summary.rows == 5 * 18_251
     assert [format_hour(h) for h in summary.known_gap_hours] == [f"{h.replace('T', ' ')} UTC" for h in OUTAGES_2021]
     assert all(len(r.known_gaps) == 13 for r in summary.results)
-    _assert_lake_equals_files(tmp_path, shared_klines_dir)
+    assert_validated_equals_files(tmp_path, shared_klines_dir, SYMBOLS, START, END, 18_251)
 
 
 def test_the_same_range_loads_with_the_cli_from_files(tmp_path: Path, shared_klines_dir: Path) -> None:
@@ -66,4 +54,4 @@ def test_the_same_range_loads_with_the_cli_from_files(tmp_path: Path, shared_kli
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "91255 klines, 13 known outage hours" in result.stdout
-    _assert_lake_equals_files(tmp_path / "lake", shared_klines_dir)
+    assert_validated_equals_files(tmp_path / "lake", shared_klines_dir, SYMBOLS, START, END, 18_251)

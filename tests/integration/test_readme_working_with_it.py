@@ -39,6 +39,7 @@ from models.kline import HOUR_MS, parse_record
 from models.settings import DEFAULT_SYMBOLS, Settings
 from tests.integration.conftest import StackHandle
 from tests.integration.live_helpers import read_topic, wait_for
+from tests.market_data import assert_validated_equals_files
 from tests.readme import REPO_ROOT, klinestream_command
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -214,25 +215,13 @@ def test_readme_backfill_then_validate_put_january_2023_of_two_symbols_into_the_
     run(ws, backfill)
     root = ws.settings.lake_root
     assert root == ws.home / "lake"
-    _assert_validated_equals_files(root, symbols)
+    assert_validated_equals_files(root, SHARED, symbols, JAN_1, FEB_1, 744)
 
     # validate promotes raw → validated: with the validated zone gone, only `validate` can bring it back
     _remove_tree(root / "validated")
     assert lake.read_range(root, "validated", symbols, JAN_1, FEB_1).empty
     run(ws, klinestream_command("validate"))
-    _assert_validated_equals_files(root, symbols)
-
-
-def _assert_validated_equals_files(root: Path, symbols: list[str]) -> None:
-    from pipelines import lake
-    from pipelines.kline_files import read_kline_csv
-
-    for symbol in symbols:
-        source = read_kline_csv(SHARED / f"{symbol}.csv", symbol)
-        source = source[(source["open_time"] >= JAN_1) & (source["open_time"] < FEB_1)].reset_index(drop=True)
-        stored = lake.read_range(root, "validated", [symbol], JAN_1, FEB_1)
-        assert len(stored) == 744, symbol
-        pd.testing.assert_frame_equal(stored, source, check_exact=True, obj=symbol)
+    assert_validated_equals_files(root, SHARED, symbols, JAN_1, FEB_1, 744)
 
 
 def _remove_tree(path: Path) -> None:
