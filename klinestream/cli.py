@@ -34,6 +34,9 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at DE
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # matplotlib logs "generated new fontManager" at INFO the first time it runs on a machine: library
+    # chatter, not ours (it turned a fresh machine's one-line CLI errors into two lines)
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
 
 
 def _register_all() -> None:
