@@ -48,8 +48,8 @@ def main() -> None:
 
     from pipelines import lake
     from pipelines.backfill import KlineSource, ingest_raw, promote
-    from pipelines.simulator import KlineStore, SimulatorServer
     from pipelines.validation import KlineValidator
+    from simulator import KlineStore, SimulatorServer
 
     start, end = _ms(args.start), _ms(args.end)
     print(f"backfill bench: {len(SYMBOLS)} symbols, [{args.start}, {args.end}), data {args.data_dir}")

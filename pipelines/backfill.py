@@ -79,7 +79,7 @@ def load_klines(
         if progress is not None:
             progress(symbol, len(frame))
         return frame
-    from pipelines.binance_client import BinanceKlineClient
+    from adapters.binance.rest import BinanceKlineClient
 
     client = BinanceKlineClient(source.base_url)
     on_page = (lambda n: progress(symbol, n)) if progress is not None else None

@@ -1,10 +1,11 @@
 """The ingestor: Binance kline websocket → closed klines only → Kafka ``klines.1h`` (shared/DESIGN.md §2, §4.2).
 
-python-binance speaks to the exchange. ``AsyncClient`` has no constructor argument for an arbitrary base
-URL (only ``tld``/``base_endpoint`` inside Binance's host names, and ``create()`` pings Binance before
-one could change it), but its REST root is the instance attribute ``API_URL`` and
-``BinanceSocketManager``'s stream root is ``STREAM_URL``: both are set right after construction when
-``KLINESTREAM_BINANCE_BASE_URL`` / ``KLINESTREAM_BINANCE_WS_URL`` point at the simulator.
+python-binance speaks to the exchange (:mod:`adapters.binance`). ``AsyncClient`` has no constructor
+argument for an arbitrary base URL (only ``tld``/``base_endpoint`` inside Binance's host names, and
+``create()`` pings Binance before one could change it), but its REST root is the instance attribute
+``API_URL`` and ``BinanceSocketManager``'s stream root is ``STREAM_URL``: both are set right after
+construction (:mod:`adapters.binance.endpoints`) when ``KLINESTREAM_BINANCE_BASE_URL`` /
+``KLINESTREAM_BINANCE_WS_URL`` point at the simulator.
 
 Nothing lost: the ingestor remembers the last hour it published per symbol (at start-up, read from the
 tail of ``klines.1h``). After every connection it fills the hours since then from the REST klines
@@ -322,14 +323,15 @@ async def run_ingestor(
     settings: Settings, stop: asyncio.Event, max_attempts: int | None = None, idle_seconds: float = 30.0
 ) -> Ingestor:
     """Wire the ingestor from settings (topics, idempotent producer, python-binance) and run until ``stop``."""
-    from streaming.binance_io import BinanceRest, make_client, open_kline_stream
+    from adapters.binance.rest import BinanceRest, make_async_client
+    from adapters.binance.websocket import open_kline_stream
     from streaming.kafka_io import build_producer, ensure_topics, last_published_hours
 
     ensure_topics(settings)
     last = last_published_hours(settings)
     log.info("last published hours: %s", " ".join(f"{s}={t}" for s, t in sorted(last.items())) or "none")
     producer = build_producer(settings, client_id="klinestream-ingestor")
-    client = make_client(settings.binance_base_url)
+    client = make_async_client(settings.binance_base_url)
     symbols = list(settings.symbols)
     sink = KafkaKlineSink(producer, settings.kafka_topic_klines)
     ingestor = Ingestor(symbols, sink, BinanceRest(client), last, max_attempts, idle_seconds)

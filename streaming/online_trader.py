@@ -43,12 +43,12 @@ from typing import Any
 
 import numpy as np
 
+from models.broker import Broker, OrderRequest
 from models.errors import KlinestreamError
 from models.features import FeatureTable
 from models.kline import HOUR_MS, Kline, klines_to_frame
 from models.policy import Policy
 from models.settings import Settings
-from streaming.brokers import Broker, OrderRequest
 from streaming.checkpoint import Checkpoint, CheckpointStore, InFlight, decode_state, encode_state
 from streaming.history import History
 from streaming.model_source import ModelSource, NoOnlineLogging, OnlineLogger

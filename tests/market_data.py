@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from models.kline import HOUR_MS, conform_frame
-from pipelines.simulator import KlineStore, ReplayClock, SimulatorServer
+from simulator import KlineStore, ReplayClock, SimulatorServer
 
 
 def ms(text: str) -> int:

@@ -201,8 +201,8 @@ def simulator(
     import signal
 
     from models.settings import load_settings
-    from pipelines.simulator import KlineStore, ReplayClock, SimulatorServer
-    from pipelines.simulator.trading import PaperExchange
+    from simulator import KlineStore, ReplayClock, SimulatorServer
+    from simulator.trading import PaperExchange
 
     settings = load_settings()
     if from_lake and data_dir is not None:

@@ -19,9 +19,9 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from adapters.loop_thread import LoopThread
 from klinestream.dashboard.api import DashboardReader
 from models.settings import Settings
-from pipelines.loop_thread import LoopThread
 
 log = logging.getLogger(__name__)
 

@@ -103,7 +103,7 @@ def seed_topic(settings: Settings, klines: list[Kline]) -> None:
 
 def klines_at(store: Any, symbols: tuple[str, ...], open_time: int) -> list[Kline]:
     from models.kline import parse_rest_kline
-    from pipelines.simulator.store import rest_array
+    from simulator.store import rest_array
 
     out = []
     for symbol in symbols:
@@ -210,8 +210,8 @@ def run_live(
     spark: Any = None,
 ) -> LiveResult:
     """Replay ``replay`` (ms, end excluded) through the whole live path; stop everything it started."""
-    from pipelines.simulator import KlineStore, ReplayClock, SimulatorServer
-    from pipelines.simulator.trading import PaperExchange
+    from simulator import KlineStore, ReplayClock, SimulatorServer
+    from simulator.trading import PaperExchange
     from streaming.kafka_io import build_producer, ensure_topics
     from streaming.spark_job import StreamOptions, start_stream
 

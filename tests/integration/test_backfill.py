@@ -11,8 +11,8 @@ import pytest
 from models.kline import HOUR_MS
 from pipelines import lake
 from pipelines.backfill import KlineSource, backfill
-from pipelines.simulator import FaultPlan
 from pipelines.validation import KlineValidator
+from simulator import FaultPlan
 from tests.market_data import make_market, ms, running_simulator
 
 pytestmark = pytest.mark.integration

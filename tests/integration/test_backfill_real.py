@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from pipelines.backfill import KlineSource, backfill
-from pipelines.simulator import KlineStore, SimulatorServer
 from pipelines.validation import format_hour
+from simulator import KlineStore, SimulatorServer
 from tests.market_data import assert_validated_equals_files, ms
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

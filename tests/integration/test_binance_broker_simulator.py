@@ -6,10 +6,13 @@ from __future__ import annotations
 import pytest
 from binance.client import Client
 
+from adapters.binance.endpoints import use_base_url
+from adapters.binance.orders import BinanceBroker
+from models.broker import OrderRequest
 from models.kline import HOUR_MS
 from models.settings import load_settings
-from pipelines.simulator import ReplayClock
-from streaming.brokers import BinanceBroker, OrderRequest, make_broker
+from simulator import ReplayClock
+from streaming.brokers import make_broker
 from streaming.records import client_order_id
 from tests.market_data import make_market, ms, running_simulator
 
@@ -32,8 +35,7 @@ def test_a_resent_order_fills_once_at_the_exchange() -> None:
                              hour)  # fmt: skip
         first = broker.submit(order)
         again = broker.submit(order)
-        client = Client("key", "s3cret", ping=False)
-        client.API_URL = sim.base_url + "/api"
+        client = use_base_url(Client("key", "s3cret", ping=False), sim.base_url)
         balances = {b["asset"]: float(b["free"]) for b in client.get_account()["balances"]}
     assert first.status == "filled" and first.filled_quantity == 0.5 and first.fill_price == pytest.approx(price)
     assert first.fee == pytest.approx(0.5 * price * 0.001)

@@ -38,8 +38,8 @@ def test_january_2023_flows_to_one_decision_per_hour_in_cassandra_across_a_resta
 ) -> None:
     from klinestream.commands.live import build_trader
     from pipelines.kline_files import read_kline_dirs
-    from pipelines.simulator.server import SimulatorServer
-    from pipelines.simulator.store import KlineStore, ReplayClock
+    from simulator.server import SimulatorServer
+    from simulator.store import KlineStore, ReplayClock
     from streaming.cassandra_sink import connect_cluster
     from tests.unit.trader_fakes import make_policy
 
@@ -97,7 +97,7 @@ def test_january_2023_flows_to_one_decision_per_hour_in_cassandra_across_a_resta
 
 def _klines_at(store: Any, open_time: int) -> list[Kline]:
     from models.kline import parse_rest_kline
-    from pipelines.simulator.store import rest_array
+    from simulator.store import rest_array
 
     out = []
     for symbol in SYMBOLS:

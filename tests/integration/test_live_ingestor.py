@@ -37,9 +37,9 @@ def synthetic_klines() -> list[Kline]:
 def test_ingestor_publishes_each_closed_kline_once_and_fills_a_dropped_websocket_from_rest(
     settings: Settings, stack: object
 ) -> None:
-    from pipelines.simulator.faults import FaultPlan
-    from pipelines.simulator.server import SimulatorServer
-    from pipelines.simulator.store import KlineStore, ReplayClock
+    from simulator.faults import FaultPlan
+    from simulator.server import SimulatorServer
+    from simulator.store import KlineStore, ReplayClock
 
     stack.require("kafka")  # type: ignore[attr-defined]
     truth = {(k.symbol, k.open_time): k for k in synthetic_klines()}

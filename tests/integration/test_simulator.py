@@ -19,9 +19,10 @@ import requests
 from binance.client import Client
 from binance.exceptions import BinanceAPIException
 
+from adapters.binance.endpoints import use_base_url
+from adapters.binance.rest import BinanceKlineClient
 from models.kline import HOUR_MS, parse_ws_kline
-from pipelines.binance_client import BinanceKlineClient
-from pipelines.simulator import FaultPlan, ReplayClock
+from simulator import FaultPlan, ReplayClock
 from tests.market_data import make_market, ms, running_simulator
 
 pytestmark = pytest.mark.integration
@@ -32,9 +33,7 @@ MARKET = make_market(SYMBOLS, "2022-01-01T00:00", 48)
 
 
 def _python_binance(base_url: str, secret: str | None = None) -> Client:
-    client = Client("key" if secret else None, secret, ping=False)
-    client.API_URL = base_url + "/api"
-    return client
+    return use_base_url(Client("key" if secret else None, secret, ping=False), base_url)
 
 
 def test_klines_follow_binance_start_end_limit_semantics() -> None:

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 import pytest
 import torch
 
+from models.broker import PaperBroker
 from models.kline import HOUR_MS, Kline
 from models.settings import Settings
-from streaming.brokers import PaperBroker
 from streaming.cassandra_sink import TABLES, CassandraSink, connect_cluster, ensure_schema
 from streaming.online_learner import OnlineConfig
 from streaming.online_trader import OnlineTrader, TraderConfig

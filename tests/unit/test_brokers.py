@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from typing import Any
 
 import pytest
+import requests
 from binance.exceptions import BinanceAPIException
 from pydantic import SecretStr
 
+from adapters.binance.orders import BinanceBroker, order_client
+from models.broker import OrderRequest, PaperBroker
 from models.errors import SettingsError, TradingSafetyError
 from models.settings import Settings, load_settings
-from streaming.brokers import BinanceBroker, OrderRequest, PaperBroker, make_broker
+from streaming.brokers import make_broker
 from streaming.records import client_order_id
 
 HOUR = 1_672_531_200_000  # 2023-01-01 00:00 UTC
@@ -108,6 +112,48 @@ def test_a_duplicate_id_error_is_answered_by_querying_the_existing_order() -> No
     client = FakeClient(duplicate_on_create=True)
     fill = BinanceBroker(client, "testnet").submit(order())
     assert len(client.created) == 1 and fill.status == "filled" and fill.filled_quantity == 2.0
+
+
+def rate_limited(retry_after: str) -> BinanceAPIException:
+    limited = requests.Response()
+    limited.status_code, limited.headers["Retry-After"] = 429, retry_after
+    return BinanceAPIException(limited, 429, json.dumps({"code": -1003, "msg": "Too many requests."}))
+
+
+class RateLimitedClient(FakeClient):
+    """Answers the first order with a 429 carrying ``Retry-After``."""
+
+    def __init__(self, retry_after: str) -> None:
+        super().__init__()
+        self.retry_after = retry_after
+
+    def create_order(self, **params: Any) -> dict[str, Any]:
+        if not self.created:
+            self.created.append(params)
+            raise rate_limited(self.retry_after)
+        return super().create_order(**params)
+
+
+def test_the_broker_waits_out_a_rate_limit_under_the_shared_retry_policy() -> None:
+    broker, sleeps = BinanceBroker(RateLimitedClient("2"), "testnet"), []
+    broker.retry = dataclasses.replace(broker.retry, sleep=sleeps.append)
+    fill = broker.submit(order())
+    assert sleeps == [2.0] and fill.status == "filled" and len(broker.client.created) == 2
+
+
+def test_a_rate_limit_longer_than_the_broker_waits_fails_the_order_with_the_reason() -> None:
+    broker, sleeps = BinanceBroker(RateLimitedClient("600"), "testnet"), []
+    broker.retry = dataclasses.replace(broker.retry, sleep=sleeps.append)
+    fill = broker.submit(order())
+    assert fill.status == "failed" and "try again later" in (fill.reason or "") and sleeps == []
+
+
+def test_the_order_client_targets_the_base_url_or_binance_testnet() -> None:
+    keys = {"binance_api_key": "k", "binance_api_secret": "s"}
+    simulator = order_client(load_settings(trading_mode="testnet", binance_base_url="http://127.0.0.1:8900", **keys))
+    assert simulator._create_api_uri("order") == "http://127.0.0.1:8900/api/v3/order"
+    testnet = order_client(load_settings(trading_mode="testnet", binance_base_url=None, **keys))
+    assert testnet._create_api_uri("order").startswith("https://testnet.binance.vision/api/")
 
 
 def unchecked(**values: Any) -> Settings:

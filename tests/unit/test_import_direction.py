@@ -24,7 +24,12 @@ FORBIDDEN = {
     },
     "pipelines": {"airflow", "pyspark", "streaming", "klinestream", "dags"},
     "streaming": {"airflow", "pipelines", "klinestream", "dags", "great_expectations"},
+    # the exchange simulator is a development tool and test double beside pipelines/ and streaming/
+    "simulator": {"airflow", "pyspark", "pipelines", "streaming", "klinestream", "dags"},
 }
+#: Transitional: the simulator reads kline files and the lake through pipelines/ until issue 11's adapters
+#: branch moves those readers to adapters/ (delete this entry at that merge).
+ALLOWED_FOR_NOW = {"simulator/store.py": {"pipelines"}}
 #: Only the Spark entry modules of streaming/ may import pyspark.
 PYSPARK_ALLOWED = ("spark_job", "spark_session", "spark_")
 
@@ -44,7 +49,7 @@ def _imports(path: Path) -> set[str]:
 def test_package_imports_respect_the_direction(package: str) -> None:
     offenders = []
     for path in sorted((ROOT / package).rglob("*.py")):
-        bad = _imports(path) & FORBIDDEN[package]
+        bad = _imports(path) & FORBIDDEN[package] - ALLOWED_FOR_NOW.get(str(path.relative_to(ROOT)), set())
         if bad:
             offenders.append(f"{path.relative_to(ROOT)}: {sorted(bad)}")
     assert not offenders, "forbidden imports:\n" + "\n".join(offenders)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from models.broker import PaperBroker
 from models.kline import HOUR_MS
 from models.policy import Policy
-from streaming.brokers import PaperBroker
 from streaming.online_learner import OnlineConfig
 from streaming.online_trader import OnlineTrader, TraderConfig
 from streaming.portfolio import DAY_MS

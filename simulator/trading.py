@@ -11,7 +11,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from pipelines.simulator.store import format_number
+from simulator.store import format_number
 
 QUOTE_ASSETS = ("USDT", "BUSD", "USDC", "BTC", "ETH", "BNB")
 
@@ -35,7 +35,9 @@ def split_symbol(symbol: str) -> tuple[str, str]:
 
 
 @dataclass
-class OrderRequest:
+class SimulatedOrder:
+    """An order as the simulator received it (``POST /api/v3/order`` parameters, checked)."""
+
     symbol: str
     side: str
     type: str
@@ -44,7 +46,7 @@ class OrderRequest:
     client_order_id: str | None
 
 
-def parse_order(params: dict[str, str]) -> OrderRequest:
+def parse_order(params: dict[str, str]) -> SimulatedOrder:
     """Check an order's parameters like Binance does (missing or bad ones → -1102 / -1013 / -1116)."""
     for name in ("symbol", "side", "type"):
         if not params.get(name):
@@ -63,7 +65,7 @@ def parse_order(params: dict[str, str]) -> OrderRequest:
         raise ApiError(400, -1102, "Param 'quantity' or 'quoteOrderQty' must be sent, but both were empty/null!")
     if (quantity or quote_qty or 0) <= 0:
         raise ApiError(400, -1013, "Invalid quantity.")
-    return OrderRequest(params["symbol"], side, order_type, quantity, quote_qty, params.get("newClientOrderId"))
+    return SimulatedOrder(params["symbol"], side, order_type, quantity, quote_qty, params.get("newClientOrderId"))
 
 
 class PaperExchange:
@@ -76,7 +78,7 @@ class PaperExchange:
         self._next_id = 1
         self._lock = threading.Lock()
 
-    def place(self, order: OrderRequest, price: float | None, now_ms: int, test: bool = False) -> dict[str, Any]:
+    def place(self, order: SimulatedOrder, price: float | None, now_ms: int, test: bool = False) -> dict[str, Any]:
         """Fill a MARKET order at ``price`` (or only check it when ``test``); raise ApiError if it cannot."""
         base, quote = split_symbol(order.symbol)
         if price is None:
@@ -105,7 +107,7 @@ class PaperExchange:
 
     @staticmethod
     def _response(
-        order: OrderRequest, order_id: int, client_id: str, qty: float, price: float, fee: float, quote: str, now: int
+        order: SimulatedOrder, order_id: int, client_id: str, qty: float, price: float, fee: float, quote: str, now: int
     ) -> dict[str, Any]:
         """Binance's FULL order response."""
         return {

@@ -20,12 +20,12 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from adapters.loop_thread import LoopThread
 from models.kline import HOUR_MS
-from pipelines.loop_thread import LoopThread
-from pipelines.simulator.faults import FaultPlan
-from pipelines.simulator.store import KlineStore, ReplayClock, rest_array
-from pipelines.simulator.streams import parse_stream_names, serve_stream
-from pipelines.simulator.trading import ApiError, PaperExchange, parse_order, split_symbol
+from simulator.faults import FaultPlan
+from simulator.store import KlineStore, ReplayClock, rest_array
+from simulator.streams import parse_stream_names, serve_stream
+from simulator.trading import ApiError, PaperExchange, parse_order, split_symbol
 
 log = logging.getLogger(__name__)
 

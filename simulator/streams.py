@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import WSMsgType, web
 
 from models.kline import HOUR_MS
-from pipelines.simulator.store import format_number
+from simulator.store import format_number
 
 if TYPE_CHECKING:
-    from pipelines.simulator.server import SimulatorServer
+    from simulator.server import SimulatorServer
 
 log = logging.getLogger(__name__)
 

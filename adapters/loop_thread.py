@@ -1,7 +1,8 @@
 """Serving an asyncio server from a daemon thread, for tests, the demo and in-process use.
 
 The simulator and the dashboard both expose ``async start()`` / ``async stop()``; :class:`LoopThread`
-runs them on an event loop of its own thread and returns once the server listens.
+runs them on an event loop of its own thread and returns once the server listens. It sits in adapters/
+beside the I/O it hosts, where both simulator/ and klinestream/ (the dashboard) may import it.
 """
 
 from __future__ import annotations
