@@ -147,6 +147,10 @@ class ReplayClock:
         self._time = time_fn
         self._t0 = time_fn()
 
+    def restart(self) -> None:
+        """Start the replay again from ``start_ms`` now (e.g. once a server is up and a client connects)."""
+        self._t0 = self._time()
+
     def now_ms(self) -> int:
         if self.start_ms is None:
             return int(self._time() * 1000)

@@ -96,8 +96,11 @@ async def _read(url: str, count: int) -> tuple[list[dict[str, Any]], bool]:
 
 
 def test_stream_sends_updates_then_the_closed_kline_for_each_hour() -> None:
-    clock = ReplayClock(start_ms=T0 + 5 * HOUR_MS, speed=36.0)  # 100 ms per simulated hour
+    # one second per simulated hour, counted from when the server is up: at 100 ms per hour, a busy machine
+    # started the server after the first hour had gone by
+    clock = ReplayClock(start_ms=T0 + 5 * HOUR_MS, speed=3.6)
     with running_simulator(MARKET, clock=clock) as sim:
+        clock.restart()
         messages, dropped = asyncio.run(_read(f"{sim.ws_url}/ws/btcusdt@kline_1h", 6))
     assert not dropped
     parsed = [parse_ws_kline(m) for m in messages]
