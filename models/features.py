@@ -112,10 +112,12 @@ class FeatureSpec:
             raise FeatureError(f"window must be >= 1, got {self.window}")
         if self.version not in READABLE_SPEC_VERSIONS:
             raise FeatureError(f"feature spec version {self.version} is not one of {READABLE_SPEC_VERSIONS}")
-        if self.version == 1 and (self.features or self.feature_set != DEFAULT_FEATURE_SET):
-            raise FeatureError("a version-1 feature spec has the reference features only (no feature list)")
         if not self.features:
             object.__setattr__(self, "features", {s: self._resolve(s) for s in self.symbols})
+        elif self.version == 1 and self.features != {s: self._resolve(s) for s in self.symbols}:
+            raise FeatureError("a version-1 feature spec has the reference features only (no feature list)")
+        if self.version == 1 and self.feature_set != DEFAULT_FEATURE_SET:
+            raise FeatureError(f"a version-1 feature spec has no feature set ({self.feature_set!r} given)")
         self._check_features()
 
     def _resolve(self, symbol: str) -> tuple[str, ...]:

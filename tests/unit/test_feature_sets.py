@@ -4,6 +4,7 @@ version-1 specs unchanged, version-2 specs keep their exact feature list through
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -195,6 +196,7 @@ def test_a_version1_spec_loads_and_computes_exactly_what_version1_code_computed(
         assert np.array_equal(table.open_time, grid) and np.array_equal(table.close, close)
         assert np.array_equal(table.values, values, equal_nan=True)
         assert spec.to_dict() == document and spec.history_hours == 24 + document["window"]
+        assert replace(spec, window=3).to_dict() == {**document, "window": 3}
 
 
 def test_the_default_spec_is_version2_of_the_reference_set_with_the_same_columns() -> None:
@@ -226,7 +228,8 @@ def test_a_saved_spec_keeps_its_features_when_the_named_set_changes(monkeypatch:
         ({"features": {"BTCUSDT": ["ret_1h", "warp_drive"]}}, "unknown features"),
         ({"features": {"BTCUSDT": ["ret_1h", "rel_ret_1h"]}}, "context symbols only"),
         ({"optional": {}, "features": {"BTCUSDT": ["log_count"]}}, "needs count"),
-        ({"version": 1}, "version-1 feature spec"),
+        ({"version": 1, "features": {"BTCUSDT": ["ret_1h", "gap"]}}, "version-1 feature spec has the reference"),
+        ({"version": 1, "features": {}, "feature_set": "indicators"}, "version-1 feature spec has no feature set"),
     ],
 )
 def test_a_bad_spec_is_refused_with_a_clear_error(change: dict, message: str) -> None:
