@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from models.errors import PermanentError
+from models.feature_sets import DEFAULT_FEATURE_SET
 from models.features import FeatureSpec, FeatureTable, Normalizer, compute_feature_table, infer_spec, state_rows
 from models.features import window_index as _window_index
 from models.settings import DEFAULT_SYMBOLS
@@ -109,12 +110,14 @@ def build_dataset(
     traded_symbol: str = "BTCUSDT",
     window: int = 10,
     spec: FeatureSpec | None = None,
+    feature_set: str = DEFAULT_FEATURE_SET,
 ) -> MarketDataset:
-    """Compute features of ``frame`` and fit the normalisation on the ``train`` range."""
+    """Compute features of ``frame`` and fit the normalisation on the ``train`` range (the spec, unless
+    given, is ``feature_set`` with the optional features the training klines have)."""
     in_train = (frame["open_time"] >= train.start_ms) & (frame["open_time"] < train.end_ms)
     if not in_train.any():
         raise RangeError(f"no klines in the training range {train}")
-    spec = spec or infer_spec(frame[in_train], symbols, traded_symbol, window)
+    spec = spec or infer_spec(frame[in_train], symbols, traded_symbol, window, feature_set=feature_set)
     table = compute_feature_table(frame, spec)
     train_mask = (table.open_time >= train.start_ms) & (table.open_time < train.end_ms)
     normalizer = Normalizer.fit(table, spec, train_mask)

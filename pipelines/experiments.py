@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from models.feature_sets import DEFAULT_FEATURE_SET
 from models.policy import Policy
 from pipelines.dataset import TimeRange, build_dataset
 from pipelines.evaluate import evaluate_policy
@@ -44,6 +45,7 @@ def run_training(
     progress: ProgressFn | None = None,
     reward: str = "reference",
     threads: int | None = None,
+    feature_set: str = DEFAULT_FEATURE_SET,
 ) -> dict[str, Any]:
     """Train one agent, save its policy (and checkpoint) under ``out_dir``, evaluate it on ``test``."""
     agent_config, env_config, train_config = default_configs(variant, seed, device, reward)
@@ -51,7 +53,7 @@ def run_training(
         train_config = replace(train_config, total_env_steps=total_env_steps)
     if threads is not None:
         train_config = replace(train_config, threads=threads)
-    dataset = build_dataset(klines, train)
+    dataset = build_dataset(klines, train, feature_set=feature_set)
     result = train_agent(dataset, train, agent_config, env_config, train_config, progress)
     out_dir.mkdir(parents=True, exist_ok=True)
     result.policy.save(out_dir / "policy")
@@ -60,6 +62,8 @@ def run_training(
         "variant": variant,
         "seed": seed,
         "reward": reward,
+        "feature_set": feature_set,
+        "n_features": dataset.spec.n_features,
         "train": str(train),
         "train_seconds": result.seconds,
         "env_steps": result.env_steps,

@@ -77,6 +77,7 @@ def training_params(
         params.update(
             {
                 "feature.spec_version": spec.version,
+                "feature.set": spec.feature_set,
                 "feature.window": spec.window,
                 "feature.n_features": spec.n_features,
                 "feature.symbols": ",".join(spec.symbols),

@@ -83,16 +83,22 @@ def train(
     reward: str = typer.Option(
         "reference", "--reward", help="reference (max(profit,0) on a sell, unit) | log_return | risk (portfolio, fees)."
     ),
+    feature_set: str = typer.Option(
+        "reference", "--features", help="Feature set: reference (the reference system's) | indicators | extended."
+    ),
 ) -> None:
     """Train a DQN agent, save its policy under --out, and evaluate it on --test."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from models.feature_sets import FEATURE_SETS
     from models.networks import NETWORKS
     from models.settings import load_settings
     from pipelines.experiments import run_training
 
     if reward not in ("reference", "log_return", "risk"):
         raise typer.BadParameter(f"{reward!r} is not reference, log_return or risk", param_hint="--reward")
+    if feature_set not in FEATURE_SETS:
+        raise typer.BadParameter(f"{feature_set!r} is not one of {sorted(FEATURE_SETS)}", param_hint="--features")
     if variant not in NETWORKS:
         raise typer.BadParameter(f"{variant!r} is not one of {sorted(NETWORKS)}", param_hint="--variant")
     settings = load_settings()
@@ -127,6 +133,7 @@ def train(
             slippage_bps,
             progress,
             reward,
+            feature_set=feature_set,
         )
     typer.echo(
         f"policy saved to {out / 'policy'} ({summary['env_steps_per_second']:,.0f} env steps/s, "
