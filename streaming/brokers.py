@@ -26,6 +26,7 @@ from binance.client import Client
 from binance.exceptions import BinanceAPIException, BinanceRequestException
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from models.accounting import market_fill
 from models.errors import PermanentError, TemporaryError, TradingSafetyError
 from models.settings import Settings
 
@@ -92,9 +93,7 @@ class PaperBroker:
         return None  # paper orders leave nothing outside the trader's own state
 
     def submit(self, order: OrderRequest) -> Fill:
-        slip = self.slippage_bps * 1e-4
-        price = order.price * (1.0 + slip) if order.side == "BUY" else order.price * (1.0 - slip)
-        fee = order.quantity * price * self.fee_rate
+        price, fee = market_fill(order.side, order.quantity, order.price, self.fee_rate, self.slippage_bps)
         return Fill(order.client_order_id, "filled", order.quantity, price, fee, f"paper-{order.client_order_id}")
 
 
