@@ -49,9 +49,12 @@ class _PolicyMetadata:
         self.metadata = {"env_config": config_to_dict(env)}
 
 
-def _prices(seed: int) -> np.ndarray:
-    """A random walk of closes around 20,000 (so a few units fit in the capital)."""
+def _prices(seed: int, grid: bool) -> np.ndarray:
+    """Closes around 20,000 (a few units fit in the capital): a random walk, or on a grid of whole
+    thousands, where the cash of unit accounting often equals a close exactly (the edge of a buy)."""
     rng = np.random.default_rng(seed)
+    if grid:
+        return 1_000.0 * np.clip(20 + np.cumsum(rng.integers(-3, 4, STEPS + 1)), 5, 60)
     return 20_000.0 * np.exp(np.cumsum(rng.normal(0.0, 0.02, STEPS + 1)))
 
 
@@ -77,7 +80,7 @@ def _live_order(account: Portfolio, rules: TradingRules, broker: PaperBroker, ac
 
 def _run(config: EnvConfig, seed: int) -> dict[str, np.ndarray]:
     """Both sides over the same closes and actions; every compared figure, per step, live and env."""
-    close, actions = _prices(seed), _actions(seed)
+    close, actions = _prices(seed, grid=config.accounting == "unit"), _actions(seed)
     env = VectorTradingEnv(close, np.ones(len(close), bool), config, 1, np.array([0]), auto_reset=False)
     env.reset(np.array([0]), np.array([STEPS]))
     trader = TraderConfig(capital=CAPITAL, fee_rate=config.fee_rate, slippage_bps=config.slippage_bps)
@@ -116,7 +119,7 @@ def test_live_portfolio_and_environment_fill_charge_reward_and_feature_alike(con
     quantity = got["env.quantity"]
     assert (quantity > 0).sum() >= 20 and (quantity < 0).sum() >= 20, "too few fills: the test would prove little"
     if config.accounting == "portfolio":
-        assert got["env.fee"].sum() > 0 and (got["env.price"] != _prices(seed)[:STEPS]).any()
+        assert got["env.fee"].sum() > 0 and (got["env.price"] != _prices(seed, grid=False)[:STEPS]).any()
     for name in ("quantity", "price", "fee", "equity", "account"):
         live, env = got[f"live.{name}"], got[f"env.{name}"]
         if config.fee_rate == 0.0 and config.slippage_bps == 0.0:
