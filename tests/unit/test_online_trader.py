@@ -11,7 +11,7 @@ import torch
 from models.config import EnvConfig
 from models.errors import TemporaryError
 from models.kline import HOUR_MS, Kline
-from pipelines.dataset import TimeRange
+from models.time_range import TimeRange
 from pipelines.evaluate import policy_decider, run_backtest
 from streaming.brokers import Fill, OrderRequest, PaperBroker
 from streaming.checkpoint import Checkpoint
