@@ -34,7 +34,8 @@ HOLD, BUY, SELL = 0, 1, 2
 SELL_ALL_BELOW = 0.5
 """Portfolio accounting: a sell closes the position when less than this many steps would remain."""
 
-#: A float or an array of floats (one per account); results have the broadcast shape.
+#: A float or a float64 array (one entry per account); results have the broadcast shape. ``Any`` because
+#: numpy's stubs cannot type the mixed float / array operators these functions are written with.
 Amount = Any
 
 
