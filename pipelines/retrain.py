@@ -23,6 +23,7 @@ import pandas as pd
 
 from models.config import AgentConfig, EnvConfig, TrainConfig
 from models.errors import PermanentError
+from models.evaluation import EvaluationReport
 from models.features import WARMUP_HOURS
 from models.kline import HOUR_MS
 from models.policy import Policy
@@ -30,7 +31,7 @@ from models.registry import registry_client
 from models.settings import Settings
 from pipelines import lake, tracking
 from pipelines.dataset import build_dataset
-from pipelines.evaluate import EvaluationReport, evaluate_policy
+from pipelines.evaluate import evaluate_policy
 from pipelines.promotion import HoldoutMetrics, gate_version, set_challenger
 from pipelines.retrain_config import RetrainConfig
 from pipelines.train import default_configs, train_agent

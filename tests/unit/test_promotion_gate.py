@@ -10,9 +10,10 @@ import pytest
 
 from models.errors import PermanentError
 from models.evaluation import EvaluationReport, Metrics, PerAccounting
+from models.time_range import TimeRange
 from pipelines.promotion import HoldoutMetrics, compare_with_champion
 from pipelines.retrain import train_configs
-from pipelines.retrain_config import GateConfig, config_from_params
+from pipelines.retrain_config import GateConfig, RetrainConfig, config_from_params
 
 CONFIG = GateConfig(sharpe_margin=0.1, max_drawdown=0.3, drawdown_slack=0.05, min_trades=10)
 CHAMPION = HoldoutMetrics(sharpe=1.0, max_drawdown=0.10, n_trades=40)
@@ -118,3 +119,20 @@ def test_fewer_episodes_scale_the_training_down() -> None:
     assert (env.episode_hours, train.n_envs, train.total_env_steps, train.seed) == (48, 4, 2 * 48 * 4, 3)
     assert train.learning_starts <= train.total_env_steps // 4
     assert agent.batch_size <= train.total_env_steps
+
+
+def test_the_retrain_dag_params_default_to_the_retrain_and_gate_configs() -> None:
+    from klinestream.airflow_dags import load_dag
+
+    params = load_dag("dqn_retrain").params.dump()
+    assert config_from_params(params) == RetrainConfig()
+    assert {k: params[f"gate_{k}"] for k in ("sharpe_margin", "max_drawdown", "drawdown_slack", "min_trades")} == {
+        k: getattr(GateConfig(), k) for k in ("sharpe_margin", "max_drawdown", "drawdown_slack", "min_trades")
+    }
+
+
+def test_a_retrain_config_keeps_its_ranges_parsed_and_gives_them_back_as_text() -> None:
+    config = config_from_params({"train_range": "2022-01-01:2022-02-01", "test_range": "2022-02-01:2022-03-01"})
+    assert config.test_range == TimeRange.from_bounds("2022-02-01", "2022-03-01")
+    assert config.train_range.end_ms - config.train_range.start_ms == 31 * 24 * 3_600_000
+    assert config.to_dict()["train_range"] == "2022-01-01:2022-02-01"
