@@ -19,7 +19,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from pipelines.dataset import load_klines, parse_range
+from models.time_range import parse_range
+from pipelines.dataset import load_klines
 from pipelines.experiments import mean_std, run_training
 
 WALK_FORWARD_TEST_START_MS = 1_640_995_200_000  # 2022-01-01
@@ -76,8 +77,9 @@ def main() -> None:
                         klines, variant, seed, train, test, out, total_env_steps=args.steps, reward="risk",
                         threads=1, feature_set=name,
                     )  # fmt: skip
-                    runs.setdefault((name, variant), []).append(summary)
-                    print(_row(f"{name} / {variant} / {seed}", summary["agent"]["portfolio_fees"]), flush=True)
+                    result = summary.to_dict()
+                    runs.setdefault((name, variant), []).append(result)
+                    print(_row(f"{name} / {variant} / {seed}", result["agent"]["portfolio_fees"]), flush=True)
     bh = next(iter(runs.values()))[0]["buy_and_hold"]["portfolio_fees"]
     print(f"\nload average after: {os.getloadavg()}\n")
     print("| set / variant | return after fees | Sharpe | max drawdown | trades | fees paid | train time |")

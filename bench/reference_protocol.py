@@ -20,53 +20,53 @@ import logging
 import os
 import platform
 import subprocess
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from pipelines.dataset import load_klines, parse_range
-from pipelines.experiments import REFERENCE_TABLE, mean_std, results_tables, run_training
+from models.config import REWARD_KINDS
+from models.time_range import parse_range
+from pipelines.dataset import load_klines
+from pipelines.experiments import REFERENCE_TABLE, RunSummary, mean_std, results_tables, run_training
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN, TEST = "2021-01-01:2022-01-01", "2023-01-01:2023-02-01"
-
-
-REWARDS = ("reference", "log_return", "risk")
 
 
 def run_dir(reward: str) -> Path:
     return REPO / "var" / ("reference" if reward == "reference" else f"reference-{reward}")
 
 
-def _run(klines: Any, variant: str, seed: int, reward: str, reuse: bool, threads: int) -> dict[str, Any]:
+def _run(klines: Any, variant: str, seed: int, reward: str, reuse: bool, threads: int) -> RunSummary:
     metrics = run_dir(reward) / f"{variant}-seed{seed}" / "metrics.json"
     if reuse and metrics.exists():
-        return dict(json.loads(metrics.read_text()))
+        return RunSummary.from_dict(json.loads(metrics.read_text()))
     load = os.getloadavg()[0]
     summary = run_training(
         klines, variant, seed, parse_range(TRAIN), parse_range(TEST), metrics.parent, reward=reward, threads=threads
     )
-    summary["load_before"], summary["threads"] = load, threads
-    metrics.write_text(json.dumps(summary, indent=2))
-    unit, fees = summary["agent"]["unit"], summary["agent"]["portfolio_fees"]
+    summary = replace(summary, extra={"load_before": load, "threads": threads})
+    metrics.write_text(json.dumps(summary.to_dict(), indent=2))
+    unit, fees = summary.evaluation.agent.unit, summary.evaluation.agent.portfolio_fees
     print(
-        f"{reward} {variant} seed {seed}: {summary['train_seconds']:.0f} s train, unit profit "
-        f"{unit['final_profit']:,.2f} ({unit['n_buys']}/{unit['n_sells']}), portfolio+fees "
-        f"{fees['total_return'] * 100:+.2f}% Sharpe {fees['sharpe']:.2f}",
+        f"{reward} {variant} seed {seed}: {summary.train_seconds:.0f} s train, unit profit "
+        f"{unit.final_profit:,.2f} ({unit.n_buys}/{unit.n_sells}), portfolio+fees "
+        f"{fees.total_return * 100:+.2f}% Sharpe {fees.sharpe:.2f}",
         flush=True,
     )
     return summary
 
 
-def existing_runs() -> dict[str, list[dict[str, Any]]]:
+def existing_runs() -> dict[str, list[RunSummary]]:
     """Every finished run under var/reference*, by reward."""
-    found: dict[str, list[dict[str, Any]]] = {}
-    for reward in REWARDS:
+    found: dict[str, list[RunSummary]] = {}
+    for reward in REWARD_KINDS:
         for path in sorted(run_dir(reward).glob("*-seed*/metrics.json")):
-            summary = json.loads(path.read_text())
-            if "agent" in summary:
+            summary = RunSummary.from_dict(json.loads(path.read_text()))
+            if summary.report is not None:
                 found.setdefault(reward, []).append(summary)
     return found
 
@@ -80,18 +80,15 @@ def _git_commit() -> str:
         return "unknown"
 
 
-def _timing(runs: list[dict[str, Any]]) -> list[str]:
+def _timing(runs: list[RunSummary]) -> list[str]:
     lines = []
-    for variant in sorted({r["variant"] for r in runs}):
-        mine = [r for r in runs if r["variant"] == variant]
-        seconds, rates = (
-            mean_std([r["train_seconds"] for r in mine]),
-            mean_std([r["env_steps_per_second"] for r in mine]),
-        )
-        loads = [r.get("load_before", float("nan")) for r in mine]
+    for variant in sorted({r.variant for r in runs}):
+        mine = [r for r in runs if r.variant == variant]
+        seconds, rates = mean_std([r.train_seconds for r in mine]), mean_std([r.env_steps_per_second for r in mine])
+        loads = [r.extra.get("load_before", float("nan")) for r in mine]
         lines.append(
-            f"| {variant} | {mine[0]['env_steps']:,} | {seconds[0]:.0f} ± {seconds[1]:.0f} s | {rates[0]:,.0f} "
-            f"| {min(loads):.1f}–{max(loads):.1f} | {sorted({r.get('threads', 2) for r in mine})} |"
+            f"| {variant} | {mine[0].env_steps:,} | {seconds[0]:.0f} ± {seconds[1]:.0f} s | {rates[0]:,.0f} "
+            f"| {min(loads):.1f}–{max(loads):.1f} | {sorted({r.extra.get('threads', 2) for r in mine})} |"
         )
     return lines
 
@@ -103,15 +100,15 @@ REWARD_TEXT = {
 }
 
 
-def _verdict(runs: list[dict[str, Any]]) -> list[str]:
+def _verdict(runs: list[RunSummary]) -> list[str]:
     """One computed sentence per variant: does it beat buy-and-hold with fees, and Table I?"""
     lines = []
-    hold = runs[0]["buy_and_hold"]["portfolio_fees"]["total_return"]
-    for variant in sorted({r["variant"] for r in runs}):
-        mine = [r for r in runs if r["variant"] == variant]
-        ret = mean_std([r["agent"]["portfolio_fees"]["total_return"] for r in mine])[0]
-        profit = mean_std([r["agent"]["unit"]["final_profit"] for r in mine])[0]
-        beaten = sum(r["agent"]["portfolio_fees"]["total_return"] > hold for r in mine)
+    hold = runs[0].evaluation.buy_and_hold.portfolio_fees.total_return
+    for variant in sorted({r.variant for r in runs}):
+        mine = [r.evaluation.agent for r in runs if r.variant == variant]
+        ret = mean_std([a.portfolio_fees.total_return for a in mine])[0]
+        profit = mean_std([a.unit.final_profit for a in mine])[0]
+        beaten = sum(a.portfolio_fees.total_return > hold for a in mine)
         table = REFERENCE_TABLE[variant]["final_profit"]
         lines.append(
             f"- {variant}-DQN: {'loses to' if ret < hold else 'beats'} buy-and-hold with fees on average "
@@ -121,7 +118,7 @@ def _verdict(runs: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def write_report(groups: dict[str, list[dict[str, Any]]], path: Path) -> None:
+def write_report(groups: dict[str, list[RunSummary]], path: Path) -> None:
     lines = [
         "# Reference protocol: results",
         "",
@@ -149,7 +146,7 @@ def write_report(groups: dict[str, list[dict[str, Any]]], path: Path) -> None:
         "",
     ]
     for reward, runs in groups.items():
-        seeds = sorted({r["seed"] for r in runs})
+        seeds = sorted({r.seed for r in runs})
         lines += [
             f"## Training reward: {reward} ({REWARD_TEXT[reward]}); seeds {seeds}",
             "",
@@ -185,7 +182,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--variants", nargs="+", default=["linear", "lstm"])
-    parser.add_argument("--reward", choices=REWARDS, default="reference")
+    parser.add_argument("--reward", choices=REWARD_KINDS, default="reference")
     parser.add_argument(
         "--data-dir",
         type=Path,

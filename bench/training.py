@@ -33,7 +33,8 @@ from models.config import AgentConfig, EnvConfig
 from models.env import VectorTradingEnv
 from models.replay import IndexReplayBuffer
 from models.synthetic import START_MS, synthetic_klines
-from pipelines.dataset import MarketDataset, TimeRange, build_dataset, load_klines
+from models.time_range import TimeRange
+from pipelines.dataset import MarketDataset, build_dataset, load_klines
 from pipelines.train import default_configs, train_agent
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "binance_spot_1h"

@@ -5,8 +5,11 @@ the klines_backfill DAG publishes new validated klines (the lake Asset). Thin: e
 function of ``pipelines/retrain.py``; heavy imports happen inside the tasks; tasks pass paths, run ids
 and version numbers, never frames or models.
 
-    plan ─┬─► build_dataset ─► train[variant] ─► evaluate[variant] ─► register[variant] ─► gate
-          └──────────────────────┘ (one mapped task per variant, in parallel)
+    plan ─┬─► snapshot ─► train[variant] ─► evaluate[variant] ─► register[variant] ─► gate
+          └─────────────────┘ (one mapped task per variant, in parallel)
+
+The params' defaults are :class:`~pipelines.retrain_config.RetrainConfig`'s and ``GateConfig``'s (a
+light module: nothing heavy is imported when Airflow parses this file).
 """
 
 from __future__ import annotations
@@ -16,28 +19,37 @@ from typing import Any
 
 from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, get_current_context, task
 
+from models.config import EnvConfig
+from pipelines.retrain_config import VARIANTS, GateConfig, RetrainConfig
+
 #: Published by the klines_backfill DAG (dags/klines_backfill.py) when validated klines land in the lake.
 VALIDATED_KLINES = Asset("klinestream://lake/validated/klines_1h")
 
+RETRAIN, GATE = RetrainConfig(), GateConfig()
 PARAMS = {
-    "train_range": Param("2021-01-01:2022-01-01", type="string",
+    "train_range": Param(str(RETRAIN.train_range), type="string",
                          description="Training klines, START:END (UTC, end excluded)."),
-    "test_range": Param("2023-01-01:2023-02-01", type="string",
+    "test_range": Param(str(RETRAIN.test_range), type="string",
                         description="Holdout klines for evaluation and the gate."),
-    "variants": Param(["linear", "lstm"], type="array", items={"type": "string", "enum": ["linear", "lstm"]},
+    "variants": Param(list(RETRAIN.variants), type="array", items={"type": "string", "enum": list(VARIANTS)},
                       description="Q-network variants to train (one parallel task each)."),
-    "seeds": Param([0], type="array", items={"type": "integer"},
+    "seeds": Param(list(RETRAIN.seeds), type="array", items={"type": "integer"},
                    description="Seeds per variant (one MLflow run each; the best in-sample is registered)."),
-    "episodes": Param(None, type=["null", "integer"], minimum=1,
+    "episodes": Param(RETRAIN.episodes, type=["null", "integer"], minimum=1,
                       description="Episodes per environment; empty = the project's default training length."),
-    "episode_hours": Param(None, type=["null", "integer"], minimum=2,
-                           description="Episode length in hours; empty = 720."),
-    "n_envs": Param(None, type=["null", "integer"], minimum=1, description="Parallel environments; empty = default."),
-    "promote": Param(True, type="boolean", description="Run the champion/challenger gate after registering."),
-    "gate_sharpe_margin": Param(0.1, type="number", description="Sharpe (after fees) the challenger must add."),
-    "gate_max_drawdown": Param(0.35, type="number", description="Largest max drawdown allowed (fraction)."),
-    "gate_drawdown_slack": Param(0.05, type="number", description="How much worse than the champion's drawdown."),
-    "gate_min_trades": Param(10, type="integer", minimum=0, description="Fewest trades on the holdout."),
+    "episode_hours": Param(RETRAIN.episode_hours, type=["null", "integer"], minimum=2,
+                           description=f"Episode length in hours; empty = {EnvConfig.episode_hours}."),
+    "n_envs": Param(RETRAIN.n_envs, type=["null", "integer"], minimum=1,
+                    description="Parallel environments; empty = default."),
+    "promote": Param(RETRAIN.promote, type="boolean",
+                     description="Run the champion/challenger gate after registering."),
+    "gate_sharpe_margin": Param(GATE.sharpe_margin, type="number",
+                                description="Sharpe (after fees) the challenger must add."),
+    "gate_max_drawdown": Param(GATE.max_drawdown, type="number",
+                               description="Largest max drawdown allowed (fraction)."),
+    "gate_drawdown_slack": Param(GATE.drawdown_slack, type="number",
+                                 description="How much worse than the champion's drawdown."),
+    "gate_min_trades": Param(GATE.min_trades, type="integer", minimum=0, description="Fewest trades on the holdout."),
 }  # fmt: skip
 
 DEFAULT_ARGS: dict[str, Any] = {
@@ -51,7 +63,7 @@ DEFAULT_ARGS: dict[str, Any] = {
 def _context() -> tuple[Any, Any, str]:
     """(settings, retrain config, dag run id) of the running task."""
     from models.settings import load_settings
-    from pipelines.retrain import config_from_params
+    from pipelines.retrain_config import config_from_params
 
     context = get_current_context()
     return load_settings(), config_from_params(context["params"]), str(context["dag_run"].run_id)
@@ -78,8 +90,8 @@ with DAG(
         _, config, _ = _context()
         return list(config.variants)
 
-    @task(task_id="build_dataset", execution_timeout=timedelta(minutes=30))
-    def build_dataset() -> dict[str, Any]:
+    @task(task_id="snapshot", execution_timeout=timedelta(minutes=30))
+    def snapshot_task() -> dict[str, Any]:
         """Snapshot the validated lake's klines of the run's ranges into one Parquet file."""
         from pipelines.retrain import build_snapshot, work_dir
 
@@ -122,7 +134,7 @@ with DAG(
         return gate_versions(settings, config, snapshot, list(registered))
 
     variants = plan()
-    snapshot = build_dataset()
+    snapshot = snapshot_task()
     variants >> snapshot
     trained = train.partial(snapshot=snapshot).expand(variant=variants)
     evaluated = evaluate.partial(snapshot=snapshot).expand(trained=trained)

@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from models.accounting import market_fill
+
 
 @dataclass(frozen=True)
 class OrderRequest:
@@ -69,7 +71,5 @@ class PaperBroker:
         return None  # paper orders leave nothing outside the trader's own state
 
     def submit(self, order: OrderRequest) -> Fill:
-        slip = self.slippage_bps * 1e-4
-        price = order.price * (1.0 + slip) if order.side == "BUY" else order.price * (1.0 - slip)
-        fee = order.quantity * price * self.fee_rate
+        price, fee = market_fill(order.side, order.quantity, order.price, self.fee_rate, self.slippage_bps)
         return Fill(order.client_order_id, "filled", order.quantity, price, fee, f"paper-{order.client_order_id}")

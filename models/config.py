@@ -7,10 +7,16 @@ says how the vectorised trainer feeds the agent; :class:`EnvConfig` the accounti
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 Accounting = Literal["unit", "portfolio"]
 RewardKind = Literal["reference", "log_return", "risk"]
+ACCOUNTINGS: tuple[Accounting, ...] = get_args(Accounting)
+"""Every accounting, in the order of :data:`Accounting` (models/accounting.py holds their rules)."""
+REWARD_KINDS: tuple[RewardKind, ...] = get_args(RewardKind)
+"""Every reward kind, in the order of :data:`RewardKind` (models/accounting.py computes them)."""
+DEFAULT_CAPITAL = 100_000.0
+"""Starting cash in the quote currency (the reference system's $100,000): environments, traders, dashboards."""
 
 
 @dataclass(frozen=True)
@@ -51,7 +57,7 @@ class EnvConfig:
     """"unit" = the reference's one-BTC FIFO accounting; "portfolio" = position as a fraction of equity."""
     reward: RewardKind = "reference"
     """"reference" = max(profit, 0) on a sell; "log_return" = log equity change; "risk" = minus drawdown penalty."""
-    capital: float = 100_000.0
+    capital: float = DEFAULT_CAPITAL
     """Starting cash in quote currency."""
     fee_rate: float = 0.0
     """Fee per side as a fraction of notional (portfolio accounting)."""

@@ -5,6 +5,9 @@ the market only, not on the position), so the replay stores indices and the agen
 
 Actions: 0 hold, 1 buy, 2 sell, executed at the close of the current hour.
 
+The rules (sizing, fills, fees, account features, rewards) are models/accounting.py's, shared with
+the live portfolio; this module keeps the accounts' state and the FIFO lots of unit accounting:
+
 - **unit accounting** (shared/DESIGN.md §1): buy one unit at the close if the cash allows; sell the
   oldest held unit (FIFO) at the close; profit = sell − buy; no fees.
 - **portfolio accounting**: a buy moves ``position_step`` of the equity into the asset (up to
@@ -27,10 +30,28 @@ from typing import NamedTuple
 
 import numpy as np
 
+from models.accounting import (
+    BUY,
+    HOLD,
+    SELL,
+    Fills,
+    buy_price,
+    check_rules,
+    fee,
+    holds,
+    portfolio_account,
+    portfolio_buy_spend,
+    portfolio_sell_quantity,
+    remaining_fraction,
+    sell_price,
+    sell_proceeds,
+    step_reward,
+    unit_account,
+    unit_can_buy,
+)
 from models.config import EnvConfig
-from models.features import account_features
 
-HOLD, BUY, SELL = 0, 1, 2
+__all__ = ["BUY", "HOLD", "SELL", "StepResult", "VectorTradingEnv"]
 
 
 class StepResult(NamedTuple):
@@ -55,8 +76,7 @@ class VectorTradingEnv:
         auto_reset: bool = True,
         last_row: int | None = None,
     ) -> None:
-        if config.accounting == "portfolio" and config.reward == "reference":
-            raise ValueError("the reference reward needs unit accounting (profit per FIFO unit)")
+        check_rules(config)
         self.close = np.ascontiguousarray(close, dtype=np.float64)
         self.tradable = np.ascontiguousarray(tradable, dtype=bool)
         self.config, self.n_envs, self.auto_reset = config, n_envs, auto_reset
@@ -73,6 +93,8 @@ class VectorTradingEnv:
         self.peak, self.drawdown = np.zeros(n), np.zeros(n)
         self.realized_profit, self.fees = np.zeros(n), np.zeros(n)
         self.n_buys, self.n_sells = np.zeros(n, np.int64), np.zeros(n, np.int64)
+        self.last_fills = Fills(np.zeros(n), np.zeros(n), np.zeros(n))
+        """What each env traded in the latest step."""
         self._all = np.arange(n)
 
     # --- episodes -------------------------------------------------------------------------------
@@ -103,16 +125,10 @@ class VectorTradingEnv:
         """float32 ``[n, 3]`` account features marked at ``rows`` (default the current rows; see
         models.features.account_features)."""
         price = self.close[self.rows if rows is None else rows]
-        held = self.quantity * price
-        equity = self.cash + held
         if self.config.accounting == "unit":
             oldest = self.fifo[self._all, self.fifo_head]
-            entry = np.where(self.units > 0, price / np.where(self.units > 0, oldest, 1.0) - 1.0, 0.0)
-            can_buy = (self.cash >= price) & (self.units < self.capacity)
-        else:
-            entry = np.where(self.basis > 0, held / np.where(self.basis > 0, self.basis, 1.0) - 1.0, 0.0)
-            can_buy = (held < (self.config.max_position - 1e-6) * equity) & (self.cash > 1e-6 * equity)
-        return account_features(held / equity, entry, can_buy)
+            return unit_account(self.cash, self.quantity, price, oldest, 1.0, 0.0, self.capacity)
+        return portfolio_account(self.cash, self.quantity, self.basis, price, self.config.max_position)
 
     # --- stepping -------------------------------------------------------------------------------
     def step(self, actions: np.ndarray) -> StepResult:
@@ -121,14 +137,17 @@ class VectorTradingEnv:
         price = self.close[rows]
         equity_before = self.cash + self.quantity * price
         actions = np.where(self.tradable[rows], actions, HOLD)
+        profit: np.ndarray | float = 0.0  # realised profit: unit accounting's sells only
         if self.config.accounting == "unit":
-            profit, sold = self._step_unit(actions, price)
+            profit = self._step_unit(actions, price)
         else:
             self._step_portfolio(actions, price, equity_before)
-            profit, sold = None, None
         next_rows = rows + 1
         equity_after = self.cash + self.quantity * self.close[next_rows]
-        rewards = self._rewards(equity_before, equity_after, profit, sold)
+        reward, self.peak, self.drawdown = step_reward(
+            self.config, profit, equity_before, equity_after, self.peak, self.drawdown
+        )
+        rewards = reward.astype(np.float32)
         truncated = next_rows >= self.stop
         self.rows = next_rows
         next_accounts = self.account()
@@ -136,9 +155,10 @@ class VectorTradingEnv:
             self._reset(truncated)
         return StepResult(rewards, next_rows, np.zeros(self.n_envs, dtype=bool), truncated, next_accounts)
 
-    def _step_unit(self, actions: np.ndarray, price: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        buy = (actions == BUY) & (self.cash >= price) & (self.units < self.capacity)
-        sell = (actions == SELL) & (self.units > 0)
+    def _step_unit(self, actions: np.ndarray, price: np.ndarray) -> np.ndarray:
+        """One unit bought or the oldest unit sold (FIFO ring per env); returns the realised profits."""
+        buy = (actions == BUY) & unit_can_buy(self.cash, self.quantity, price, 1.0, 0.0, self.capacity)
+        sell = (actions == SELL) & holds(self.units)
         slot = (self.fifo_head + self.units) % self.capacity
         self.fifo[self._all[buy], slot[buy]] = price[buy]
         bought_at = self.fifo[self._all, self.fifo_head]
@@ -151,42 +171,29 @@ class VectorTradingEnv:
         self.realized_profit += profit
         self.n_buys += buy
         self.n_sells += sell
-        return profit, sell
+        self.last_fills = Fills(delta.astype(np.float64), price, np.zeros(self.n_envs))
+        return profit
 
     def _step_portfolio(self, actions: np.ndarray, price: np.ndarray, equity: np.ndarray) -> None:
         cfg = self.config
-        fee, slip = cfg.fee_rate, cfg.slippage_bps * 1e-4
         held_value = self.quantity * price
-        room = np.maximum(cfg.max_position * equity - held_value, 0.0)
-        spend = np.minimum(np.minimum(cfg.position_step * equity, room), self.cash / (1.0 + fee))
-        buy = (actions == BUY) & (spend > 1e-9 * equity)
+        spend = portfolio_buy_spend(self.cash, held_value, equity, cfg.position_step, cfg.max_position, cfg.fee_rate)
+        buy = (actions == BUY) & (spend > 0.0)
         spend = np.where(buy, spend, 0.0)
-        step_value = cfg.position_step * equity
-        sell_all = held_value - step_value < 0.5 * step_value
-        sell = (actions == SELL) & (self.quantity > 0)
-        sell_quantity = np.where(sell, np.where(sell_all, self.quantity, step_value / price), 0.0)
-        self.basis *= np.where(sell, 1.0 - sell_quantity / np.where(sell, self.quantity, 1.0), 1.0)
+        sell = (actions == SELL) & holds(self.quantity)
+        sell_quantity = np.where(
+            sell, portfolio_sell_quantity(self.quantity, held_value, equity, price, cfg.position_step), 0.0
+        )
+        self.basis *= remaining_fraction(sell_quantity, self.quantity, sell)
         self.basis += spend
-        proceeds = sell_quantity * price * (1.0 - slip)
-        costs = spend * fee + proceeds * fee
-        self.quantity += spend / (price * (1.0 + slip)) - sell_quantity
+        proceeds = sell_proceeds(sell_quantity, price, cfg.slippage_bps)
+        costs = fee(spend, cfg.fee_rate) + fee(proceeds, cfg.fee_rate)
+        paid = buy_price(price, cfg.slippage_bps)
+        traded = spend / paid - sell_quantity
+        self.quantity += traded
         self.cash += proceeds - spend - costs
         self.fees += costs
         self.n_buys += buy
         self.n_sells += sell
-
-    def _rewards(
-        self, before: np.ndarray, after: np.ndarray, profit: np.ndarray | None, sold: np.ndarray | None
-    ) -> np.ndarray:
-        kind = self.config.reward
-        if kind == "reference":
-            assert profit is not None and sold is not None
-            return np.where(sold, np.maximum(profit, 0.0), 0.0).astype(np.float32)
-        log_return = np.log(np.maximum(after, 1e-12) / np.maximum(before, 1e-12))
-        self.peak = np.maximum(self.peak, after)
-        drawdown = 1.0 - after / self.peak
-        increase = np.maximum(drawdown - self.drawdown, 0.0)
-        self.drawdown = drawdown
-        if kind == "log_return":
-            return log_return.astype(np.float32)
-        return (log_return - self.config.drawdown_penalty * increase).astype(np.float32)
+        fill_price = np.where(buy, paid, np.where(sell, sell_price(price, cfg.slippage_bps), price))
+        self.last_fills = Fills(traded, fill_price, costs)

@@ -10,65 +10,19 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from models.errors import PermanentError
 from models.feature_sets import DEFAULT_FEATURE_SET
 from models.features import FeatureSpec, FeatureTable, Normalizer, compute_feature_table, infer_spec, state_rows
 from models.features import window_index as _window_index
 from models.settings import DEFAULT_SYMBOLS
+from models.time_range import RangeError, TimeRange
 from pipelines.kline_files import read_kline_folder
 
 logger = logging.getLogger(__name__)
-
-
-class RangeError(PermanentError):
-    """A date range is malformed or selects no usable hours."""
-
-
-@dataclass(frozen=True)
-class TimeRange:
-    """Half-open range of open_time ``[start_ms, end_ms)``."""
-
-    start_ms: int
-    end_ms: int
-    text: str = ""
-
-    def __str__(self) -> str:
-        return self.text or f"{self.start_ms}:{self.end_ms}"
-
-
-def _parse_time(text: str) -> int:
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise RangeError(f"{text!r} is not an ISO date such as 2021-01-01 or 2021-01-01T00:00") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
-
-
-def parse_range(text: str) -> TimeRange:
-    """``"2021-01-01:2022-01-01"`` (UTC, end exclusive) → :class:`TimeRange`."""
-    if text.count(":") != 1 and "T" not in text:
-        raise RangeError(f"range {text!r} must look like START:END, e.g. 2021-01-01:2022-01-01")
-    start_text, _, end_text = text.partition(":") if "T" not in text else _split_iso_range(text)
-    start, end = _parse_time(start_text), _parse_time(end_text)
-    if end <= start:
-        raise RangeError(f"range {text!r} ends before it starts")
-    return TimeRange(start, end, text)
-
-
-def _split_iso_range(text: str) -> tuple[str, str, str]:
-    # with times ("2021-01-01T00:00:2021-02-01T00:00") split at the ':' that precedes a date
-    for i, char in enumerate(text):
-        if char == ":" and len(text) > i + 5 and text[i + 1 : i + 5].isdigit() and text[i + 5 : i + 6] == "-":
-            return text[:i], ":", text[i + 1 :]
-    raise RangeError(f"range {text!r} must look like START:END")
 
 
 def load_klines(data_dir: Path | str, symbols: tuple[str, ...] = DEFAULT_SYMBOLS) -> pd.DataFrame:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -21,38 +21,11 @@ import pandas as pd
 
 from models.config import EnvConfig
 from models.env import BUY, HOLD, SELL, VectorTradingEnv
+from models.evaluation import Backtest, Curves, EvaluationReport, Metrics, PerAccounting, ReportedAccounting
 from models.policy import Policy
-from pipelines.dataset import RangeError, TimeRange
+from models.time_range import RangeError, TimeRange
 
 HOURS_PER_YEAR = 24 * 365
-
-
-@dataclass(frozen=True)
-class Metrics:
-    """Backtest figures of one action sequence in one accounting."""
-
-    final_profit: float  # unit: realised FIFO profit; portfolio: final equity − capital
-    total_return: float  # final equity / capital − 1 (marked at the last close)
-    sharpe: float  # annualised, hourly equity returns
-    max_drawdown: float  # largest fall from a running peak, fraction of the peak
-    n_buys: int
-    n_sells: int
-    n_trades: int
-    fees: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class Backtest:
-    """Equity curves and metrics of ``n`` action sequences over the rows ``rows``."""
-
-    rows: np.ndarray  # int64 [N]
-    equity: np.ndarray  # float64 [n, N]
-    buys: np.ndarray  # bool [n, N] executed buys
-    sells: np.ndarray  # bool [n, N] executed sells
-    metrics: list[Metrics]
 
 
 def sharpe_ratio(equity: np.ndarray) -> float:
@@ -152,7 +125,7 @@ def policy_decider(policy: Policy, klines: pd.DataFrame, test: TimeRange) -> tup
     return rows, decide, table
 
 
-def accounting_configs(fee_rate: float = 0.001, slippage_bps: float = 0.0) -> dict[str, EnvConfig]:
+def accounting_configs(fee_rate: float = 0.001, slippage_bps: float = 0.0) -> dict[ReportedAccounting, EnvConfig]:
     """The three accountings reported: unit (no fees), portfolio without and with fees."""
     return {
         "unit": EnvConfig(accounting="unit"),
@@ -165,14 +138,15 @@ def accounting_configs(fee_rate: float = 0.001, slippage_bps: float = 0.0) -> di
 
 def evaluate_policy(
     policy: Policy, klines: pd.DataFrame, test: TimeRange, fee_rate: float = 0.001, slippage_bps: float = 0.0
-) -> dict[str, Any]:
+) -> EvaluationReport:
     """Metrics of the policy and of buy-and-hold in every accounting, plus the curves for plots."""
     rows, decide, table = policy_decider(policy, klines, test)
-    report: dict[str, Any] = {"hours": len(rows), "agent": {}, "buy_and_hold": {}, "curves": {}}
+    agent: dict[str, Metrics] = {}
+    hold: dict[str, Metrics] = {}
+    curves: dict[str, Backtest] = {}
     for name, config in accounting_configs(fee_rate, slippage_bps).items():
         result = run_backtest(table.close, table.tradable, rows, decide, config)
-        report["agent"][name] = result.metrics[0].to_dict()
-        report["buy_and_hold"][name] = buy_and_hold(table.close, table.tradable, rows, config).to_dict()
-        report["curves"][name] = result
-    report["open_time"], report["close"] = table.open_time[rows], table.close[rows]
-    return report
+        agent[name], curves[name] = result.metrics[0], result
+        hold[name] = buy_and_hold(table.close, table.tradable, rows, config)
+    series = Curves(table.open_time[rows], table.close[rows], PerAccounting.from_mapping(curves))
+    return EvaluationReport(len(rows), PerAccounting.from_mapping(agent), PerAccounting.from_mapping(hold), series)

@@ -9,15 +9,19 @@ from __future__ import annotations
 import json
 import logging
 import statistics
-from dataclasses import replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from models.config import EnvConfig
+from models.evaluation import EvaluationReport, Metrics, ReportedAccounting
 from models.feature_sets import DEFAULT_FEATURE_SET
 from models.policy import Policy
-from pipelines.dataset import TimeRange, build_dataset
+from models.time_range import TimeRange
+from pipelines.dataset import build_dataset
 from pipelines.evaluate import evaluate_policy
 from pipelines.plots import plot_report
 from pipelines.train import ProgressFn, default_configs, train_agent
@@ -31,6 +35,54 @@ REFERENCE_TABLE = {
 }
 
 
+@dataclass(frozen=True)
+class RunSummary:
+    """One training run, as its metrics.json records it."""
+
+    variant: str
+    seed: int
+    reward: str
+    train: str
+    train_seconds: float
+    env_steps: int
+    updates: int
+    env_steps_per_second: float
+    test: str | None = None
+    report: EvaluationReport | None = None
+    """The evaluation on ``test`` (None without a test range)."""
+    plots: tuple[str, ...] = ()
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    """Other keys of the file (bench/reference_protocol.py adds the machine load and threads of the run)."""
+
+    @property
+    def evaluation(self) -> EvaluationReport:
+        if self.report is None:
+            raise ValueError(f"run {self.variant} seed {self.seed} was not evaluated (no test range)")
+        return self.report
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {name: getattr(self, name) for name in _TRAINING_KEYS}
+        if self.test is not None:
+            out["test"] = self.test
+            out.update(self.report.to_dict() if self.report is not None else {})
+            out["plots"] = list(self.plots)
+        return {**out, **self.extra}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunSummary:
+        known = {*_TRAINING_KEYS, "test", "plots", "hours", "agent", "buy_and_hold"}
+        return cls(
+            **{name: data[name] for name in _TRAINING_KEYS},
+            test=data.get("test"),
+            report=EvaluationReport.from_dict(data) if "agent" in data else None,
+            plots=tuple(data.get("plots", ())),
+            extra={k: v for k, v in data.items() if k not in known},
+        )
+
+
+_TRAINING_KEYS = ("variant", "seed", "reward", "train", "train_seconds", "env_steps", "updates", "env_steps_per_second")
+
+
 def run_training(
     klines: pd.DataFrame,
     variant: str,
@@ -41,13 +93,14 @@ def run_training(
     device: str = "cpu",
     total_env_steps: int | None = None,
     fee_rate: float = 0.001,
-    slippage_bps: float = 0.0,
+    slippage_bps: float = EnvConfig.slippage_bps,
     progress: ProgressFn | None = None,
-    reward: str = "reference",
+    reward: str = EnvConfig.reward,
     threads: int | None = None,
     feature_set: str = DEFAULT_FEATURE_SET,
-) -> dict[str, Any]:
-    """Train one agent, save its policy (and checkpoint) under ``out_dir``, evaluate it on ``test``."""
+) -> RunSummary:
+    """Train one agent, save its policy (and checkpoint) under ``out_dir``, evaluate it on ``test``;
+    writes ``out_dir/metrics.json``."""
     agent_config, env_config, train_config = default_configs(variant, seed, device, reward)
     if total_env_steps is not None:
         train_config = replace(train_config, total_env_steps=total_env_steps)
@@ -58,22 +111,13 @@ def run_training(
     out_dir.mkdir(parents=True, exist_ok=True)
     result.policy.save(out_dir / "policy")
     result.agent.save_checkpoint(out_dir / "checkpoint.pt")
-    summary: dict[str, Any] = {
-        "variant": variant,
-        "seed": seed,
-        "reward": reward,
-        "feature_set": feature_set,
-        "n_features": dataset.spec.n_features,
-        "train": str(train),
-        "train_seconds": result.seconds,
-        "env_steps": result.env_steps,
-        "updates": result.updates,
-        "env_steps_per_second": result.steps_per_second,
-    }
+    summary = RunSummary(variant, seed, reward, str(train), result.seconds, result.env_steps, result.updates,
+                         result.steps_per_second,
+                         extra={"feature_set": feature_set, "n_features": dataset.spec.n_features})  # fmt: skip
     if test is not None:
-        summary["test"] = str(test)
-        summary.update(evaluate_and_plot(result.policy, klines, test, out_dir, fee_rate, slippage_bps))
-    (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+        report, plots = evaluate_and_plot(result.policy, klines, test, out_dir, fee_rate, slippage_bps)
+        summary = replace(summary, test=str(test), report=report, plots=tuple(str(p) for p in plots))
+    (out_dir / "metrics.json").write_text(json.dumps(summary.to_dict(), indent=2))
     return summary
 
 
@@ -83,17 +127,11 @@ def evaluate_and_plot(
     test: TimeRange,
     out_dir: Path,
     fee_rate: float = 0.001,
-    slippage_bps: float = 0.0,
-) -> dict[str, Any]:
-    """Evaluate ``policy`` on ``test``; write the plots into ``out_dir``; return the metrics."""
+    slippage_bps: float = EnvConfig.slippage_bps,
+) -> tuple[EvaluationReport, list[Path]]:
+    """Evaluate ``policy`` on ``test``; write the plots into ``out_dir``; return the report and the plots."""
     report = evaluate_policy(policy, klines, test, fee_rate, slippage_bps)
-    plots = plot_report(report, out_dir, f"{policy.variant}-DQN {test}")
-    return {
-        "hours": report["hours"],
-        "agent": report["agent"],
-        "buy_and_hold": report["buy_and_hold"],
-        "plots": [str(p) for p in plots],
-    }
+    return report, plot_report(report, out_dir, f"{policy.variant}-DQN {test}")
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -110,7 +148,7 @@ def _fmt(values: list[float], money: bool = False, pct: bool = False, signed: bo
     return f"{mean:.2f} ± {std:.2f}"
 
 
-def results_tables(runs: list[dict[str, Any]]) -> list[str]:
+def results_tables(runs: list[RunSummary]) -> list[str]:
     """Markdown tables: unit accounting beside Table I, portfolio accounting with/without fees."""
     lines = [
         "### Unit accounting (no fees), beside the reference Table I",
@@ -118,21 +156,23 @@ def results_tables(runs: list[dict[str, Any]]) -> list[str]:
         "| model | final profit (mean ± std) | #buys | #sells | reference profit | reference buys / sells |",
         "|---|---|---|---|---|---|",
     ]
-    variants = sorted({r["variant"] for r in runs})
+    variants = sorted({r.variant for r in runs})
     for variant in variants:
-        unit = [r["agent"]["unit"] for r in runs if r["variant"] == variant]
+        unit = _agent_metrics(runs, variant, "unit")
         ref = REFERENCE_TABLE.get(variant, {})
         seeds = f"{len(unit)} seed{'s' if len(unit) > 1 else ''}"
         lines.append(
-            f"| {variant}-DQN ({seeds}) | {_fmt([m['final_profit'] for m in unit], money=True)} "
-            f"| {_fmt([m['n_buys'] for m in unit])} | {_fmt([m['n_sells'] for m in unit])} "
+            f"| {variant}-DQN ({seeds}) | {_fmt([m.final_profit for m in unit], money=True)} "
+            f"| {_fmt([m.n_buys for m in unit])} | {_fmt([m.n_sells for m in unit])} "
             f"| ${ref.get('final_profit', float('nan')):,.2f} | {ref.get('n_buys')} / {ref.get('n_sells')} |"
         )
-    bh = runs[0]["buy_and_hold"]["unit"]
-    lines.append(
-        f"| buy-and-hold ({bh['n_buys']} units) | ${bh['final_profit']:,.2f} | {bh['n_buys']} | {bh['n_sells']} | | |"
+    bh = runs[0].evaluation.buy_and_hold.unit
+    lines.append(f"| buy-and-hold ({bh.n_buys} units) | ${bh.final_profit:,.2f} | {bh.n_buys} | {bh.n_sells} | | |")
+    portfolio: tuple[tuple[ReportedAccounting, str], ...] = (
+        ("portfolio_fees", "with 0.1% fee per side"),
+        ("portfolio_no_fees", "without fees"),
     )
-    for name, label in (("portfolio_fees", "with 0.1% fee per side"), ("portfolio_no_fees", "without fees")):
+    for name, label in portfolio:
         lines += [
             "",
             f"### Portfolio accounting, {label}",
@@ -141,16 +181,20 @@ def results_tables(runs: list[dict[str, Any]]) -> list[str]:
             "|---|---|---|---|---|",
         ]
         for variant in variants:
-            ms = [r["agent"][name] for r in runs if r["variant"] == variant]
+            ms = _agent_metrics(runs, variant, name)
             lines.append(
-                f"| {variant}-DQN | {_fmt([m['total_return'] for m in ms], pct=True)} "
-                f"| {_fmt([m['sharpe'] for m in ms])} "
-                f"| {_fmt([m['max_drawdown'] for m in ms], pct=True, signed=False)} "
-                f"| {_fmt([m['n_trades'] for m in ms])} |"
+                f"| {variant}-DQN | {_fmt([m.total_return for m in ms], pct=True)} "
+                f"| {_fmt([m.sharpe for m in ms])} "
+                f"| {_fmt([m.max_drawdown for m in ms], pct=True, signed=False)} "
+                f"| {_fmt([m.n_trades for m in ms])} |"
             )
-        bh = runs[0]["buy_and_hold"][name]
+        hold = runs[0].evaluation.buy_and_hold[name]
         lines.append(
-            f"| buy-and-hold | {bh['total_return'] * 100:+.2f}% | {bh['sharpe']:.2f} "
-            f"| {bh['max_drawdown'] * 100:.2f}% | {bh['n_trades']} |"
+            f"| buy-and-hold | {hold.total_return * 100:+.2f}% | {hold.sharpe:.2f} "
+            f"| {hold.max_drawdown * 100:.2f}% | {hold.n_trades} |"
         )
     return lines
+
+
+def _agent_metrics(runs: list[RunSummary], variant: str, accounting: ReportedAccounting) -> list[Metrics]:
+    return [r.evaluation.agent[accounting] for r in runs if r.variant == variant]

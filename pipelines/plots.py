@@ -12,7 +12,7 @@ import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 import numpy as np
 
-from pipelines.evaluate import Backtest
+from models.evaluation import Backtest, EvaluationReport
 
 
 def _times(open_time: np.ndarray) -> np.ndarray:
@@ -61,21 +61,22 @@ def _finish(fig: Any, ax: Any, path: Path, title: str, ylabel: str) -> Path:
     return path
 
 
-def plot_report(report: dict[str, Any], directory: Path, name: str) -> list[Path]:
+def plot_report(report: EvaluationReport, directory: Path, name: str) -> list[Path]:
     """The three standard plots of :func:`pipelines.evaluate.evaluate_policy`'s report."""
-    open_time, close, curves = report["open_time"], report["close"], report["curves"]
-    buy_and_hold = close / close[0] * curves["portfolio_fees"].equity[0, 0]
+    series = report.plot_curves()
+    open_time, close, agent = series.open_time, series.close, series.agent
+    buy_and_hold = close / close[0] * agent.portfolio_fees.equity[0, 0]
     return [
-        plot_trades(open_time, close, curves["unit"], directory / "trades.png", f"{name}: trades (unit accounting)"),
+        plot_trades(open_time, close, agent.unit, directory / "trades.png", f"{name}: trades (unit accounting)"),
         plot_equity(
             open_time,
             {
-                "agent (0.1% fee)": curves["portfolio_fees"].equity[0],
-                "agent (no fee)": curves["portfolio_no_fees"].equity[0],
+                "agent (0.1% fee)": agent.portfolio_fees.equity[0],
+                "agent (no fee)": agent.portfolio_no_fees.equity[0],
                 "buy-and-hold": buy_and_hold,
             },
             directory / "equity.png",
             f"{name}: equity, portfolio accounting",
         ),
-        plot_cumulative_profit(open_time, close, curves["unit"], directory / "profit.png", f"{name}: unit profit"),
+        plot_cumulative_profit(open_time, close, agent.unit, directory / "profit.png", f"{name}: unit profit"),
     ]

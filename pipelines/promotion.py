@@ -2,10 +2,11 @@
 
 - Every new version becomes ``challenger`` (:func:`set_challenger`).
 - The gate (:func:`gate_version`) evaluates the challenger and the current champion on the **same**
-  holdout klines, after fees (portfolio accounting), and moves ``champion`` only when :func:`judge`
-  says so: the challenger's Sharpe beats the champion's by more than ``sharpe_margin``, its max
-  drawdown stays under an absolute bound and at most ``drawdown_slack`` worse than the champion's, and
-  it made at least ``min_trades`` trades. With no champion yet, passing the absolute bounds is enough.
+  holdout klines, after fees (portfolio accounting), and moves ``champion`` only when
+  :func:`compare_with_champion` says so (thresholds: :class:`~pipelines.retrain_config.GateConfig`):
+  the challenger's Sharpe beats the champion's by more than ``sharpe_margin``, its max drawdown stays
+  under an absolute bound and at most ``drawdown_slack`` worse than the champion's, and it made at
+  least ``min_trades`` trades. With no champion yet, passing the absolute bounds is enough.
 - The displaced champion becomes ``previous``; :func:`rollback` puts it back.
 - Each decision and its numbers are written as ``gate.*`` tags on the versions, so the MLflow UI shows
   why a version is (not) the champion.
@@ -25,29 +26,15 @@ from typing import Any
 import pandas as pd
 from mlflow import MlflowClient
 
+from models.evaluation import EvaluationReport, ReportedAccounting
 from models.registry import CHALLENGER, CHAMPION, PREVIOUS, RegistryError, alias_version, load_version, registry_client
-from pipelines.dataset import TimeRange
+from models.time_range import TimeRange
 from pipelines.evaluate import evaluate_policy
+from pipelines.retrain_config import GateConfig
 
 log = logging.getLogger(__name__)
 
-GATE_ACCOUNTING = "portfolio_fees"
-
-
-@dataclass(frozen=True)
-class GateConfig:
-    """When a challenger may replace the champion."""
-
-    sharpe_margin: float = 0.1
-    """The challenger's Sharpe after fees must exceed the champion's by more than this (a tie never wins)."""
-    max_drawdown: float = 0.35
-    """Absolute bound on the challenger's max drawdown after fees (fraction of the peak)."""
-    drawdown_slack: float = 0.05
-    """The challenger's max drawdown may exceed the champion's by at most this."""
-    min_trades: int = 10
-    """Fewest trades (buys + sells) on the holdout: a model that never trades proves nothing."""
-    min_sharpe: float | None = None
-    """Optional absolute floor on the challenger's Sharpe (also applies with no champion)."""
+GATE_ACCOUNTING: ReportedAccounting = "portfolio_fees"
 
 
 @dataclass(frozen=True)
@@ -60,13 +47,13 @@ class HoldoutMetrics:
     total_return: float = 0.0
 
     @classmethod
-    def from_report(cls, report: dict[str, Any], accounting: str = GATE_ACCOUNTING) -> HoldoutMetrics:
-        figures = report["agent"][accounting]
+    def from_report(cls, report: EvaluationReport, accounting: ReportedAccounting = GATE_ACCOUNTING) -> HoldoutMetrics:
+        figures = report.agent[accounting]
         return cls(
-            sharpe=float(figures["sharpe"]),
-            max_drawdown=float(figures["max_drawdown"]),
-            n_trades=int(figures["n_trades"]),
-            total_return=float(figures["total_return"]),
+            sharpe=float(figures.sharpe),
+            max_drawdown=float(figures.max_drawdown),
+            n_trades=int(figures.n_trades),
+            total_return=float(figures.total_return),
         )
 
 
@@ -84,7 +71,9 @@ class GateDecision:
         return ("promoted: " if self.promote else "rejected: ") + "; ".join(self.reasons)
 
 
-def judge(challenger: HoldoutMetrics, champion: HoldoutMetrics | None, config: GateConfig) -> GateDecision:
+def compare_with_champion(
+    challenger: HoldoutMetrics, champion: HoldoutMetrics | None, config: GateConfig
+) -> GateDecision:
     """The pure comparison: promote ``challenger`` over ``champion`` (``None`` = no champion yet)?"""
     failed = []
     if not math.isfinite(challenger.sharpe):
@@ -199,7 +188,7 @@ def gate_version(
     config: GateConfig,
     fee_rate: float = 0.001,
 ) -> GateDecision:
-    """Judge ``version`` against the current champion on ``holdout``; tag it; promote when it wins."""
+    """Compare ``version`` with the current champion on ``holdout``; tag it; promote when it wins."""
     client = registry_client(tracking_uri)
     champion_version = alias_version(tracking_uri, name, CHAMPION)
     if champion_version == version:
@@ -210,7 +199,7 @@ def gate_version(
         if champion_version is None
         else holdout_metrics(tracking_uri, name, champion_version, klines, holdout, fee_rate)
     )
-    decision = judge(challenger, champion, config)
+    decision = compare_with_champion(challenger, champion, config)
     set_tags(client, name, version, decision_tags(decision, champion_version, str(holdout)))
     if decision.promote:
         promote(client, name, version, how="gate", tracking_uri=tracking_uri)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,76 +23,24 @@ import pandas as pd
 
 from models.config import AgentConfig, EnvConfig, TrainConfig
 from models.errors import PermanentError
+from models.evaluation import EvaluationReport
 from models.features import WARMUP_HOURS
 from models.kline import HOUR_MS
 from models.policy import Policy
 from models.registry import registry_client
 from models.settings import Settings
 from pipelines import lake, tracking
-from pipelines.dataset import build_dataset, parse_range
+from pipelines.dataset import build_dataset
 from pipelines.evaluate import evaluate_policy
-from pipelines.promotion import GateConfig, HoldoutMetrics, gate_version, set_challenger
+from pipelines.promotion import HoldoutMetrics, gate_version, set_challenger
+from pipelines.retrain_config import RetrainConfig
 from pipelines.train import default_configs, train_agent
 
 log = logging.getLogger(__name__)
 
-VARIANTS = ("linear", "lstm")
 SNAPSHOT_FILE = "klines.parquet"
 #: Hours read before the training range so its first hours have features and a window.
 HISTORY_PAD_HOURS = 2 * WARMUP_HOURS + 48
-
-
-@dataclass(frozen=True)
-class RetrainConfig:
-    """What one retrain does (the DAG's params)."""
-
-    train_range: str = "2021-01-01:2022-01-01"
-    test_range: str = "2023-01-01:2023-02-01"
-    variants: tuple[str, ...] = VARIANTS
-    seeds: tuple[int, ...] = (0,)
-    episodes: int | None = None
-    """Episodes per environment (total env steps = episodes × episode_hours × n_envs); None = defaults."""
-    episode_hours: int | None = None
-    n_envs: int | None = None
-    promote: bool = True
-    gate: GateConfig = field(default_factory=GateConfig)
-
-    def __post_init__(self) -> None:
-        parse_range(self.train_range), parse_range(self.test_range)  # fail early with a readable error
-        unknown = sorted(set(self.variants) - set(VARIANTS))
-        if unknown or not self.variants:
-            raise PermanentError(f"variants must be among {VARIANTS}, got {list(self.variants)}")
-        if not self.seeds:
-            raise PermanentError("seeds must name at least one seed, e.g. [0]")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def config_from_params(params: Mapping[str, Any]) -> RetrainConfig:
-    """A :class:`RetrainConfig` from DAG params (lists from JSON, blanks meaning "default"); the gate's
-    fields come from ``gate_<field>`` keys (``gate_sharpe_margin``, ``gate_min_trades``, ...)."""
-    gate_params = {
-        name: params[f"gate_{name}"]
-        for name in GateConfig.__dataclass_fields__
-        if params.get(f"gate_{name}") not in (None, "")
-    }
-
-    def optional_int(key: str) -> int | None:
-        value = params.get(key)
-        return None if value in (None, "", 0) else int(value)
-
-    return RetrainConfig(
-        train_range=str(params.get("train_range") or RetrainConfig.train_range),
-        test_range=str(params.get("test_range") or RetrainConfig.test_range),
-        variants=tuple(params.get("variants") or VARIANTS),
-        seeds=tuple(int(s) for s in (params.get("seeds") or (0,))),
-        episodes=optional_int("episodes"),
-        episode_hours=optional_int("episode_hours"),
-        n_envs=optional_int("n_envs"),
-        promote=bool(params.get("promote", True)),
-        gate=GateConfig(**gate_params),
-    )
 
 
 def work_dir(settings: Settings, dag_run_id: str) -> Path:
@@ -116,7 +64,7 @@ def read_validated_klines(settings: Settings, start_ms: int, end_ms: int) -> pd.
 
 def build_snapshot(settings: Settings, config: RetrainConfig, work: Path) -> dict[str, Any]:
     """Freeze the klines of the run (train start − history … test end) into one Parquet file."""
-    train, test = parse_range(config.train_range), parse_range(config.test_range)
+    train, test = config.train_range, config.test_range
     start = min(train.start_ms, test.start_ms) - HISTORY_PAD_HOURS * HOUR_MS
     frame = read_validated_klines(settings, start, max(train.end_ms, test.end_ms))
     for label, time_range in (("train_range", train), ("test_range", test)):
@@ -160,19 +108,19 @@ def train_variant(
 ) -> dict[str, Any]:  # fmt: skip
     """Train ``variant`` once per seed; each seed is one MLflow run. Returns the runs (ids, policy dirs)."""
     klines = read_snapshot(snapshot)
-    train_range = parse_range(config.train_range)
+    train_range, ranges = config.train_range, (str(config.train_range), str(config.test_range))
     dataset = build_dataset(klines, train_range, settings.symbols, settings.traded_symbol)
     tracking.use_experiment(settings.mlflow_tracking_uri, tracking.TRAINING_EXPERIMENT)
     runs = []
     for seed in config.seeds:
         agent_config, env_config, train_config = train_configs(variant, seed, config, settings.device)
-        tags = tracking.run_tags(variant, seed, config.train_range, config.test_range)
+        tags = tracking.run_tags(variant, seed, *ranges)
         tags["dag_run_id"] = dag_run_id
         with mlflow.start_run(run_name=f"{variant}-seed{seed}", tags=tags) as run:
             result = train_agent(dataset, train_range, agent_config, env_config, train_config)
             policy_dir = result.policy.save(work / variant / f"seed{seed}" / "policy")
             mlflow.log_params(tracking.training_params(agent_config, env_config, train_config, result.policy))
-            mlflow.log_params({"data.train_range": config.train_range, "data.test_range": config.test_range})
+            mlflow.log_params({"data.train_range": ranges[0], "data.test_range": ranges[1]})
             tracking.log_history(result.history)
             mlflow.log_metrics({"train.seconds": result.seconds, "train.env_steps": float(result.env_steps),
                                 "train.updates": float(result.updates),
@@ -186,7 +134,7 @@ def evaluate_variant(settings: Settings, config: RetrainConfig, snapshot: Mappin
                      trained: Mapping[str, Any]) -> dict[str, Any]:  # fmt: skip
     """Evaluate every seed on the holdout (logged to its run); keep the best seed in-sample."""
     klines = read_snapshot(snapshot)
-    test_range, train_range = parse_range(config.test_range), parse_range(config.train_range)
+    test_range, train_range = config.test_range, config.train_range
     tracking.use_experiment(settings.mlflow_tracking_uri, tracking.TRAINING_EXPERIMENT)
     scored = []
     for run in trained["runs"]:
@@ -194,42 +142,40 @@ def evaluate_variant(settings: Settings, config: RetrainConfig, snapshot: Mappin
         report = evaluate_policy(policy, klines, test_range, fee_rate=settings.fee_rate,
                                  slippage_bps=settings.slippage_bps)  # fmt: skip
         with mlflow.start_run(run_id=run["run_id"]):
-            metrics = tracking.log_evaluation(report)
+            tracking.log_evaluation(report)
             plots_dir = Path(run["policy_dir"]).parent / "plots"
-            tracking.log_plots(_plots(report, plots_dir, trained["variant"], config.test_range))
+            tracking.log_plots(_plots(report, plots_dir, trained["variant"], str(config.test_range)))
         in_sample = (
             HoldoutMetrics.from_report(evaluate_policy(policy, klines, train_range, fee_rate=settings.fee_rate)).sharpe
             if len(trained["runs"]) > 1
             else 0.0
         )
-        scored.append((in_sample, run, metrics))
-    best_in_sample, best, metrics = max(scored, key=lambda item: item[0])
+        scored.append((in_sample, run, report))
+    best_in_sample, best, report = max(scored, key=lambda item: item[0])
     log.info("evaluated variant=%s kept seed=%s in_sample_sharpe=%.3f", trained["variant"], best["seed"],
              best_in_sample)  # fmt: skip
-    keys = ("agent.portfolio_fees.sharpe", "agent.portfolio_fees.max_drawdown", "agent.portfolio_fees.n_trades",
-            "agent.unit.final_profit", "buy_and_hold.portfolio_fees.sharpe")  # fmt: skip
-    return {"variant": trained["variant"], **best, "holdout": {k: metrics[k] for k in keys if k in metrics}}
+    return {"variant": trained["variant"], **best, "holdout": tracking.holdout_summary(report)}
 
 
-def _plots(report: Mapping[str, Any], out_dir: Path, variant: str, test_range: str) -> list[Path]:
+def _plots(report: EvaluationReport, out_dir: Path, variant: str, test_range: str) -> list[Path]:
     """The evaluation plots (trades on the price, equity curves, unit profit) as PNG files."""
     from pipelines.plots import plot_report  # matplotlib only when plotting
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    return plot_report(dict(report), out_dir, f"{variant}-DQN {test_range}")
+    return plot_report(report, out_dir, f"{variant}-DQN {test_range}")
 
 
 def register_variant(settings: Settings, config: RetrainConfig, snapshot: Mapping[str, Any],
                      evaluated: Mapping[str, Any], dag_run_id: str = "") -> dict[str, Any]:  # fmt: skip
     """Log the kept run's pyfunc model, register it as a new version and make it the challenger."""
     klines = read_snapshot(snapshot)
-    test = parse_range(config.test_range)
-    upto = klines[klines["open_time"] < test.end_ms]
+    upto = klines[klines["open_time"] < config.test_range.end_ms]
     tracking.use_experiment(settings.mlflow_tracking_uri, tracking.TRAINING_EXPERIMENT)
     with mlflow.start_run(run_id=evaluated["run_id"]):
         model_uri = tracking.log_policy_model(evaluated["policy_dir"], upto)
     tags = {"variant": evaluated["variant"], "seed": str(evaluated["seed"]), "run_id": evaluated["run_id"],
-            "train_range": config.train_range, "test_range": config.test_range, "dag_run_id": dag_run_id}  # fmt: skip
+            "train_range": str(config.train_range), "test_range": str(config.test_range),
+            "dag_run_id": dag_run_id}  # fmt: skip
     name = settings.mlflow_model_name
     version = tracking.register_model(settings.mlflow_tracking_uri, model_uri, name, tags)
     set_challenger(registry_client(settings.mlflow_tracking_uri), name, version)
@@ -246,7 +192,7 @@ def gate_versions(settings: Settings, config: RetrainConfig, snapshot: Mapping[s
             client.set_model_version_tag(name, str(item["version"]), "gate.decision", "skipped (promote=false)")
         return [{"version": int(item["version"]), "promoted": False, "reason": "promote=false"} for item in registered]
     klines = read_snapshot(snapshot)
-    holdout = parse_range(config.test_range)
+    holdout = config.test_range
     results = []
     for item in sorted(registered, key=lambda r: int(r["version"])):
         decision = gate_version(uri, name, int(item["version"]), klines, holdout, config.gate, settings.fee_rate)

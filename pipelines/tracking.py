@@ -31,6 +31,7 @@ import torch
 from mlflow import MlflowClient
 
 from models.config import AgentConfig, EnvConfig, TrainConfig, config_to_dict
+from models.evaluation import EvaluationReport
 from models.policy import Policy
 from models.pyfunc import MODELS_PACKAGE_DIR, POLICY_ARTIFACT, KlinePolicyModel, input_example, model_signature
 
@@ -40,7 +41,9 @@ TRAINING_EXPERIMENT = "klinestream-training"
 ONLINE_EXPERIMENT = "klinestream-online"
 MODEL_ARTIFACT_NAME = "model"
 REPO_ROOT = Path(__file__).resolve().parents[1]
-EVAL_WHO = ("agent", "buy_and_hold")
+#: The figures of the kept seed that the retrain's evaluate task returns (its XCom), by MLflow metric name.
+HOLDOUT_SUMMARY = ("agent.portfolio_fees.sharpe", "agent.portfolio_fees.max_drawdown", "agent.portfolio_fees.n_trades",
+                   "agent.unit.final_profit", "buy_and_hold.portfolio_fees.sharpe")  # fmt: skip
 
 
 def git_commit(repo: Path = REPO_ROOT) -> str:
@@ -114,20 +117,26 @@ def _finite(value: Any) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and math.isfinite(float(value))
 
 
-def evaluation_metrics(report: Mapping[str, Any]) -> dict[str, float]:
-    """``<who>.<accounting>.<figure>`` → value for the numeric figures of an evaluation report."""
+def evaluation_metrics(report: EvaluationReport) -> dict[str, float]:
+    """The report as MLflow metrics: ``<who>.<accounting>.<figure>`` (who = ``agent`` or ``buy_and_hold``)
+    for every finite figure, and ``test.hours``."""
     out: dict[str, float] = {}
-    for who in EVAL_WHO:
-        for accounting, figures in report.get(who, {}).items():
-            for figure, value in figures.items():
+    for who, by_accounting in (("agent", report.agent), ("buy_and_hold", report.buy_and_hold)):
+        for accounting, metrics in by_accounting.items():
+            for figure, value in metrics.to_dict().items():
                 if _finite(value):
                     out[f"{who}.{accounting}.{figure}"] = float(value)
-    if _finite(report.get("hours")):
-        out["test.hours"] = float(report["hours"])
+    out["test.hours"] = float(report.hours)
     return out
 
 
-def log_evaluation(report: Mapping[str, Any]) -> dict[str, float]:
+def holdout_summary(report: EvaluationReport) -> dict[str, float]:
+    """The :data:`HOLDOUT_SUMMARY` metrics of ``report``."""
+    metrics = evaluation_metrics(report)
+    return {name: metrics[name] for name in HOLDOUT_SUMMARY if name in metrics}
+
+
+def log_evaluation(report: EvaluationReport) -> dict[str, float]:
     metrics = evaluation_metrics(report)
     mlflow.log_metrics(metrics)
     return metrics

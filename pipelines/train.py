@@ -19,11 +19,12 @@ import numpy as np
 import torch
 
 from models.agent import DqnAgent
-from models.config import AgentConfig, EnvConfig, TrainConfig, config_to_dict
+from models.config import REWARD_KINDS, AgentConfig, EnvConfig, TrainConfig, config_to_dict
 from models.env import VectorTradingEnv
 from models.policy import Policy
 from models.replay import IndexReplayBuffer
-from pipelines.dataset import MarketDataset, TimeRange
+from models.time_range import TimeRange
+from pipelines.dataset import MarketDataset
 
 logger = logging.getLogger(__name__)
 
@@ -48,13 +49,13 @@ def default_configs(
     else:
         train = TrainConfig(n_envs=64, total_env_steps=150_000, learning_starts=5_000, replay_ratio=8)
         batch = 512
+    if reward not in REWARD_KINDS:
+        raise ValueError(f"unknown reward {reward!r}; choose one of {', '.join(REWARD_KINDS)}")
     if reward == "reference":
         env, scale = EnvConfig(), 1e-3
-    elif reward in ("log_return", "risk"):
-        env = EnvConfig(accounting="portfolio", reward=reward, fee_rate=0.001)  # type: ignore[arg-type]
-        scale = 100.0
     else:
-        raise ValueError(f"unknown reward {reward!r}; choose reference, log_return or risk")
+        env = EnvConfig(accounting="portfolio", reward=reward, fee_rate=0.001)
+        scale = 100.0
     agent = AgentConfig(variant=variant, batch_size=batch, target_sync_every=50, reward_scale=scale)
     return agent, env, replace(train, seed=seed, device=device)
 

@@ -11,6 +11,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from models.config import DEFAULT_CAPITAL
 from simulator.store import format_number
 
 QUOTE_ASSETS = ("USDT", "BUSD", "USDC", "BTC", "ETH", "BNB")
@@ -73,7 +74,7 @@ class PaperExchange:
 
     def __init__(self, fee_rate: float = 0.001, initial_balances: dict[str, float] | None = None) -> None:
         self.fee_rate = fee_rate
-        self.balances: dict[str, float] = dict(initial_balances or {"USDT": 100_000.0})
+        self.balances: dict[str, float] = dict(initial_balances or {"USDT": DEFAULT_CAPITAL})
         self.orders: dict[str, dict[str, Any]] = {}
         self._next_id = 1
         self._lock = threading.Lock()

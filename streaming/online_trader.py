@@ -36,14 +36,15 @@ batch, so Spark's replay of an uncommitted batch re-produces the same rows and c
 from __future__ import annotations
 
 import logging
-import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
+from models.accounting import TradingRules, check_rules
 from models.broker import Broker, OrderRequest
+from models.config import DEFAULT_CAPITAL, EnvConfig, config_from_dict
 from models.errors import KlinestreamError
 from models.features import FeatureTable
 from models.kline import HOUR_MS, Kline, klines_to_frame
@@ -53,7 +54,7 @@ from streaming.checkpoint import Checkpoint, CheckpointStore, InFlight, decode_s
 from streaming.history import History
 from streaming.model_source import ModelSource, NoOnlineLogging, OnlineLogger
 from streaming.online_learner import OnlineConfig, OnlineLearner
-from streaming.portfolio import Portfolio, Sizing
+from streaming.portfolio import Portfolio
 from streaming.records import SIDES, DecisionRecord, OrderRecord, PositionRecord, client_order_id
 from streaming.risk import KILL_SWITCH, AccountView, CachedKillSwitch, Controls, NoControls, RiskLimits, check_order
 from streaming.sink import TradeSink
@@ -65,7 +66,7 @@ log = logging.getLogger(__name__)
 class TraderConfig:
     trader_id: str = "paper-BTCUSDT"
     """Names the trader's rows and checkpoint; one per account and traded symbol."""
-    capital: float = 100_000.0
+    capital: float = DEFAULT_CAPITAL
     """Starting cash in the quote asset."""
     order_units: float = 1.0
     """Base units per buy (a sell sells this much, or what is held), as the reference's one unit."""
@@ -74,9 +75,9 @@ class TraderConfig:
     slippage_bps: float = 0.0
     """Slippage assumed when sizing portfolio-accounting buys."""
     accounting: str | None = None
-    """"unit" or "portfolio" order sizing and account features; None = the policy's training accounting."""
+    """models.config.ACCOUNTINGS: order sizing and account features; None = the policy's training accounting."""
     reward: str | None = None
-    """Online reward "reference", "log_return" or "risk" (models/env.py); None = the policy's training reward."""
+    """Online reward, one of models.config.REWARD_KINDS (models/accounting.py); None = the policy's training reward."""
     online: OnlineConfig = field(default_factory=OnlineConfig)
     log_online_every: int = 0
     """Log the online weights every this many gradient steps (0 = never)."""
@@ -165,7 +166,7 @@ class OnlineTrader:
             raise ValueError(f"model version {version} trades {policy.spec.traded_symbol}, not {self.symbol}")
         self.version, self.policy = version, policy
         self.learner = OnlineLearner(policy, self.config.online)
-        self.sizing, self.reward_kind, self.drawdown_penalty = _trading_rules(policy, self.config, self.limits)
+        self.rules = trading_rules(policy, self.config, self.limits)
         self.pending = None
 
     @property
@@ -274,7 +275,7 @@ class OnlineTrader:
         hour, price, tradable = int(table.open_time[i]), float(table.close[i]), bool(table.tradable[i])
         hour_number = hour // HOUR_MS
         equity_before = self.portfolio.equity(price)
-        account = self.portfolio.account(price, self.sizing)
+        account = self.portfolio.account(price, self.rules)
         self._complete_transition(hour_number, account, equity_before)
         q = self.learner.q_values(hour_number, account)
         action, greedy, explored = self.learner.act(q, tradable)
@@ -294,23 +295,17 @@ class OnlineTrader:
         return decision, order
 
     def _complete_transition(self, hour_number: int, account: np.ndarray, equity_now: float) -> None:
-        """Turn the previous hour into a transition ending at this hour's state (models/env.py rewards)."""
+        """Turn the previous hour into a transition ending at this hour's state (models/accounting.py rewards)."""
         pending, self.pending = self.pending, None
         if pending is None or self.learner is None or not self.config.online.enabled:
             return
-        if self.reward_kind == "reference":
-            reward = max(pending.profit, 0.0)
-        else:
-            reward = math.log(max(equity_now, 1e-12) / max(pending.equity_before, 1e-12))
-            increase = self.portfolio.drawdown_increase(equity_now)
-            if self.reward_kind == "risk":
-                reward -= self.drawdown_penalty * increase
+        reward = self.portfolio.reward(self.rules, pending.profit, pending.equity_before, equity_now)
         self.learner.observe(pending.hour, pending.account, pending.action, reward, hour_number, account)
 
     def _order(self, batch_id: int, hour: int, action: int, price: float) -> tuple[OrderRecord, float]:
         """Risk-check and send the order of ``action``; returns its record and the realised profit."""
         side = SIDES[action]
-        quantity = self.portfolio.order_quantity(side, price, self.sizing)
+        quantity = self.portfolio.order_quantity(side, price, self.rules)
         cid = client_order_id(self.config.trader_id, self.version, self.symbol, hour)
         account = AccountView(self.portfolio.units, self.portfolio.cash, self.portfolio.equity(price),
                               self.portfolio.day_start_equity)  # fmt: skip
@@ -408,17 +403,17 @@ class OnlineTrader:
                  self.config.trader_id, self.last_batch_id, self.version, self.online_updates)  # fmt: skip
 
 
-def _trading_rules(policy: Policy, config: TraderConfig, limits: RiskLimits) -> tuple[Sizing, str, float]:
-    """(order sizing, online reward kind, drawdown penalty) from the policy's training env_config."""
-    env = policy.metadata.get("env_config") or {}
-    accounting = config.accounting or str(env.get("accounting", "unit"))
-    reward = config.reward or str(env.get("reward", "reference"))
-    if accounting not in ("unit", "portfolio") or reward not in ("reference", "log_return", "risk"):
-        raise ValueError(f"unsupported accounting {accounting!r} or reward {reward!r}")
-    if accounting == "portfolio" and reward == "reference":
-        reward = "log_return"  # the reference reward needs unit accounting (models/env.py)
-    sizing = Sizing(
-        accounting, config.order_units, float(env.get("position_step", 0.2)), float(env.get("max_position", 1.0)),
-        config.fee_rate, config.slippage_bps, limits.max_position_units,
-    )  # fmt: skip
-    return sizing, reward, float(env.get("drawdown_penalty", 1.0))
+def trading_rules(policy: Policy, config: TraderConfig, limits: RiskLimits) -> TradingRules:
+    """The rules of the live account: the policy's training ``env_config`` (models.config.EnvConfig) with
+    the trader's accounting / reward overrides, fee and slippage, order size and position cap."""
+    env = config_from_dict(EnvConfig, dict(policy.metadata.get("env_config") or {}))
+    overrides: dict[str, Any] = {"fee_rate": config.fee_rate, "slippage_bps": config.slippage_bps}
+    if config.accounting is not None:
+        overrides["accounting"] = config.accounting
+    if config.reward is not None:
+        overrides["reward"] = config.reward
+    env = replace(env, **overrides)
+    if env.accounting == "portfolio" and env.reward == "reference":
+        env = replace(env, reward="log_return")  # the reference reward needs unit accounting
+    check_rules(env)
+    return TradingRules(env, config.order_units, limits.max_position_units)

@@ -1,9 +1,10 @@
 """The online trader's account of its traded symbol: units, cash, FIFO lots, fees, day start, buy-and-hold.
 
 Updated only from broker fills, so it is what the trader really did (fees and slippage included).
-Order sizes and the account features of the state follow the accounting the policy was trained
-with (``env_config`` in the policy metadata; models/env.py), so that with zero fees the trader's
-account, and therefore its state, is the backtest environment's:
+Order sizes, account features and rewards follow the rules the policy was trained with
+(:class:`~models.accounting.TradingRules`: the ``env_config`` of the policy metadata with the
+trader's fees), computed by models/accounting.py like the backtest environment's, so that with zero
+fees the trader's account, and therefore its state, is the environment's:
 
 - ``unit``: a buy is ``order_units`` units (the reference's one unit); a sell closes the oldest lot
   (FIFO); realised profit = proceeds − cost of the lot, fees included.
@@ -20,20 +21,20 @@ from typing import Any
 
 import numpy as np
 
-from models.features import account_features
+from models.accounting import (
+    TradingRules,
+    buy_price,
+    holds,
+    portfolio_account,
+    portfolio_buy_spend,
+    portfolio_sell_quantity,
+    remaining_fraction,
+    step_reward,
+    unit_account,
+    unit_sell_quantity,
+)
 
 DAY_MS = 86_400_000
-
-
-@dataclass(frozen=True)
-class Sizing:
-    accounting: str = "unit"
-    order_units: float = 1.0
-    position_step: float = 0.2
-    max_position: float = 1.0
-    fee_rate: float = 0.0
-    slippage_bps: float = 0.0
-    max_position_units: float = float("inf")
 
 
 @dataclass
@@ -72,34 +73,28 @@ class Portfolio:
         if day != self.day:
             self.day, self.day_start_equity = day, self.equity(price)
 
-    def order_quantity(self, side: str, price: float, sizing: Sizing) -> float:
+    def order_quantity(self, side: str, price: float, rules: TradingRules) -> float:
         """Base units of the order ``side`` would send now (0.0 = nothing to trade)."""
+        env = rules.env
         if side == "SELL":
-            if self.units <= 1e-12:
-                return 0.0
-            if sizing.accounting == "unit":
-                return min(self.lots[0][0] if self.lots else self.units, self.units)
-            step_value = sizing.position_step * self.equity(price)
-            held = self.units * price
-            return self.units if held - step_value < 0.5 * step_value else step_value / price
-        if sizing.accounting == "unit":
-            return sizing.order_units
+            if env.accounting == "unit":
+                return float(unit_sell_quantity(self.units, self.lots[0][0] if self.lots else self.units))
+            sell = portfolio_sell_quantity(self.units, self.units * price, self.equity(price), price, env.position_step)
+            return float(np.where(holds(self.units), sell, 0.0))
+        if env.accounting == "unit":
+            return rules.order_units
         equity = self.equity(price)
-        room = max(sizing.max_position * equity - self.units * price, 0.0)
-        spend = min(sizing.position_step * equity, room, self.cash / (1.0 + sizing.fee_rate))
-        return spend / (price * (1.0 + sizing.slippage_bps * 1e-4)) if spend > 1e-9 * equity else 0.0
+        spend = portfolio_buy_spend(self.cash, self.units * price, equity, env.position_step, env.max_position,
+                                    env.fee_rate)  # fmt: skip
+        return float(spend / buy_price(price, env.slippage_bps)) if spend > 0 else 0.0
 
-    def account(self, price: float, sizing: Sizing) -> np.ndarray:
+    def account(self, price: float, rules: TradingRules) -> np.ndarray:
         """float32 ``[3]`` account features (models.features.account_features) marked at ``price``."""
-        held, equity = self.units * price, self.equity(price)
-        if sizing.accounting == "unit":
-            entry = price / self.lots[0][1] - 1.0 if self.units > 1e-12 and self.lots else 0.0
-            cost = price * sizing.order_units * (1.0 + sizing.fee_rate)
-            can_buy = self.cash >= cost and self.units + sizing.order_units <= sizing.max_position_units + 1e-9
-        else:
-            entry = held / self.basis - 1.0 if self.basis > 0 else 0.0
-            can_buy = held < (sizing.max_position - 1e-6) * equity and self.cash > 1e-6 * equity
-        return account_features(np.array(held / equity), np.array(entry), np.array(can_buy))
+        if rules.env.accounting == "unit":
+            oldest = self.lots[0][1] if self.lots else 0.0
+            return unit_account(self.cash, self.units, price, oldest, rules.order_units, rules.env.fee_rate,
+                                rules.max_units)  # fmt: skip
+        return portfolio_account(self.cash, self.units, self.basis, price, rules.env.max_position)
 
     def apply_fill(self, side: str, quantity: float, price: float, fee: float) -> float:
         """Book a fill; returns the realised profit (sells; 0.0 for buys)."""
@@ -113,7 +108,7 @@ class Portfolio:
             self.lots.append((quantity, price, fee / quantity))
             return 0.0
         quantity = min(quantity, self.units)
-        self.basis *= 1.0 - quantity / self.units
+        self.basis *= float(remaining_fraction(quantity, self.units, True))
         cost, left = 0.0, quantity
         while left > 1e-12 and self.lots:
             lot_units, lot_price, lot_fee = self.lots[0]
@@ -131,13 +126,12 @@ class Portfolio:
         self.realized_pnl += profit
         return profit
 
-    def drawdown_increase(self, equity: float) -> float:
-        """Move the running peak and drawdown to ``equity``; returns the increase of the drawdown."""
-        self.peak = max(self.peak, equity)
-        drawdown = 1.0 - equity / self.peak if self.peak > 0 else 0.0
-        increase = max(drawdown - self.drawdown, 0.0)
-        self.drawdown = drawdown
-        return increase
+    def reward(self, rules: TradingRules, profit: float, equity_before: float, equity_now: float) -> float:
+        """The reward of the step from ``equity_before`` (a decision's close, before its order) to
+        ``equity_now`` (the next close) that realised ``profit``; moves the running peak and drawdown."""
+        reward, peak, drawdown = step_reward(rules.env, profit, equity_before, equity_now, self.peak, self.drawdown)
+        self.peak, self.drawdown = float(peak), float(drawdown)
+        return float(reward)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -13,7 +13,8 @@ from models.kline import HOUR_MS, conform_frame
 from models.networks import build_network
 from models.policy import Policy
 from models.settings import DEFAULT_SYMBOLS
-from pipelines.dataset import build_dataset, parse_range
+from models.time_range import parse_range
+from pipelines.dataset import build_dataset
 
 START = "2022-01-01"
 TRAIN_RANGE = "2022-01-03:2022-01-15"

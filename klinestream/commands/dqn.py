@@ -7,15 +7,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
+
+from models.config import REWARD_KINDS, EnvConfig, TrainConfig
+
+if TYPE_CHECKING:
+    from models.evaluation import EvaluationReport
 
 RANGE_HELP = "UTC range START:END, end exclusive, e.g. 2021-01-01:2022-01-01."
 
 
 def _range(value: str, option: str) -> Any:
-    from pipelines.dataset import RangeError, parse_range
+    from models.time_range import RangeError, parse_range
 
     try:
         return parse_range(value)
@@ -46,25 +51,24 @@ def _klines(folder: Path) -> Any:
         raise typer.BadParameter(str(exc), param_hint="--data-dir") from None
 
 
-def _print_metrics(summary: dict[str, Any]) -> None:
+def _print_metrics(report: EvaluationReport, test: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"test {summary.get('test', '')} ({summary.get('hours', '?')} hours)")
+    table = Table(title=f"test {test} ({report.hours} hours)")
     for column in ("accounting", "who", "profit", "return", "Sharpe", "max DD", "buys", "sells"):
         table.add_column(column)
-    for name in ("unit", "portfolio_no_fees", "portfolio_fees"):
-        for who in ("agent", "buy_and_hold"):
-            m = summary[who][name]
+    for (name, agent), (_, hold) in zip(report.agent.items(), report.buy_and_hold.items(), strict=True):
+        for who, m in (("agent", agent), ("buy_and_hold", hold)):
             table.add_row(
                 name,
                 who,
-                f"{m['final_profit']:,.2f}",
-                f"{m['total_return'] * 100:+.2f}%",
-                f"{m['sharpe']:.2f}",
-                f"{m['max_drawdown'] * 100:.2f}%",
-                str(m["n_buys"]),
-                str(m["n_sells"]),
+                f"{m.final_profit:,.2f}",
+                f"{m.total_return * 100:+.2f}%",
+                f"{m.sharpe:.2f}",
+                f"{m.max_drawdown * 100:.2f}%",
+                str(m.n_buys),
+                str(m.n_sells),
             )
     Console().print(table)
 
@@ -73,15 +77,20 @@ def train(
     variant: str = typer.Option(..., "--variant", help="Q-network: linear or lstm."),
     train_range: str = typer.Option(..., "--train", help=f"Training range. {RANGE_HELP}"),
     test_range: str | None = typer.Option(None, "--test", help=f"Test range evaluated after training. {RANGE_HELP}"),
-    seed: int = typer.Option(0, "--seed", help="Seed of the run."),
+    seed: int = typer.Option(TrainConfig.seed, "--seed", help="Seed of the run."),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda or auto (default: KLINESTREAM_DEVICE)."),
     data_dir: Path | None = typer.Option(None, "--data-dir", help="Folder of <SYMBOL>.csv kline files."),
     out: Path | None = typer.Option(None, "--out", help="Output folder (default var/models/<variant>-seed<N>)."),
     steps: int | None = typer.Option(None, "--steps", min=1, help="Environment steps in total (default: preset)."),
     fee_rate: float | None = typer.Option(None, "--fee-rate", min=0.0, max=0.1, help="Fee per side for evaluation."),
-    slippage_bps: float = typer.Option(0.0, "--slippage-bps", min=0.0, help="Slippage for evaluation, in bps."),
+    slippage_bps: float = typer.Option(
+        EnvConfig.slippage_bps, "--slippage-bps", min=0.0, help="Slippage for evaluation, in bps."
+    ),
     reward: str = typer.Option(
-        "reference", "--reward", help="reference (max(profit,0) on a sell, unit) | log_return | risk (portfolio, fees)."
+        EnvConfig.reward,
+        "--reward",
+        help=f"{' | '.join(REWARD_KINDS)}: reference = max(profit,0) on a sell, unit accounting; the others "
+        "portfolio accounting with fees (log_return; risk = minus the drawdown increase).",
     ),
     feature_set: str = typer.Option(
         "reference", "--features", help="Feature set: reference (the reference system's) | indicators | extended."
@@ -95,8 +104,8 @@ def train(
     from models.settings import load_settings
     from pipelines.experiments import run_training
 
-    if reward not in ("reference", "log_return", "risk"):
-        raise typer.BadParameter(f"{reward!r} is not reference, log_return or risk", param_hint="--reward")
+    if reward not in REWARD_KINDS:
+        raise typer.BadParameter(f"{reward!r} is not one of {', '.join(REWARD_KINDS)}", param_hint="--reward")
     if feature_set not in FEATURE_SETS:
         raise typer.BadParameter(f"{feature_set!r} is not one of {sorted(FEATURE_SETS)}", param_hint="--features")
     if variant not in NETWORKS:
@@ -136,11 +145,11 @@ def train(
             feature_set=feature_set,
         )
     typer.echo(
-        f"policy saved to {out / 'policy'} ({summary['env_steps_per_second']:,.0f} env steps/s, "
-        f"{summary['train_seconds']:.1f} s)"
+        f"policy saved to {out / 'policy'} ({summary.env_steps_per_second:,.0f} env steps/s, "
+        f"{summary.train_seconds:.1f} s)"
     )
-    if test is not None:
-        _print_metrics(summary)
+    if summary.report is not None:
+        _print_metrics(summary.report, str(test))
 
 
 def evaluate(
@@ -149,7 +158,7 @@ def evaluate(
     data_dir: Path | None = typer.Option(None, "--data-dir", help="Folder of <SYMBOL>.csv kline files."),
     out: Path | None = typer.Option(None, "--out", help="Folder for metrics.json and plots (default: beside --model)."),
     fee_rate: float | None = typer.Option(None, "--fee-rate", min=0.0, max=0.1, help="Fee per side."),
-    slippage_bps: float = typer.Option(0.0, "--slippage-bps", min=0.0, help="Slippage in bps."),
+    slippage_bps: float = typer.Option(EnvConfig.slippage_bps, "--slippage-bps", min=0.0, help="Slippage in bps."),
 ) -> None:
     """Backtest a saved policy and buy-and-hold on --test (unit and portfolio accounting)."""
     from models.features import FeatureError
@@ -168,15 +177,13 @@ def evaluate(
     except FeatureError as exc:
         raise typer.BadParameter(str(exc), param_hint="--model") from None
     out = out or folder.parent / f"eval-{test_range.replace(':', '_')}"
-    summary = {
-        "test": str(test),
-        **evaluate_and_plot(
-            policy, klines, test, out, settings.fee_rate if fee_rate is None else fee_rate, slippage_bps
-        ),
-    }
+    report, plots = evaluate_and_plot(
+        policy, klines, test, out, settings.fee_rate if fee_rate is None else fee_rate, slippage_bps
+    )
+    summary = {"test": str(test), **report.to_dict(), "plots": [str(p) for p in plots]}
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(summary, indent=2))
-    _print_metrics(summary)
+    _print_metrics(report, str(test))
     typer.echo(f"metrics and plots in {out}")
 
 

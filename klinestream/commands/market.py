@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from models.time_range import RangeError, TimeRange, parse_time
+
 if TYPE_CHECKING:
     from pipelines.backfill import BackfillSummary, Progress
 
@@ -25,21 +27,18 @@ END_HELP = "End, UTC: YYYY-MM-DD or YYYY-MM-DDTHH:MM (exclusive)."
 def parse_time_ms(value: str, name: str) -> int:
     """``2021-01-01`` / ``2021-01-01T05:00`` (UTC unless an offset is given) → epoch ms."""
     try:
-        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise typer.BadParameter(
-            f"{value!r} is not a date; use YYYY-MM-DD or YYYY-MM-DDTHH:MM", param_hint=name
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
+        return parse_time(value, name)
+    except RangeError as exc:
+        raise typer.BadParameter(str(exc), param_hint=name) from None
 
 
-def parse_range(start: str, end: str) -> tuple[int, int]:
-    start_ms, end_ms = parse_time_ms(start, "--start"), parse_time_ms(end, "--end")
-    if end_ms <= start_ms:
-        raise typer.BadParameter(f"--end {end} is not after --start {start}", param_hint="--end")
-    return start_ms, end_ms
+def range_from_bounds(start: str, end: str) -> TimeRange:
+    """The ``--start`` / ``--end`` options as a :class:`~models.time_range.TimeRange`."""
+    parse_time_ms(start, "--start"), parse_time_ms(end, "--end")  # a bad date names its option
+    try:
+        return TimeRange.from_bounds(start, end)
+    except RangeError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--end") from None
 
 
 def parse_symbols(value: str | None, default: tuple[str, ...]) -> list[str]:
@@ -137,7 +136,8 @@ def backfill(
         raise typer.BadParameter(f"{source!r} is not one of {', '.join(SOURCES)}", param_hint="--source")
     settings = load_settings()
     wanted = parse_symbols(symbols, settings.symbols)
-    start_ms, end_ms = parse_range(start, end)
+    window = range_from_bounds(start, end)
+    start_ms, end_ms = window.start_ms, window.end_ms
     kline_source = resolve_source(settings, source, path)
     _quiet_libraries()
     validator = KlineValidator(docs_dir=_docs_dir(settings) if docs else None)
@@ -164,7 +164,8 @@ def validate(
 
     settings = load_settings()
     wanted = parse_symbols(symbols, settings.symbols)
-    start_ms, end_ms = parse_range(start, end)
+    window = range_from_bounds(start, end)
+    start_ms, end_ms = window.start_ms, window.end_ms
     _quiet_libraries()
     validator = KlineValidator(docs_dir=_docs_dir(settings) if docs else None)
     with _progress(0, len(hour_range(start_ms, end_ms)) * len(wanted)) as (_, on_validate):

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from pipelines.retrain_config import GateConfig
+
 if TYPE_CHECKING:
     from models.settings import Settings
     from pipelines.promotion import GateDecision
@@ -29,9 +31,13 @@ def promote(
     test_range: str | None = typer.Option(
         None, "--test-range", help="Holdout for --auto, START:END (default: the challenger's test_range tag)."
     ),
-    sharpe_margin: float = typer.Option(0.1, help="--auto: Sharpe after fees the challenger must add."),
-    max_drawdown: float = typer.Option(0.35, help="--auto: largest max drawdown allowed (fraction)."),
-    min_trades: int = typer.Option(10, help="--auto: fewest trades on the holdout."),
+    sharpe_margin: float = typer.Option(
+        GateConfig.sharpe_margin, help="--auto: Sharpe after fees the challenger must add."
+    ),
+    max_drawdown: float = typer.Option(
+        GateConfig.max_drawdown, help="--auto: largest max drawdown allowed (fraction)."
+    ),
+    min_trades: int = typer.Option(GateConfig.min_trades, help="--auto: fewest trades on the holdout."),
 ) -> None:
     """Move the champion alias of the registered model: to a version, back (rollback), or by the gate."""
     from models.registry import CHALLENGER, RegistryError, alias_version, registry_client
@@ -62,8 +68,8 @@ def _auto(settings: Settings, challenger: int, test_range: str | None, sharpe_ma
           min_trades: int) -> GateDecision:  # fmt: skip
     from models.kline import HOUR_MS
     from models.registry import registry_client
+    from models.time_range import parse_range
     from pipelines import promotion
-    from pipelines.dataset import parse_range
     from pipelines.retrain import HISTORY_PAD_HOURS, read_validated_klines
 
     uri, name = settings.mlflow_tracking_uri, settings.mlflow_model_name
@@ -76,7 +82,7 @@ def _auto(settings: Settings, challenger: int, test_range: str | None, sharpe_ma
         raise typer.BadParameter("the challenger has no test_range tag: pass --test-range START:END")
     holdout = parse_range(text)
     klines = read_validated_klines(settings, holdout.start_ms - HISTORY_PAD_HOURS * HOUR_MS, holdout.end_ms)
-    config = promotion.GateConfig(sharpe_margin=sharpe_margin, max_drawdown=max_drawdown, min_trades=min_trades)
+    config = GateConfig(sharpe_margin=sharpe_margin, max_drawdown=max_drawdown, min_trades=min_trades)
     return promotion.gate_version(uri, name, challenger, klines, holdout, config, settings.fee_rate)
 
 

@@ -11,12 +11,12 @@ import logging
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from models.config import DEFAULT_CAPITAL
 from streaming.records import ACTION_NAMES
 
 log = logging.getLogger(__name__)
 
 Row = dict[str, Any]
-DEFAULT_CAPITAL = 100_000.0
 
 
 class SinkReader(Protocol):

@@ -25,7 +25,7 @@ from klinestream.demo import data, training
 from klinestream.demo.live import run_live
 from klinestream.demo.summary import DemoSummary, render, trade_figures
 from models.settings import Settings
-from pipelines.dataset import parse_range
+from models.time_range import parse_range
 
 log = logging.getLogger(__name__)
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from klinestream.dashboard.api import pnl_base
 from klinestream.demo.live import percentile
+from models.config import DEFAULT_CAPITAL
 
 Row = dict[str, Any]
 
@@ -39,7 +40,12 @@ class TradeFigures:
 
 
 def trade_figures(
-    decisions: list[Row], orders: list[Row], positions: list[Row], start: int, end: int, capital: float = 100_000.0
+    decisions: list[Row],
+    orders: list[Row],
+    positions: list[Row],
+    start: int,
+    end: int,
+    capital: float = DEFAULT_CAPITAL,
 ) -> TradeFigures:
     """Counts and P&L over ``[start, end)``. P&L is measured from the account marked just before the range
     (the capital if the trader had no earlier hour) to the last hour, fees included; buy-and-hold is the

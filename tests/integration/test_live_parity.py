@@ -29,7 +29,7 @@ POLICY_SEED = 1  # a seed whose random network buys and sells (about 30 round tr
 
 def offline_actions(policy: Any, frame: Any) -> dict[int, int]:
     """The backtest's executed action (hold where the hour is not tradable) by open_time, January 2023."""
-    from pipelines.dataset import TimeRange
+    from models.time_range import TimeRange
     from pipelines.evaluate import policy_decider, run_backtest
 
     rows, decide, table = policy_decider(policy, frame, TimeRange(JAN_1, FEB_1, "january-2023"))

@@ -24,8 +24,9 @@ from models.env import BUY, HOLD
 from models.policy import Policy
 from models.pyfunc import input_example
 from models.settings import Settings
+from models.time_range import parse_range
 from pipelines import promotion, tracking
-from pipelines.dataset import parse_range
+from pipelines.retrain_config import GateConfig
 from tests.integration.conftest import StackHandle
 from tests.registry_helpers import TEST_RANGE, TRAIN_RANGE, constant_policy, random_policy, synthetic_klines
 
@@ -106,10 +107,10 @@ def test_the_gate_promotes_a_better_challenger_and_rejects_a_worse_one_and_a_tie
     mlflow_uri: str, model_name: str, uptrend: pd.DataFrame, tmp_path: Path
 ) -> None:
     holdout = parse_range(TEST_RANGE)
-    strict = promotion.GateConfig(sharpe_margin=0.1, max_drawdown=0.5, min_trades=1)
+    strict = GateConfig(sharpe_margin=0.1, max_drawdown=0.5, min_trades=1)
     stay_out = register(mlflow_uri, model_name, constant_policy(uptrend, HOLD), uptrend, tmp_path)
     first = promotion.gate_version(mlflow_uri, model_name, stay_out, uptrend, holdout,
-                                   promotion.GateConfig(min_trades=0))  # fmt: skip
+                                   GateConfig(min_trades=0))  # fmt: skip
     assert first.promote and registry.alias_version(mlflow_uri, model_name) == stay_out
     assert version_tags(mlflow_uri, model_name, stay_out)["gate.champion_version"] == "none"
 

@@ -11,7 +11,8 @@ import pytest
 from models.config import AgentConfig, EnvConfig, TrainConfig
 from models.kline import HOUR_MS
 from models.synthetic import START_MS, synthetic_klines
-from pipelines.dataset import TimeRange, build_dataset
+from models.time_range import TimeRange
+from pipelines.dataset import build_dataset
 from pipelines.evaluate import evaluate_policy
 from pipelines.train import train_agent
 
@@ -31,9 +32,9 @@ def test_trained_agent_buys_troughs_and_sells_crests_better_than_buy_and_hold(va
     train_config = TrainConfig(n_envs=32, total_env_steps=24_000, learning_starts=1_000, seed=0, threads=1)
     result = train_agent(dataset, train, agent_config, env_config, train_config)
     report = evaluate_policy(result.policy, klines, test, fee_rate=0.001)
-    agent, buy_and_hold = report["agent"], report["buy_and_hold"]
-    assert buy_and_hold["portfolio_fees"]["total_return"] < 0  # the market drifts down: holding loses
-    assert agent["portfolio_fees"]["total_return"] > 0.2
-    assert agent["portfolio_fees"]["sharpe"] > buy_and_hold["portfolio_fees"]["sharpe"]
-    assert agent["unit"]["final_profit"] > max(buy_and_hold["unit"]["final_profit"], 0.0)
-    assert agent["unit"]["n_buys"] > 10 and agent["unit"]["n_sells"] > 10
+    agent, buy_and_hold = report.agent, report.buy_and_hold
+    assert buy_and_hold.portfolio_fees.total_return < 0  # the market drifts down: holding loses
+    assert agent.portfolio_fees.total_return > 0.2
+    assert agent.portfolio_fees.sharpe > buy_and_hold.portfolio_fees.sharpe
+    assert agent.unit.final_profit > max(buy_and_hold.unit.final_profit, 0.0)
+    assert agent.unit.n_buys > 10 and agent.unit.n_sells > 10

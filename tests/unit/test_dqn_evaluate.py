@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import pytest
 
 from models.config import EnvConfig
 from models.env import BUY, SELL
+from models.evaluation import EvaluationReport, Metrics, PerAccounting
 from pipelines.evaluate import buy_and_hold, max_drawdown, run_backtest, sharpe_ratio
 
 REPO = Path(__file__).resolve().parents[2]
@@ -63,3 +65,17 @@ def test_bad_arguments_exit_non_zero_with_one_line(args: list[str], message: str
     assert done.returncode != 0
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0]
+
+
+def test_an_evaluation_report_round_trips_through_its_metrics_json_shape() -> None:
+    metrics = Metrics(final_profit=12.5, total_return=0.01, sharpe=1.25, max_drawdown=0.2, n_buys=3, n_sells=2,
+                      n_trades=5, fees=0.75)  # fmt: skip
+    other = Metrics(**{**metrics.to_dict(), "sharpe": -0.5})
+    report = EvaluationReport(744, PerAccounting(metrics, other, metrics), PerAccounting(other, other, metrics))
+    data = json.loads(json.dumps(report.to_dict()))
+    assert list(data) == ["hours", "agent", "buy_and_hold"]
+    assert list(data["agent"]) == ["unit", "portfolio_no_fees", "portfolio_fees"]
+    assert data["agent"]["portfolio_no_fees"]["sharpe"] == -0.5
+    assert EvaluationReport.from_dict(data) == report
+    with pytest.raises(ValueError, match="no curves"):
+        report.plot_curves()

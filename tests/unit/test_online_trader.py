@@ -12,7 +12,7 @@ from models.broker import Fill, OrderRequest, PaperBroker
 from models.config import EnvConfig
 from models.errors import TemporaryError
 from models.kline import HOUR_MS, Kline
-from pipelines.dataset import TimeRange
+from models.time_range import TimeRange
 from pipelines.evaluate import policy_decider, run_backtest
 from streaming.checkpoint import Checkpoint
 from streaming.online_learner import OnlineConfig

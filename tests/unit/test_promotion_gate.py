@@ -1,78 +1,87 @@
-"""The champion/challenger gate's pure comparison (pipelines/promotion.py: judge) and the retrain params."""
+"""The champion/challenger gate's pure comparison (pipelines/promotion.py: compare_with_champion) and the
+retrain params."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 
 from models.errors import PermanentError
-from pipelines.promotion import GateConfig, HoldoutMetrics, judge
-from pipelines.retrain import config_from_params, train_configs
+from models.evaluation import EvaluationReport, Metrics, PerAccounting
+from models.time_range import TimeRange
+from pipelines.promotion import HoldoutMetrics, compare_with_champion
+from pipelines.retrain import train_configs
+from pipelines.retrain_config import GateConfig, RetrainConfig, config_from_params
 
 CONFIG = GateConfig(sharpe_margin=0.1, max_drawdown=0.3, drawdown_slack=0.05, min_trades=10)
 CHAMPION = HoldoutMetrics(sharpe=1.0, max_drawdown=0.10, n_trades=40)
 
 
 def test_a_challenger_that_beats_the_champion_by_more_than_the_margin_is_promoted() -> None:
-    decision = judge(HoldoutMetrics(1.2, 0.12, 30), CHAMPION, CONFIG)
+    decision = compare_with_champion(HoldoutMetrics(1.2, 0.12, 30), CHAMPION, CONFIG)
     assert decision.promote
     assert "beats champion" in decision.summary
 
 
 def test_a_worse_challenger_is_rejected_with_the_numbers_in_the_reason() -> None:
-    decision = judge(HoldoutMetrics(0.5, 0.10, 30), CHAMPION, CONFIG)
+    decision = compare_with_champion(HoldoutMetrics(0.5, 0.10, 30), CHAMPION, CONFIG)
     assert not decision.promote
     assert "0.5000 does not beat champion 1.0000" in decision.summary
 
 
 def test_a_tie_is_not_promoted_even_with_a_zero_margin() -> None:
     tie = HoldoutMetrics(1.0, 0.10, 40)
-    assert not judge(tie, CHAMPION, CONFIG).promote
-    assert not judge(tie, CHAMPION, GateConfig(sharpe_margin=0.0, min_trades=0)).promote
+    assert not compare_with_champion(tie, CHAMPION, CONFIG).promote
+    assert not compare_with_champion(tie, CHAMPION, GateConfig(sharpe_margin=0.0, min_trades=0)).promote
 
 
 def test_a_better_sharpe_within_the_margin_is_not_enough() -> None:
-    assert not judge(HoldoutMetrics(1.05, 0.10, 40), CHAMPION, CONFIG).promote
+    assert not compare_with_champion(HoldoutMetrics(1.05, 0.10, 40), CHAMPION, CONFIG).promote
 
 
 def test_a_drawdown_above_the_absolute_bound_is_rejected_even_with_a_better_sharpe() -> None:
-    decision = judge(HoldoutMetrics(3.0, 0.31, 40), CHAMPION, CONFIG)
+    decision = compare_with_champion(HoldoutMetrics(3.0, 0.31, 40), CHAMPION, CONFIG)
     assert not decision.promote
     assert "bound 0.3000" in decision.summary
 
 
 def test_a_drawdown_much_worse_than_the_champions_is_rejected() -> None:
-    decision = judge(HoldoutMetrics(3.0, 0.16, 40), CHAMPION, CONFIG)
+    decision = compare_with_champion(HoldoutMetrics(3.0, 0.16, 40), CHAMPION, CONFIG)
     assert not decision.promote
     assert "slack" in decision.summary
 
 
 def test_too_few_trades_is_rejected() -> None:
-    decision = judge(HoldoutMetrics(3.0, 0.05, 9), CHAMPION, CONFIG)
+    decision = compare_with_champion(HoldoutMetrics(3.0, 0.05, 9), CHAMPION, CONFIG)
     assert not decision.promote
     assert "9 trades < minimum 10" in decision.summary
 
 
 def test_without_a_champion_the_absolute_bounds_decide() -> None:
-    assert judge(HoldoutMetrics(-0.5, 0.2, 12), None, CONFIG).promote
-    assert not judge(HoldoutMetrics(2.0, 0.4, 12), None, CONFIG).promote
-    assert not judge(HoldoutMetrics(2.0, 0.2, 3), None, CONFIG).promote
-    assert not judge(HoldoutMetrics(-0.5, 0.2, 12), None, GateConfig(min_sharpe=0.0, min_trades=0)).promote
+    assert compare_with_champion(HoldoutMetrics(-0.5, 0.2, 12), None, CONFIG).promote
+    assert not compare_with_champion(HoldoutMetrics(2.0, 0.4, 12), None, CONFIG).promote
+    assert not compare_with_champion(HoldoutMetrics(2.0, 0.2, 3), None, CONFIG).promote
+    assert not compare_with_champion(
+        HoldoutMetrics(-0.5, 0.2, 12), None, GateConfig(min_sharpe=0.0, min_trades=0)
+    ).promote
 
 
 def test_a_non_finite_sharpe_is_never_promoted() -> None:
-    assert not judge(HoldoutMetrics(math.nan, 0.1, 40), None, CONFIG).promote
+    assert not compare_with_champion(HoldoutMetrics(math.nan, 0.1, 40), None, CONFIG).promote
 
 
 def test_every_failed_check_is_reported() -> None:
-    decision = judge(HoldoutMetrics(0.0, 0.5, 1), CHAMPION, CONFIG)
+    decision = compare_with_champion(HoldoutMetrics(0.0, 0.5, 1), CHAMPION, CONFIG)
     assert len(decision.reasons) == 4
 
 
 def test_holdout_metrics_come_from_the_portfolio_accounting_with_fees() -> None:
-    figures = {"sharpe": 1.5, "max_drawdown": 0.2, "n_trades": 12, "total_return": 0.03}
-    report = {"agent": {"portfolio_fees": figures, "portfolio_no_fees": {**figures, "sharpe": 9.0}}}
+    figures = Metrics(final_profit=30.0, total_return=0.03, sharpe=1.5, max_drawdown=0.2, n_buys=6, n_sells=6,
+                      n_trades=12, fees=1.0)  # fmt: skip
+    other = replace(figures, sharpe=9.0)
+    report = EvaluationReport(744, PerAccounting(other, other, figures), PerAccounting(other, other, other))
     assert HoldoutMetrics.from_report(report) == HoldoutMetrics(1.5, 0.2, 12, 0.03)
 
 
@@ -110,3 +119,20 @@ def test_fewer_episodes_scale_the_training_down() -> None:
     assert (env.episode_hours, train.n_envs, train.total_env_steps, train.seed) == (48, 4, 2 * 48 * 4, 3)
     assert train.learning_starts <= train.total_env_steps // 4
     assert agent.batch_size <= train.total_env_steps
+
+
+def test_the_retrain_dag_params_default_to_the_retrain_and_gate_configs() -> None:
+    from klinestream.airflow_dags import load_dag
+
+    params = load_dag("dqn_retrain").params.dump()
+    assert config_from_params(params) == RetrainConfig()
+    assert {k: params[f"gate_{k}"] for k in ("sharpe_margin", "max_drawdown", "drawdown_slack", "min_trades")} == {
+        k: getattr(GateConfig(), k) for k in ("sharpe_margin", "max_drawdown", "drawdown_slack", "min_trades")
+    }
+
+
+def test_a_retrain_config_keeps_its_ranges_parsed_and_gives_them_back_as_text() -> None:
+    config = config_from_params({"train_range": "2022-01-01:2022-02-01", "test_range": "2022-02-01:2022-03-01"})
+    assert config.test_range == TimeRange.from_bounds("2022-02-01", "2022-03-01")
+    assert config.train_range.end_ms - config.train_range.start_ms == 31 * 24 * 3_600_000
+    assert config.to_dict()["train_range"] == "2022-01-01:2022-02-01"

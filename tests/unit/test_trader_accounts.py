@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
+from models.accounting import TradingRules
 from models.config import EnvConfig
 from models.env import VectorTradingEnv
 from streaming.checkpoint import Checkpoint, FileCheckpointStore, decode_state, encode_state
-from streaming.portfolio import DAY_MS, Portfolio, Sizing
-
-UNIT = Sizing(accounting="unit", order_units=1.0)
+from streaming.portfolio import DAY_MS, Portfolio
 
 
 def test_fifo_lots_realise_profit_net_of_fees() -> None:
@@ -41,7 +42,7 @@ def test_account_features_match_the_backtest_environment_in_unit_accounting() ->
     env = VectorTradingEnv(close, np.ones(5, bool), EnvConfig(capital=250.0), 1, np.array([0]), auto_reset=False)
     env.reset(np.array([0]), np.array([4]))
     account = Portfolio.start(250.0)
-    sizing = Sizing(accounting="unit", order_units=1.0)
+    sizing = TradingRules(EnvConfig(accounting="unit"), order_units=1.0, max_units=math.inf)
     for row, action in enumerate([1, 1, 2, 1]):
         price = close[row]
         np.testing.assert_allclose(account.account(price, sizing), env.account()[0], rtol=1e-6)
@@ -53,7 +54,8 @@ def test_account_features_match_the_backtest_environment_in_unit_accounting() ->
 
 
 def test_portfolio_accounting_sizes_orders_as_fractions_of_equity() -> None:
-    sizing = Sizing(accounting="portfolio", position_step=0.25, max_position=0.5, fee_rate=0.0)
+    env = EnvConfig(accounting="portfolio", reward="log_return", position_step=0.25, max_position=0.5, fee_rate=0.0)
+    sizing = TradingRules(env, order_units=1.0, max_units=math.inf)
     account = Portfolio.start(1_000.0)
     assert account.order_quantity("BUY", 100.0, sizing) == pytest.approx(2.5)
     account.apply_fill("BUY", 5.0, 100.0, 0.0)  # half the equity: at the maximum

@@ -1,0 +1,92 @@
+"""What a retrain does and when its gate promotes: the configs of the ``dqn_retrain`` DAG, the source of
+its params' defaults and of ``klinestream promote``'s options.
+
+Light on purpose (dataclasses and models.time_range only): the DAG file imports it at parse time, where
+mlflow, pandas and torch must stay out (tests/unit/test_dag_integrity.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from models.errors import PermanentError
+from models.time_range import TimeRange, parse_range
+
+VARIANTS = ("linear", "lstm")
+#: The reference protocol's ranges (shared/DESIGN.md §7): train on 2021, hold out January 2023.
+TRAIN_RANGE, TEST_RANGE = parse_range("2021-01-01:2022-01-01"), parse_range("2023-01-01:2023-02-01")
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """When a challenger may replace the champion."""
+
+    sharpe_margin: float = 0.1
+    """The challenger's Sharpe after fees must exceed the champion's by more than this (a tie never wins)."""
+    max_drawdown: float = 0.35
+    """Absolute bound on the challenger's max drawdown after fees (fraction of the peak)."""
+    drawdown_slack: float = 0.05
+    """The challenger's max drawdown may exceed the champion's by at most this."""
+    min_trades: int = 10
+    """Fewest trades (buys + sells) on the holdout: a model that never trades proves nothing."""
+    min_sharpe: float | None = None
+    """Optional absolute floor on the challenger's Sharpe (also applies with no champion)."""
+
+
+@dataclass(frozen=True)
+class RetrainConfig:
+    """What one retrain does (the DAG's params, parsed)."""
+
+    train_range: TimeRange = TRAIN_RANGE
+    """Training klines."""
+    test_range: TimeRange = TEST_RANGE
+    """Holdout klines: the evaluation and the gate."""
+    variants: tuple[str, ...] = VARIANTS
+    seeds: tuple[int, ...] = (0,)
+    episodes: int | None = None
+    """Episodes per environment (total env steps = episodes × episode_hours × n_envs); None = defaults."""
+    episode_hours: int | None = None
+    n_envs: int | None = None
+    promote: bool = True
+    gate: GateConfig = field(default_factory=GateConfig)
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.variants) - set(VARIANTS))
+        if unknown or not self.variants:
+            raise PermanentError(f"variants must be among {VARIANTS}, got {list(self.variants)}")
+        if not self.seeds:
+            raise PermanentError("seeds must name at least one seed, e.g. [0]")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, the ranges as their ``START:END`` text."""
+        return {**asdict(self), "train_range": str(self.train_range), "test_range": str(self.test_range)}
+
+
+def config_from_params(params: Mapping[str, Any]) -> RetrainConfig:
+    """A :class:`RetrainConfig` from DAG params (lists from JSON, blanks meaning "default"); the gate's
+    fields come from ``gate_<field>`` keys (``gate_sharpe_margin``, ``gate_min_trades``, ...)."""
+    gate_params = {
+        f.name: params[f"gate_{f.name}"] for f in fields(GateConfig) if params.get(f"gate_{f.name}") not in (None, "")
+    }
+
+    def optional_int(key: str) -> int | None:
+        value = params.get(key)
+        return None if value in (None, "", 0) else int(value)
+
+    def time_range(key: str, default: TimeRange) -> TimeRange:
+        return parse_range(str(params[key])) if params.get(key) else default
+
+    defaults = RetrainConfig()
+    return RetrainConfig(
+        train_range=time_range("train_range", defaults.train_range),
+        test_range=time_range("test_range", defaults.test_range),
+        variants=tuple(params.get("variants") or defaults.variants),
+        seeds=tuple(int(s) for s in (params.get("seeds") or defaults.seeds)),
+        episodes=optional_int("episodes"),
+        episode_hours=optional_int("episode_hours"),
+        n_envs=optional_int("n_envs"),
+        promote=bool(params.get("promote", defaults.promote)),
+        gate=GateConfig(**gate_params),
+    )
