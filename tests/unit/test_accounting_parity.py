@@ -22,9 +22,9 @@ import numpy as np
 import pytest
 
 from models.accounting import BUY, HOLD, SELL, TradingRules, market_fill, step_reward
+from models.broker import OrderRequest, PaperBroker
 from models.config import ACCOUNTINGS, REWARD_KINDS, EnvConfig, config_to_dict
 from models.env import VectorTradingEnv
-from streaming.brokers import OrderRequest, PaperBroker
 from streaming.online_trader import TraderConfig, trading_rules
 from streaming.portfolio import Portfolio
 from streaming.records import SIDES
