@@ -42,7 +42,7 @@ lock: ## Re-resolve requirements.lock from pyproject.toml
 lint: $(STAMP) ## ruff (lint + format check) and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy models pipelines streaming klinestream
+	$(BIN)/mypy models adapters pipelines streaming klinestream
 
 format: $(STAMP) ## Format and fix what ruff can
 	$(BIN)/ruff format .

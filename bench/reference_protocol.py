@@ -26,7 +26,9 @@ from typing import Any
 
 import torch
 
-from pipelines.dataset import load_klines, parse_range
+from adapters.kline_files import read_kline_folder
+from models.settings import DEFAULT_SYMBOLS
+from pipelines.dataset import parse_range
 from pipelines.experiments import REFERENCE_TABLE, mean_std, results_tables, run_training
 
 REPO = Path(__file__).resolve().parents[1]
@@ -199,7 +201,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
     if not args.report_only:
-        klines = load_klines(args.data_dir)
+        klines = read_kline_folder(args.data_dir, DEFAULT_SYMBOLS)
         for seed in args.seeds:
             for variant in args.variants:
                 _run(klines, variant, seed, args.reward, args.reuse, args.threads)

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from adapters.kline_files import read_kline_folder
 from models.errors import PermanentError
 from models.features import FeatureSpec, FeatureTable, Normalizer, compute_feature_table, infer_spec, state_rows
 from models.features import window_index as _window_index
 from models.settings import DEFAULT_SYMBOLS
-from pipelines.kline_files import read_kline_folder
 
 logger = logging.getLogger(__name__)
 

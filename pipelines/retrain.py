@@ -21,17 +21,19 @@ from typing import Any
 import mlflow
 import pandas as pd
 
+from adapters import lake
+from adapters.mlflow import tracking
+from adapters.mlflow.aliases import set_challenger
+from adapters.mlflow.registry import registry_client
 from models.config import AgentConfig, EnvConfig, TrainConfig
 from models.errors import PermanentError
 from models.features import WARMUP_HOURS
 from models.kline import HOUR_MS
 from models.policy import Policy
-from models.registry import registry_client
 from models.settings import Settings
-from pipelines import lake, tracking
 from pipelines.dataset import build_dataset, parse_range
 from pipelines.evaluate import evaluate_policy
-from pipelines.promotion import GateConfig, HoldoutMetrics, gate_version, set_challenger
+from pipelines.promotion import GateConfig, HoldoutMetrics, gate_version
 from pipelines.train import default_configs, train_agent
 
 log = logging.getLogger(__name__)

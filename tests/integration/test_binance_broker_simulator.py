@@ -7,10 +7,10 @@ import pytest
 from binance.client import Client
 
 from models.kline import HOUR_MS
+from models.records import client_order_id
 from models.settings import load_settings
 from pipelines.simulator import ReplayClock
 from streaming.brokers import BinanceBroker, OrderRequest, make_broker
-from streaming.records import client_order_id
 from tests.market_data import make_market, ms, running_simulator
 
 pytestmark = pytest.mark.integration

@@ -80,7 +80,7 @@ class DecisionCounter:
     """Counts the trader's decisions in Cassandra over one connection (0 until the stream made the schema)."""
 
     def __init__(self, settings: Settings) -> None:
-        from streaming.cassandra_sink import connect_cluster
+        from adapters.cassandra.session import connect_cluster
 
         self.cluster, self.session = connect_cluster(settings, max_outage_seconds=30)
         self.query = (

@@ -11,9 +11,9 @@ from binance.exceptions import BinanceAPIException
 from pydantic import SecretStr
 
 from models.errors import SettingsError, TradingSafetyError
+from models.records import client_order_id
 from models.settings import Settings, load_settings
 from streaming.brokers import BinanceBroker, OrderRequest, PaperBroker, make_broker
-from streaming.records import client_order_id
 
 HOUR = 1_672_531_200_000  # 2023-01-01 00:00 UTC
 

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
+from models.checkpoint import Checkpoint
 from models.config import EnvConfig
 from models.errors import TemporaryError
 from models.kline import HOUR_MS, Kline
 from pipelines.dataset import TimeRange
 from pipelines.evaluate import policy_decider, run_backtest
 from streaming.brokers import Fill, OrderRequest, PaperBroker
-from streaming.checkpoint import Checkpoint
 from streaming.online_learner import OnlineConfig
 from streaming.online_trader import OnlineTrader, TraderConfig
 from streaming.risk import RiskLimits

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from adapters.checkpoint_files import FileCheckpointStore
+from models.checkpoint import Checkpoint, decode_state, encode_state
 from models.config import EnvConfig
 from models.env import VectorTradingEnv
-from streaming.checkpoint import Checkpoint, FileCheckpointStore, decode_state, encode_state
 from streaming.portfolio import DAY_MS, Portfolio, Sizing
 
 UNIT = Sizing(accounting="unit", order_units=1.0)
