@@ -89,10 +89,15 @@ class DecisionCounter:
 
     def __call__(self) -> int:
         from cassandra import DriverException
+        from cassandra.cluster import NoHostAvailable
 
         try:
             return int(self.session.execute(self.query, (TRADER, TRADED), timeout=30).one()[0])
         except DriverException:  # the keyspace does not exist yet: the stream creates it at start-up
+            return 0
+        except NoHostAvailable as exc:  # the table is being created ("Unknown CF"): its schema is not settled yet
+            if "Unknown CF" not in str(exc):
+                raise
             return 0
 
     def close(self) -> None:
