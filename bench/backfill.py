@@ -46,8 +46,8 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    from pipelines import lake
-    from pipelines.backfill import KlineSource, ingest_raw, promote
+    from adapters import lake
+    from pipelines.backfill import KlineSource, ingest_raw, publish
     from pipelines.validation import KlineValidator
     from simulator import KlineStore, SimulatorServer
 
@@ -63,8 +63,8 @@ def main() -> None:
         root = Path(tmp) / "sim"
         source = KlineSource("simulator", server.base_url)
         _timed("simulator → python-binance → raw lake", total, lambda: ingest_raw(root, source, SYMBOLS, start, end))
-        _timed("validate (GX) + promote → validated", validated,
-               lambda: promote(root, SYMBOLS, start, end, validator))  # fmt: skip
+        _timed("validate (GX) + publish → validated", validated,
+               lambda: publish(root, SYMBOLS, start, end, validator))  # fmt: skip
         _timed("read validated range (pyarrow, pruned)", len,
                lambda: lake.read_range(root, "validated", SYMBOLS, start, end))  # fmt: skip
         frames = {s: lake.read_range(root, "raw", [s], start, end) for s in SYMBOLS}
@@ -73,8 +73,8 @@ def main() -> None:
         files_root = Path(tmp) / "files"
         files = KlineSource("files", path=args.data_dir)
         _timed("files → raw lake", total, lambda: ingest_raw(files_root, files, SYMBOLS, start, end))
-        _timed("validate (GX) + promote → validated", validated,
-               lambda: promote(files_root, SYMBOLS, start, end, validator))  # fmt: skip
+        _timed("validate (GX) + publish → validated", validated,
+               lambda: publish(files_root, SYMBOLS, start, end, validator))  # fmt: skip
         _timed("rerun files → raw lake (replace partitions)", total,
                lambda: ingest_raw(files_root, files, SYMBOLS, start, end))  # fmt: skip
     print(f"load average {os.getloadavg()}")

@@ -19,8 +19,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from adapters.kline_files import read_kline_folder
 from models.time_range import parse_range
-from pipelines.dataset import load_klines
 from pipelines.experiments import mean_std, run_training
 
 WALK_FORWARD_TEST_START_MS = 1_640_995_200_000  # 2022-01-01
@@ -61,7 +61,7 @@ def main() -> None:
     train, test = parse_range(args.train), parse_range(args.test)
     if test.end_ms > WALK_FORWARD_TEST_START_MS or train.end_ms > WALK_FORWARD_TEST_START_MS:
         parser.error("ranges must end by 2022-01-01: 2022 and 2023 are the walk-forward's test months")
-    klines = load_klines(args.data_dir)
+    klines = read_kline_folder(args.data_dir)
     klines = klines[klines["open_time"] < test.end_ms]
     print(f"train {train}, test {test}, reward risk (0.1% fee per side), {args.steps:,} env steps, 1 thread")
     print(f"load average before: {os.getloadavg()}")

@@ -28,11 +28,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from adapters.kline_files import read_kline_folder
 from models.feature_sets import FEATURE_SETS
 from models.features import FeatureSpec, Normalizer, compute_feature_table, infer_spec
 from models.kline import HOUR_MS
 from models.synthetic import synthetic_klines
-from pipelines.dataset import load_klines
 
 TRAIN_END_MS = 1_640_995_200_000  # 2022-01-01: normalisation fitted on 2021, as the reference protocol trains
 
@@ -42,7 +42,7 @@ def _data(data_dir: str | None) -> tuple[pd.DataFrame, str]:
     candidates += [str(p / "shared" / "data" / "binance_spot_1h") for p in Path(__file__).resolve().parents]
     for folder in filter(None, candidates):
         if (Path(folder) / "BTCUSDT.csv").exists():
-            return load_klines(folder), f"real klines ({folder})"
+            return read_kline_folder(folder), f"real klines ({folder})"
     return synthetic_klines(2 * 24 * 365), "synthetic klines (two years)"
 
 

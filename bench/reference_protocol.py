@@ -27,9 +27,10 @@ from typing import Any
 
 import torch
 
+from adapters.kline_files import read_kline_folder
 from models.config import REWARD_KINDS
+from models.settings import DEFAULT_SYMBOLS
 from models.time_range import parse_range
-from pipelines.dataset import load_klines
 from pipelines.experiments import REFERENCE_TABLE, RunSummary, mean_std, results_tables, run_training
 
 REPO = Path(__file__).resolve().parents[1]
@@ -196,7 +197,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
     if not args.report_only:
-        klines = load_klines(args.data_dir)
+        klines = read_kline_folder(args.data_dir, DEFAULT_SYMBOLS)
         for seed in args.seeds:
             for variant in args.variants:
                 _run(klines, variant, seed, args.reward, args.reuse, args.threads)

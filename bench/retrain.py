@@ -59,12 +59,12 @@ def _prepare(args: argparse.Namespace, work: Path) -> None:
     )
     airflow = Path(sys.executable).with_name("airflow")
     subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True, timeout=900)
+    from adapters import lake
+    from adapters.kline_files import read_kline_folder
     from models.settings import load_settings
-    from pipelines import lake
-    from pipelines.dataset import load_klines
 
     settings = load_settings()
-    frame = load_klines(args.data_dir, settings.symbols)
+    frame = read_kline_folder(args.data_dir, settings.symbols)
     start, end = int(frame["open_time"].min()), int(frame["open_time"].max()) + 3_600_000
     lake.write_range(settings.lake_root, "validated", frame, start, end)
 

@@ -98,8 +98,8 @@ def make_policy_dir(frame: Any, folder: Path) -> Path:
 def fresh_run(settings: Settings) -> Iterator[Settings]:
     """Settings on fresh topics and a fresh keyspace; both removed afterwards."""
 
-    from streaming.cassandra_sink import connect_cluster
-    from streaming.kafka_io import delete_topics, ensure_topics
+    from adapters.cassandra.session import connect_cluster
+    from adapters.kafka import delete_topics, ensure_topics
 
     tag = uuid.uuid4().hex[:8]
     run = settings.model_copy(
@@ -120,7 +120,7 @@ def fresh_run(settings: Settings) -> Iterator[Settings]:
 
 
 def append(settings: Settings, klines: list[Kline]) -> None:
-    from streaming.ingestor import publish_klines
+    from adapters.kafka import publish_klines
 
     publish_klines(settings, klines, "bench", client_id="bench-producer")
 
@@ -186,7 +186,7 @@ def run_replay(
         run_stream(spark, run, timed, options)
         seconds = time.perf_counter() - started
         measured = latencies(run, timed, klines[0].open_time + 48 * HOUR_MS)
-        timed.trader.sink.close()
+        timed.trader.sink.db.close()
     steady = steady_rate(timed.batches)
     return {"klines": len(klines), "seconds": seconds, "decisions": timed.decisions, "steady": steady,
             "batches": len(timed.batches), **measured}  # fmt: skip
@@ -202,7 +202,7 @@ def run_live(
     pace: float,
     trigger: float,
 ) -> dict[str, Any]:
-    from streaming.kafka_io import build_producer
+    from adapters.kafka import build_producer
     from streaming.spark_job import StreamOptions, start_stream
 
     with fresh_run(settings) as run, tempfile.TemporaryDirectory() as checkpoint:
@@ -222,7 +222,7 @@ def run_live(
             query.stop()
             producer.close()
         measured = latencies(run, timed, live[0][0].open_time)
-        timed.trader.sink.close()
+        timed.trader.sink.db.close()
     return {"klines": sum(len(h) for h in live), "decisions": timed.decisions, **measured}
 
 
@@ -261,7 +261,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     import torch
 
-    from pipelines.kline_files import read_kline_dirs
+    from adapters.kline_files import read_kline_dirs
     from streaming.spark_job import StreamOptions
     from streaming.spark_session import build_spark_session
 

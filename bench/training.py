@@ -28,13 +28,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from adapters.kline_files import read_kline_folder
 from models.agent import DqnAgent
 from models.config import AgentConfig, EnvConfig
 from models.env import VectorTradingEnv
 from models.replay import IndexReplayBuffer
+from models.settings import DEFAULT_SYMBOLS
 from models.synthetic import START_MS, synthetic_klines
 from models.time_range import TimeRange
-from pipelines.dataset import MarketDataset, build_dataset, load_klines
+from pipelines.dataset import MarketDataset, build_dataset
 from pipelines.train import default_configs, train_agent
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "binance_spot_1h"
@@ -43,7 +45,11 @@ YEAR_2021 = TimeRange(1_609_459_200_000, 1_640_995_200_000, "2021-01-01:2022-01-
 
 def load_dataset() -> tuple[MarketDataset, TimeRange, str]:
     if (SHARED / "BTCUSDT.csv").exists():
-        return build_dataset(load_klines(SHARED), YEAR_2021), YEAR_2021, f"real klines ({SHARED})"
+        return (
+            build_dataset(read_kline_folder(SHARED, DEFAULT_SYMBOLS), YEAR_2021),
+            YEAR_2021,
+            f"real klines ({SHARED})",
+        )
     hours = 24 * 365
     synthetic = TimeRange(START_MS, START_MS + hours * 3_600_000, "synthetic year")
     return build_dataset(synthetic_klines(hours + 48), synthetic), synthetic, "synthetic klines"

@@ -71,16 +71,16 @@ with DAG(
         return ingest_raw(settings.lake_root, source, settings.symbols, start_ms, end_ms, require_complete=True)
 
     @task(outlets=[VALIDATED_KLINES])
-    def validate_and_promote(fetched: dict[str, int]) -> dict[str, Any]:
-        """Validate the interval's raw klines; promote passing partitions; fail naming rule, symbol, hours."""
+    def validate_and_publish(fetched: dict[str, int]) -> dict[str, Any]:
+        """Validate the interval's raw klines; publish passing partitions; fail naming rule, symbol, hours."""
         from models.settings import load_settings
-        from pipelines.backfill import BackfillSummary, promote
+        from pipelines.backfill import BackfillSummary, publish
 
         settings = load_settings()
         start_ms, end_ms = _interval_ms()
-        results = promote(settings.lake_root, settings.symbols, start_ms, end_ms)
+        results = publish(settings.lake_root, settings.symbols, start_ms, end_ms)
         summary = BackfillSummary(start_ms, end_ms, "lake raw", fetched=fetched, results=results)
         summary.raise_for_failures()
         return {"rows": summary.rows, "known_gap_hours": summary.known_gap_hours}
 
-    validate_and_promote(fetch_raw())
+    validate_and_publish(fetch_raw())

@@ -1,1 +1,1 @@
-"""Batch steps called by the Airflow DAGs and the CLI: fetch, lake, validate, dataset, train, evaluate, register."""
+"""Batch steps called by the Airflow DAGs and the CLI: backfill, validate, dataset, train, evaluate, gate."""

@@ -1,9 +1,10 @@
-"""Backfill: fetch → ``raw`` → validate → ``validated``, for some symbols over ``[start, end)``.
+"""Backfill: fetch → ``raw`` → validate → publish to ``validated``, for some symbols over ``[start, end)``.
 
 The one implementation the ``klines_backfill`` DAG (one hour per run) and ``klinestream backfill`` (any
 range) both call. Every write is keyed by the range, so reruns and overlapping ranges change nothing.
-Promotion is per partition (symbol and UTC day): a day with a failing kline stays out of ``validated``
-(what ``validated`` held for it before is left as it was); the other days are promoted.
+Publishing is per partition (symbol and UTC day): a day with a failing kline stays out of ``validated``
+(what ``validated`` held for it before is left as it was); the other days are published. ("Promote" is
+reserved for moving the champion alias of the model registry.)
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from typing import Literal
 
 import pandas as pd
 
+from adapters import lake
 from models.errors import SettingsError, TemporaryError, ValidationFailed
 from models.kline import klines_to_frame
 from models.settings import Settings, env_name
-from pipelines import lake
 from pipelines.validation import KlineValidator, ValidationResult, format_hour, load_known_outages
 
 log = logging.getLogger(__name__)
@@ -67,12 +68,12 @@ def resolve_source(settings: Settings, kind: str | None = None, path: Path | str
     raise SettingsError(f"unknown source {kind!r}; use one of {SOURCES}")
 
 
-def load_klines(
+def fetch_from_source(
     source: KlineSource, symbol: str, start_ms: int, end_ms: int, progress: Progress | None = None
 ) -> pd.DataFrame:
     """One symbol's klines of ``[start_ms, end_ms)`` from ``source`` as a contract frame."""
     if source.kind == "files":
-        from pipelines.kline_files import read_kline_dir
+        from adapters.kline_files import read_kline_dir
 
         assert source.path is not None
         frame = read_kline_dir(source.path, symbol, start_ms, end_ms)
@@ -103,7 +104,7 @@ def ingest_raw(
     rows = {}
     lagging = []
     for symbol in symbols:
-        frame = load_klines(source, symbol, start_ms, end_ms, progress)
+        frame = fetch_from_source(source, symbol, start_ms, end_ms, progress)
         lake.write_range(root, "raw", frame, start_ms, end_ms, symbols=[symbol])
         rows[symbol] = len(frame)
         log.info("raw written symbol=%s rows=%d source=%s", symbol, len(frame), source.kind)
@@ -138,7 +139,7 @@ def _passing_runs(result: ValidationResult) -> list[tuple[int, int]]:
     return runs
 
 
-def promote(
+def publish(
     root: Path,
     symbols: Sequence[str],
     start_ms: int,
@@ -146,7 +147,7 @@ def promote(
     validator: KlineValidator | None = None,
     progress: Progress | None = None,
 ) -> list[ValidationResult]:
-    """Validate the ``raw`` klines of each symbol over the range and promote the passing days."""
+    """Validate the ``raw`` klines of each symbol over the range and publish the passing days to ``validated``."""
     validator = validator or KlineValidator()
     results = []
     for symbol in symbols:
@@ -223,5 +224,5 @@ def backfill(
         raise ValueError(f"empty range: start {format_hour(start_ms)} is not before end {format_hour(end_ms)}")
     summary = BackfillSummary(start_ms, end_ms, source.describe())
     summary.fetched = ingest_raw(root, source, symbols, start_ms, end_ms, fetch_progress)
-    summary.results = promote(root, symbols, start_ms, end_ms, validator, validate_progress)
+    summary.results = publish(root, symbols, start_ms, end_ms, validator, validate_progress)
     return summary

@@ -1,6 +1,6 @@
 """Dataset building: a contract-form kline frame + date ranges → aligned, normalised feature arrays.
 
-The frame may come from a folder of kline files (:func:`load_klines`, via ``read_kline_folder``) or
+The frame may come from a folder of kline files (:func:`adapters.kline_files.read_kline_folder`) or
 from the kline lake; anything in the contract form of models/kline.py works. Features are computed
 once on the whole frame (so a test range has its history before it); the normalisation is fitted
 on the training range only.
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,14 +19,8 @@ from models.features import FeatureSpec, FeatureTable, Normalizer, compute_featu
 from models.features import window_index as _window_index
 from models.settings import DEFAULT_SYMBOLS
 from models.time_range import RangeError, TimeRange
-from pipelines.kline_files import read_kline_folder
 
 logger = logging.getLogger(__name__)
-
-
-def load_klines(data_dir: Path | str, symbols: tuple[str, ...] = DEFAULT_SYMBOLS) -> pd.DataFrame:
-    """Klines of ``symbols`` from ``<data_dir>/<SYMBOL>.csv`` (contract form)."""
-    return read_kline_folder(data_dir, symbols)
 
 
 @dataclass(frozen=True)

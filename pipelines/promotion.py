@@ -12,6 +12,8 @@
   why a version is (not) the champion.
 
 A person can also set ``champion`` in the MLflow UI: the platform reads the alias, never a copy.
+The alias moves themselves (``set_challenger``, ``promote``, ``rollback``) are the MLflow adapter's
+(adapters/mlflow/aliases.py); this module decides when.
 """
 
 from __future__ import annotations
@@ -20,14 +22,13 @@ import json
 import logging
 import math
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
-from mlflow import MlflowClient
 
+from adapters.mlflow.aliases import promote, set_tags, utc_timestamp
+from adapters.mlflow.registry import CHAMPION, RegistryError, alias_version, load_version, registry_client
 from models.evaluation import EvaluationReport, ReportedAccounting
-from models.registry import CHALLENGER, CHAMPION, PREVIOUS, RegistryError, alias_version, load_version, registry_client
 from models.time_range import TimeRange
 from pipelines.evaluate import evaluate_policy
 from pipelines.retrain_config import GateConfig
@@ -107,61 +108,13 @@ def compare_with_champion(
     return GateDecision(True, (why,), challenger, champion, config)
 
 
-# --- aliases and tags -------------------------------------------------------------------------------
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def set_tags(client: MlflowClient, name: str, version: int, tags: dict[str, Any]) -> None:
-    for key, value in tags.items():
-        client.set_model_version_tag(name, str(version), key, str(value))
-
-
-def set_challenger(client: MlflowClient, name: str, version: int) -> None:
-    """Point ``challenger`` at a new version."""
-    client.set_registered_model_alias(name, CHALLENGER, str(version))
-    set_tags(client, name, version, {"gate.challenger_since": _now()})
-    log.info("alias challenger model=%s version=%d", name, version)
-
-
-def promote(client: MlflowClient, name: str, version: int, how: str, tracking_uri: str) -> int | None:
-    """Make ``version`` the champion; the displaced champion becomes ``previous``. Returns the displaced one."""
-    old = alias_version(tracking_uri, name, CHAMPION)
-    if old == version:
-        log.info("model=%s version=%d is already the champion", name, version)
-        return None
-    client.set_registered_model_alias(name, CHAMPION, str(version))
-    set_tags(client, name, version, {"gate.champion_since": _now(), "gate.promoted_by": how})
-    if old is not None:
-        client.set_registered_model_alias(name, PREVIOUS, str(old))
-        set_tags(client, name, old, {"gate.displaced_by": version, "gate.displaced_at": _now()})
-    log.info("alias champion model=%s version=%d previous=%s how=%s", name, version, old, how)
-    return old
-
-
-def rollback(client: MlflowClient, name: str, tracking_uri: str) -> int:
-    """Put the ``previous`` champion back; the rolled-back version keeps a tag. Returns the new champion."""
-    previous = alias_version(tracking_uri, name, PREVIOUS)
-    if previous is None:
-        raise RegistryError(f"model {name!r} has no {PREVIOUS!r} alias: nothing to roll back to")
-    current = alias_version(tracking_uri, name, CHAMPION)
-    client.set_registered_model_alias(name, CHAMPION, str(previous))
-    client.delete_registered_model_alias(name, PREVIOUS)
-    set_tags(client, name, previous, {"gate.champion_since": _now(), "gate.promoted_by": "rollback"})
-    if current is not None:
-        set_tags(client, name, current, {"gate.rolled_back": "true", "gate.rolled_back_at": _now(),
-                                         "gate.displaced_by": previous})  # fmt: skip
-    log.info("rollback model=%s champion=%d (was %s)", name, previous, current)
-    return previous
-
-
 def decision_tags(decision: GateDecision, champion_version: int | None, holdout: str) -> dict[str, Any]:
     """The ``gate.*`` tags of one decision, set on the challenger version."""
     tags: dict[str, Any] = {
         "gate.decision": "promoted" if decision.promote else "rejected",
         "gate.reason": "; ".join(decision.reasons)[:4900],
         "gate.holdout": holdout,
-        "gate.decided_at": _now(),
+        "gate.decided_at": utc_timestamp(),
         "gate.config": json.dumps(asdict(decision.config), sort_keys=True),
         "gate.champion_version": "none" if champion_version is None else champion_version,
     }

@@ -21,18 +21,20 @@ from typing import Any
 import mlflow
 import pandas as pd
 
+from adapters import lake
+from adapters.mlflow import tracking
+from adapters.mlflow.aliases import set_challenger
+from adapters.mlflow.registry import registry_client
 from models.config import AgentConfig, EnvConfig, TrainConfig
 from models.errors import PermanentError
 from models.evaluation import EvaluationReport
 from models.features import WARMUP_HOURS
 from models.kline import HOUR_MS
 from models.policy import Policy
-from models.registry import registry_client
 from models.settings import Settings
-from pipelines import lake, tracking
 from pipelines.dataset import build_dataset
 from pipelines.evaluate import evaluate_policy
-from pipelines.promotion import HoldoutMetrics, gate_version, set_challenger
+from pipelines.promotion import HoldoutMetrics, gate_version
 from pipelines.retrain_config import RetrainConfig
 from pipelines.train import default_configs, train_agent
 

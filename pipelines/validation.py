@@ -1,4 +1,4 @@
-"""Kline validation with Great Expectations 1.x, and promotion of passing partitions to ``validated``.
+"""Kline validation with Great Expectations 1.x, deciding which partitions are published to ``validated``.
 
 The suite (``great_expectations/expectations/klines_1h.json``), the checkpoint configuration
 (``great_expectations/checkpoints/klines_1h.json``) and the versioned list of known exchange outages
@@ -7,7 +7,7 @@ module loads them into an ephemeral GX context, so no GX project state is writte
 Data docs go under ``<KLINESTREAM_HOME>/great_expectations/data_docs``.
 
 One batch = one symbol over a range ``[start, end)`` (fast: one GX run per symbol and range), but
-promotion is per partition: a day with a failing kline never reaches ``validated``, the other days do.
+publishing is per partition: a day with a failing kline never reaches ``validated``, the other days do.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from adapters import lake
 from models.kline import HOUR_MS, PRICE_COLUMNS, conform_frame
-from pipelines import lake
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ class ValidationResult:
 
     @cached_property
     def failed_days(self) -> set[str]:
-        """UTC days that must not be promoted (every day of the range if a batch-wide rule failed)."""
+        """UTC days that must not be published (every day of the range if a batch-wide rule failed)."""
         if any(not f.hours for f in self.failures):
             return set(lake.days_in_range(self.start_ms, self.end_ms))
         return {lake.day_of(h) for f in self.failures for h in f.hours}

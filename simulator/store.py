@@ -51,7 +51,7 @@ class KlineStore:
 
     @classmethod
     def from_files(cls, folder: Path | str, symbols: Sequence[str] | None = None) -> KlineStore:
-        from pipelines.kline_files import read_kline_dirs
+        from adapters.kline_files import read_kline_dirs
 
         folder = Path(folder)
         if symbols is None:
@@ -67,7 +67,7 @@ class KlineStore:
     def from_lake(
         cls, root: Path | str, symbols: Sequence[str], start_ms: int, end_ms: int, zone: str = "validated"
     ) -> KlineStore:
-        from pipelines import lake
+        from adapters import lake
 
         return cls(lake.read_range(root, zone, symbols, start_ms, end_ms))  # type: ignore[arg-type]
 

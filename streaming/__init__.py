@@ -1,1 +1,1 @@
-"""The live path: ingestor, Spark job, online trader, brokers and the Cassandra sink."""
+"""The live path: ingestor, Spark job, online trader and brokers; Kafka and Cassandra through ``adapters``."""

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from adapters.kafka import DlqRecord
 from models.errors import KlineParseError
 from models.kline import INTERVAL_MS, Kline, check_kline, parse_record
-from streaming.kafka_io import DlqRecord
 
 #: Default ceiling of a ``klines.1h`` value: a kline is ~350 bytes of JSON.
 MAX_RECORD_BYTES = 4096

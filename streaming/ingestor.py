@@ -26,8 +26,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
-from kafka import KafkaProducer
-from kafka.errors import KafkaError
 from tenacity import (
     AsyncRetrying,
     retry_if_exception,
@@ -78,41 +76,6 @@ class KlineRest(Protocol):
 
 #: Opens the kline stream of the given symbols; the context yields message dicts until it breaks.
 StreamOpener = Callable[[list[str]], AbstractAsyncContextManager[AsyncIterator[Mapping[str, Any]]]]
-
-
-class KafkaKlineSink:
-    """Publishes klines to ``topic``: key = symbol, value = :meth:`Kline.to_json`."""
-
-    def __init__(self, producer: KafkaProducer, topic: str) -> None:
-        self.producer = producer
-        self.topic = topic
-        self._pending: list[Any] = []
-
-    def publish(self, kline: Kline, source: str) -> None:
-        self._pending.append(self.producer.send(self.topic, key=kline.symbol.encode(), value=kline.to_json(source)))
-
-    def flush(self) -> None:
-        pending, self._pending = self._pending, []
-        try:
-            self.producer.flush()
-            for future in pending:
-                future.get(timeout=30)
-        except KafkaError as exc:
-            raise TemporaryError(f"publishing {len(pending)} klines to {self.topic} failed: {exc}") from exc
-
-
-def publish_klines(settings: Settings, klines: Iterable[Kline], source: str, client_id: str) -> None:
-    """Publish ``klines`` to ``klines.1h`` with a short-lived idempotent producer, and wait until durable."""
-    from streaming.kafka_io import build_producer
-
-    producer = build_producer(settings, client_id=client_id)
-    try:
-        sink = KafkaKlineSink(producer, settings.kafka_topic_klines)
-        for kline in klines:
-            sink.publish(kline, source)
-        sink.flush()
-    finally:
-        producer.close()
 
 
 class Ingestor:
@@ -325,7 +288,7 @@ async def run_ingestor(
     """Wire the ingestor from settings (topics, idempotent producer, python-binance) and run until ``stop``."""
     from adapters.binance.rest import BinanceRest, make_async_client
     from adapters.binance.websocket import open_kline_stream
-    from streaming.kafka_io import build_producer, ensure_topics, last_published_hours
+    from adapters.kafka import KafkaKlineSink, build_producer, ensure_topics, last_published_hours
 
     ensure_topics(settings)
     last = last_published_hours(settings)

@@ -1,16 +1,20 @@
 """Assembling the live :class:`~streaming.online_trader.OnlineTrader` from settings.
 
 One place decides what a live trader is made of — the broker of the trading mode, Cassandra for
-decisions, orders, positions, checkpoints and the kill switch, the risk limits of the settings — so
-``klinestream stream`` and ``klinestream demo`` trade through the same parts.
+decisions, orders, positions, checkpoints and the kill switch (one connection shared by the Cassandra
+adapter's role classes), the risk limits of the settings — so ``klinestream stream`` and ``klinestream
+demo`` trade through the same parts. The trader's ``sink.db`` is that connection: close it when done.
 """
 
 from __future__ import annotations
 
+from adapters.cassandra.checkpoints import CassandraCheckpointStore
+from adapters.cassandra.controls import CassandraControls
+from adapters.cassandra.session import CassandraSession
+from adapters.cassandra.trade_sink import CassandraTradeSink
+from models.ports import ModelSource
 from models.settings import Settings
 from streaming.brokers import make_broker
-from streaming.cassandra_sink import CassandraSink
-from streaming.model_source import ModelSource
 from streaming.online_learner import OnlineConfig
 from streaming.online_trader import OnlineTrader, TraderConfig
 from streaming.risk import RiskLimits
@@ -25,13 +29,13 @@ def start_live_trader(
     """
     extra = {} if trader_id is None else {"trader_id": trader_id}
     config = TraderConfig.from_settings(settings, online=OnlineConfig(enabled=online), **extra)
-    sink = CassandraSink.connect(settings)
+    db = CassandraSession.connect(settings)
     return OnlineTrader.start(
         config,
         source,
         make_broker(settings),
-        sink,
-        sink,
+        CassandraTradeSink(db),
+        CassandraCheckpointStore(db),
         RiskLimits.from_settings(settings),
-        controls=sink.controls_for(config.trader_id),
+        controls=CassandraControls(db).for_trader(config.trader_id),
     )

@@ -24,11 +24,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from adapters.kafka import DlqRecord
 from models.kline import Kline
 from streaming.aligner import AlignedHour, HourAligner
 from streaming.batch_state import BatchStateStore
 from streaming.dlq import MAX_RECORD_BYTES, Accepted, RawRecord, classify
-from streaming.kafka_io import DlqRecord
 
 log = logging.getLogger(__name__)
 

@@ -1,34 +1,24 @@
-"""Where the online trader gets its model, and where it reports its online weights.
+"""Model sources and online loggers of the online trader that need no outside service.
 
-- :class:`ModelSource`: ``current_version()`` (what the champion alias points to now) and
+- :class:`~models.ports.ModelSource`: ``current_version()`` (what the champion alias points to now) and
   ``load(version)`` (that version as a :class:`~models.policy.Policy`). The trader polls it between
-  micro-batches and hot-swaps when the version changes; it never moves the alias. The MLflow
-  registry adapter lives with the registry code; :class:`DirectoryModelSource` serves saved policy
-  folders (demos, paper runs without MLflow). :class:`PollingModelSource` asks another source from a
-  background thread, so a micro-batch never waits on the registry's REST call.
-- :class:`OnlineLogger`: receives the online (target-net) weights now and then;
-  :class:`MlflowOnlineLogger` logs them as a run tagged ``online=true`` that names its parent
-  registered version (never registering or aliasing it).
+  micro-batches and hot-swaps when the version changes; it never moves the alias. The MLflow registry
+  implements it in ``adapters.mlflow.registry.MlflowModelSource``; :class:`DirectoryModelSource` serves
+  saved policy folders (demos, paper runs without MLflow). :class:`PollingModelSource` asks another
+  source from a background thread, so a micro-batch never waits on the registry's REST call.
+- :class:`~models.ports.OnlineLogger`: receives the online (target-net) weights now and then;
+  ``adapters.mlflow.tracking.MlflowOnlineLogger`` logs them as a run tagged ``online=true`` that names
+  its parent registered version (never registering or aliasing it); :class:`NoOnlineLogging` drops them.
 """
 
 from __future__ import annotations
 
-import logging
-import tempfile
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Protocol
 
 from models.policy import Policy
-
-log = logging.getLogger(__name__)
-
-
-class ModelSource(Protocol):
-    def current_version(self) -> str: ...
-
-    def load(self, version: str) -> Policy: ...
+from models.ports import ModelSource
 
 
 class DirectoryModelSource:
@@ -92,29 +82,6 @@ class PollingModelSource:
         self._stop.set()
 
 
-class OnlineLogger(Protocol):
-    def log_online(self, parent_version: str, policy: Policy, metrics: Mapping[str, float], step: int) -> None: ...
-
-
 class NoOnlineLogging:
     def log_online(self, parent_version: str, policy: Policy, metrics: Mapping[str, float], step: int) -> None:
         return None
-
-
-class MlflowOnlineLogger:
-    """Online weights as MLflow runs in ``experiment``, tagged ``online=true`` and ``parent_version``."""
-
-    def __init__(self, tracking_uri: str, model_name: str, experiment: str = "klinestream-online") -> None:
-        self.tracking_uri, self.model_name, self.experiment = tracking_uri, model_name, experiment
-
-    def log_online(self, parent_version: str, policy: Policy, metrics: Mapping[str, float], step: int) -> None:
-        import mlflow  # heavy: imported only when online weights are logged
-
-        mlflow.set_tracking_uri(self.tracking_uri)
-        mlflow.set_experiment(self.experiment)
-        tags = {"online": "true", "parent_version": parent_version, "registered_model": self.model_name}
-        with mlflow.start_run(run_name=f"online-{self.model_name}-v{parent_version}-u{step}", tags=tags):
-            mlflow.log_metrics(dict(metrics), step=step)
-            with tempfile.TemporaryDirectory(prefix="klinestream-online-") as folder:
-                mlflow.log_artifacts(str(policy.save(Path(folder) / "policy")), artifact_path="policy")
-        log.info("logged online weights model_version=%s online_updates=%d", parent_version, step)

@@ -44,20 +44,20 @@ import numpy as np
 
 from models.accounting import TradingRules, check_rules
 from models.broker import Broker, OrderRequest
+from models.checkpoint import Checkpoint, InFlight, decode_state, encode_state
 from models.config import DEFAULT_CAPITAL, EnvConfig, config_from_dict
 from models.errors import KlinestreamError
 from models.features import FeatureTable
 from models.kline import HOUR_MS, Kline, klines_to_frame
 from models.policy import Policy
+from models.ports import CheckpointStore, Controls, ModelSource, OnlineLogger, TradeSink
+from models.records import SIDES, DecisionRecord, OrderRecord, PositionRecord, client_order_id
 from models.settings import Settings
-from streaming.checkpoint import Checkpoint, CheckpointStore, InFlight, decode_state, encode_state
 from streaming.history import History
-from streaming.model_source import ModelSource, NoOnlineLogging, OnlineLogger
+from streaming.model_source import NoOnlineLogging
 from streaming.online_learner import OnlineConfig, OnlineLearner
 from streaming.portfolio import Portfolio
-from streaming.records import SIDES, DecisionRecord, OrderRecord, PositionRecord, client_order_id
-from streaming.risk import KILL_SWITCH, AccountView, CachedKillSwitch, Controls, NoControls, RiskLimits, check_order
-from streaming.sink import TradeSink
+from streaming.risk import KILL_SWITCH, AccountView, CachedKillSwitch, NoControls, RiskLimits, check_order
 
 log = logging.getLogger(__name__)
 

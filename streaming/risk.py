@@ -4,7 +4,8 @@
 decision's close, so a replayed micro-batch takes the same risk decisions. An order that fails a
 check is never sent; the trader records it as ``rejected`` with the reason.
 
-- **Kill switch** (setting ``KLINESTREAM_KILL_SWITCH`` or a control message, see :class:`Controls`):
+- **Kill switch** (setting ``KLINESTREAM_KILL_SWITCH`` or an operator control, see
+  :class:`~models.ports.Controls`):
   no new order at all, from the hour it is seen on; decisions go on being recorded.
 - **Daily-loss stop:** once the equity of the current UTC day (of the decision hour, so replays
   agree) has fallen ``daily_loss_limit`` below its value at the day's first decision, no order that
@@ -19,8 +20,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
+from models.ports import Controls
 from models.settings import Settings
 
 KILL_SWITCH = "kill_switch"
@@ -76,12 +77,6 @@ def check_order(
     if quantity * price * (1.0 + fee_rate) > account.cash + _EPS:
         return INSUFFICIENT_CASH
     return None
-
-
-class Controls(Protocol):
-    """Operator controls the trader reads while it runs (e.g. the Cassandra ``controls`` table)."""
-
-    def kill_switch_active(self) -> bool: ...
 
 
 class NoControls:

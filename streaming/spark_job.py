@@ -22,24 +22,23 @@ import re
 import threading
 import types
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kafka import KafkaProducer
 from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 from pyspark.sql.types import DataType, DoubleType, LongType, StringType, StructField, StructType
 
+from adapters.kafka import KafkaDlqWriter, KafkaProducer, build_producer
 from models.errors import KlineParseError, PermanentError, ServiceError
 from models.kline import Kline, parse_record
 from models.settings import Settings
 from streaming.batch_state import BatchStateStore
 from streaming.dlq import MAX_RECORD_BYTES, RawRecord
-from streaming.kafka_io import DlqRecord, build_producer, send_dlq
 from streaming.micro_batch import AlignerConfig, BatchOutcome, BatchTrader, MicroBatchProcessor
 
 log = logging.getLogger(__name__)
@@ -152,17 +151,6 @@ def spark_disagrees(spark_kline: Row | None, value: bytes | None, kline: Kline |
     expected = kline.to_dict()
     expected["symbol"], parsed["symbol"] = kline.symbol, str(parsed.get("symbol") or "").upper()
     return any(parsed.get(name) != wanted for name, wanted in expected.items())
-
-
-class KafkaDlqWriter:
-    """Writes DLQ records to ``klines.dlq`` with the driver's idempotent producer."""
-
-    def __init__(self, producer: KafkaProducer, topic: str) -> None:
-        self.producer = producer
-        self.topic = topic
-
-    def write(self, records: Sequence[DlqRecord]) -> int:
-        return send_dlq(self.producer, self.topic, records)
 
 
 def build_processor(

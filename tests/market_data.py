@@ -71,8 +71,8 @@ def assert_validated_equals_files(
     root: Any, folder: Any, symbols: Sequence[str], start: int, end: int, rows: int
 ) -> None:
     """The validated lake under ``root`` holds exactly the kline files' rows of [start, end), ``rows`` a symbol."""
-    from pipelines import lake
-    from pipelines.kline_files import read_kline_csv
+    from adapters import lake
+    from adapters.kline_files import read_kline_csv
 
     for symbol in symbols:
         source = read_kline_csv(folder / f"{symbol}.csv", symbol)

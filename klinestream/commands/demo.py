@@ -100,23 +100,25 @@ def dashboard(
     """Serve the live dashboard (price with trades, equity vs buy-and-hold, decisions, kill switch) from Cassandra."""
     import asyncio
 
+    from adapters.cassandra.controls import CassandraControls
+    from adapters.cassandra.reader import TradeReader
+    from adapters.cassandra.session import CassandraSession
     from klinestream.dashboard.api import DashboardReader
     from klinestream.dashboard.server import DashboardServer
     from models.settings import load_settings
-    from streaming.cassandra_sink import CassandraSink
 
     settings = load_settings()
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    sink = CassandraSink.connect(settings, max_outage_seconds=60)
+    db = CassandraSession.connect(settings, max_outage_seconds=60)
     chosen_symbol = symbol or (settings.traded_symbol if trader else None)
-    server = DashboardServer(DashboardReader(sink), host, port, trader, chosen_symbol)
+    server = DashboardServer(DashboardReader(TradeReader(db), CassandraControls(db)), host, port, trader, chosen_symbol)
     typer.echo(f"dashboard: http://{host}:{port}/ (Ctrl-C to stop)")
     try:
         asyncio.run(server.serve_forever())
     except KeyboardInterrupt:
         typer.echo("dashboard stopped")
     finally:
-        sink.close()
+        db.close()
 
 
 def register(app: typer.Typer) -> None:

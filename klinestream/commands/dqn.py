@@ -42,11 +42,11 @@ def _data_dir(value: Path | None) -> Path:
 
 
 def _klines(folder: Path) -> Any:
+    from adapters.kline_files import read_kline_folder
     from models.settings import load_settings
-    from pipelines.dataset import load_klines
 
     try:
-        return load_klines(folder, load_settings().symbols)
+        return read_kline_folder(folder, load_settings().symbols)
     except (FileNotFoundError, ValueError) as exc:
         raise typer.BadParameter(str(exc), param_hint="--data-dir") from None
 

@@ -69,8 +69,8 @@ def stream(
     online: bool = typer.Option(True, "--online/--no-online", help="Keep learning online (policy/target nets)."),
 ) -> None:
     """Run the Spark job: Kafka klines.1h → DLQ for bad records → hour alignment → online trader → Cassandra."""
+    from adapters.kafka import ensure_topics
     from models.settings import load_settings
-    from streaming.kafka_io import ensure_topics
     from streaming.spark_job import StreamOptions, run_stream
     from streaming.spark_session import build_spark_session, stop_spark
 
@@ -99,14 +99,15 @@ def stream(
 def build_trader(settings: Settings, model_dir: Path | None = None, online: bool = True) -> BatchTrader:
     """The online trader of ``settings``: the MLflow champion (or a saved policy folder), the broker of the
     trading mode, Cassandra for decisions, orders, positions, checkpoints and the kill switch."""
+    from models.ports import ModelSource
     from streaming.live_trader import start_live_trader
-    from streaming.model_source import DirectoryModelSource, ModelSource
+    from streaming.model_source import DirectoryModelSource
 
     source: ModelSource
     if model_dir is not None:
         source = DirectoryModelSource({model_dir.name: model_dir}, model_dir.name)
     else:
-        from models.registry import MlflowModelSource
+        from adapters.mlflow.registry import MlflowModelSource
         from streaming.model_source import PollingModelSource
 
         source = PollingModelSource(MlflowModelSource(settings.mlflow_tracking_uri, settings.mlflow_model_name))
@@ -124,18 +125,20 @@ def kill_switch(
     trader: str = typer.Option(None, "--trader", help="Only this trader id (default: every trader)."),
 ) -> None:
     """Stop (on) or allow (off) new orders of running traders within one micro-batch; decisions go on."""
+    from adapters.cassandra.controls import CassandraControls
+    from adapters.cassandra.session import CassandraSession
     from models.settings import load_settings
-    from streaming.cassandra_sink import CassandraSink
 
     if state not in ("on", "off", "status"):
         raise typer.BadParameter(f"expected on, off or status, got {state!r}", param_hint="STATE")
-    sink = CassandraSink.connect(load_settings(), max_outage_seconds=30)
+    db = CassandraSession.connect(load_settings(), max_outage_seconds=30)
     try:
+        controls = CassandraControls(db)
         if state != "status":
-            sink.set_kill_switch(state == "on", reason, trader)
-        active = sink.kill_switch_active(trader)
+            controls.set_kill_switch(state == "on", reason, trader)
+        active = controls.kill_switch_active(trader)
     finally:
-        sink.close()
+        db.close()
     typer.echo(
         f"kill switch {'ON: new orders stopped' if active else 'off'}" + (f" (trader {trader})" if trader else "")
     )

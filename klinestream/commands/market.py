@@ -125,11 +125,11 @@ def backfill(
     ),
     docs: bool = typer.Option(False, "--docs/--no-docs", help="Render Great Expectations data docs under <home>."),
 ) -> None:
-    """Fetch klines into the lake's raw zone, validate them and promote passing days to validated."""
+    """Fetch klines into the lake's raw zone, validate them and publish passing days to validated."""
+    from adapters.lake import hour_range
     from models.settings import load_settings
     from pipelines.backfill import SOURCES, resolve_source
     from pipelines.backfill import backfill as run_backfill
-    from pipelines.lake import hour_range
     from pipelines.validation import KlineValidator
 
     if source is not None and source not in SOURCES:
@@ -156,10 +156,10 @@ def validate(
     end: str = typer.Option(..., "--end", help=END_HELP),
     docs: bool = typer.Option(True, "--docs/--no-docs", help="Render Great Expectations data docs under <home>."),
 ) -> None:
-    """Validate the raw zone's klines of a range and promote the passing days to validated."""
+    """Validate the raw zone's klines of a range and publish the passing days to validated."""
+    from adapters.lake import hour_range
     from models.settings import load_settings
-    from pipelines.backfill import BackfillSummary, promote
-    from pipelines.lake import hour_range
+    from pipelines.backfill import BackfillSummary, publish
     from pipelines.validation import KlineValidator
 
     settings = load_settings()
@@ -169,7 +169,7 @@ def validate(
     _quiet_libraries()
     validator = KlineValidator(docs_dir=_docs_dir(settings) if docs else None)
     with _progress(0, len(hour_range(start_ms, end_ms)) * len(wanted)) as (_, on_validate):
-        results = promote(settings.lake_root, wanted, start_ms, end_ms, validator, on_validate)
+        results = publish(settings.lake_root, wanted, start_ms, end_ms, validator, on_validate)
     summary = BackfillSummary(start_ms, end_ms, f"lake {settings.lake_root}", results=results)
     _print_summary(summary)
     if docs:

@@ -40,9 +40,9 @@ def promote(
     min_trades: int = typer.Option(GateConfig.min_trades, help="--auto: fewest trades on the holdout."),
 ) -> None:
     """Move the champion alias of the registered model: to a version, back (rollback), or by the gate."""
-    from models.registry import CHALLENGER, RegistryError, alias_version, registry_client
+    from adapters.mlflow import aliases
+    from adapters.mlflow.registry import CHALLENGER, RegistryError, alias_version, registry_client
     from models.settings import load_settings
-    from pipelines import promotion
 
     if sum([version is not None, rollback, auto]) != 1:
         raise typer.BadParameter("give exactly one of --version N, --rollback, --auto")
@@ -51,10 +51,10 @@ def promote(
     client = registry_client(uri)
     if version is not None:
         client.get_model_version(name, str(version))  # fails with MLflow's message when it does not exist
-        old = promotion.promote(client, name, version, how="manual", tracking_uri=uri)
+        old = aliases.promote(client, name, version, how="manual", tracking_uri=uri)
         typer.echo(f"{name}: champion = version {version}" + (f" (previous = {old})" if old else ""))
     elif rollback:
-        champion = promotion.rollback(client, name, uri)
+        champion = aliases.rollback(client, name, uri)
         typer.echo(f"{name}: rolled back, champion = version {champion}")
     else:
         challenger = alias_version(uri, name, CHALLENGER)
@@ -66,8 +66,8 @@ def promote(
 
 def _auto(settings: Settings, challenger: int, test_range: str | None, sharpe_margin: float, max_drawdown: float,
           min_trades: int) -> GateDecision:  # fmt: skip
+    from adapters.mlflow.registry import registry_client
     from models.kline import HOUR_MS
-    from models.registry import registry_client
     from models.time_range import parse_range
     from pipelines import promotion
     from pipelines.retrain import HISTORY_PAD_HOURS, read_validated_klines
@@ -88,7 +88,7 @@ def _auto(settings: Settings, challenger: int, test_range: str | None, sharpe_ma
 
 def models() -> None:
     """List the registered versions: variant, aliases, gate decision."""
-    from models.registry import registry_client
+    from adapters.mlflow.registry import registry_client
     from models.settings import load_settings
 
     settings = load_settings()

@@ -1,8 +1,9 @@
-"""What the dashboard's JSON API returns, shaped from the rows the Cassandra sink wrote.
+"""What the dashboard's JSON API returns, shaped from the rows the traders wrote to Cassandra.
 
 The shaping functions are pure (rows in, JSON-ready dicts out) so they are unit-tested without a
-database; :class:`DashboardReader` reads the rows through :class:`streaming.cassandra_sink.CassandraSink`
-(its session, keyspace and kill-switch helpers; the schema is the sink's, never redefined here).
+database; :class:`DashboardReader` reads the rows through the Cassandra adapter's
+``adapters.cassandra.reader.TradeReader`` and the kill switch through ``adapters.cassandra.controls``
+(the queries and the schema are the adapter's, never redefined here).
 """
 
 from __future__ import annotations
@@ -12,20 +13,23 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from models.config import DEFAULT_CAPITAL
-from streaming.records import ACTION_NAMES
+from models.records import ACTION_NAMES
 
 log = logging.getLogger(__name__)
 
 Row = dict[str, Any]
 
 
-class SinkReader(Protocol):
-    """The part of :class:`~streaming.cassandra_sink.CassandraSink` the dashboard reads through."""
-
-    keyspace: str
-    session: Any
+class TradeRows(Protocol):
+    """The rows the dashboard reads (``adapters.cassandra.reader.TradeReader``)."""
 
     def read(self, table: str, trader_id: str, symbol: str) -> list[Row]: ...
+
+    def traders(self) -> list[tuple[str, str]]: ...
+
+
+class KillSwitchState(Protocol):
+    """The kill switch the dashboard shows (``adapters.cassandra.controls.CassandraControls``)."""
 
     def kill_switch_active(self, trader_id: str | None = None) -> bool: ...
 
@@ -158,20 +162,19 @@ def series(decisions: Sequence[Row], orders: Sequence[Row], positions: Sequence[
 
 
 class DashboardReader:
-    """Reads one trader's partitions (and the list of traders) through the Cassandra sink."""
+    """Reads one trader's partitions (and the list of traders), and the kill switch."""
 
-    def __init__(self, sink: SinkReader) -> None:
-        self.sink = sink
+    def __init__(self, trades: TradeRows, controls: KillSwitchState) -> None:
+        self.trades, self.controls = trades, controls
 
     def traders(self) -> list[dict[str, str]]:
         """Every (trader, symbol) with positions, demo runs (newest first) before the others."""
-        query = f"SELECT DISTINCT trader_id, symbol FROM {self.sink.keyspace}.positions"
-        rows = [(str(r.trader_id), str(r.symbol)) for r in self.sink.session.execute(query, timeout=30)]
+        rows = self.trades.traders()
         rows.sort(key=lambda pair: (not pair[0].startswith("demo-"), _reverse_key(pair[0]), pair[1]))
         return [{"trader_id": trader, "symbol": symbol} for trader, symbol in rows]
 
     def tables(self, trader_id: str, symbol: str) -> tuple[list[Row], list[Row], list[Row]]:
-        read = self.sink.read
+        read = self.trades.read
         return (
             read("decisions", trader_id, symbol),
             read("orders", trader_id, symbol),
@@ -180,11 +183,11 @@ class DashboardReader:
 
     def summary(self, trader_id: str, symbol: str, since: int | None = None) -> Row:
         decisions, orders, positions = self.tables(trader_id, symbol)
-        body = summarize(decisions, orders, positions, self.sink.kill_switch_active(trader_id), since)
+        body = summarize(decisions, orders, positions, self.controls.kill_switch_active(trader_id), since)
         return {"trader_id": trader_id, "symbol": symbol, **body}
 
     def decisions(self, trader_id: str, symbol: str, limit: int) -> list[Row]:
-        return latest_decisions(self.sink.read("decisions", trader_id, symbol), limit)
+        return latest_decisions(self.trades.read("decisions", trader_id, symbol), limit)
 
     def series(self, trader_id: str, symbol: str) -> Row:
         return series(*self.tables(trader_id, symbol))

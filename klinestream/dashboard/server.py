@@ -191,12 +191,15 @@ def open_dashboard(
     """The dashboard on the Cassandra of ``settings``, serving from a background thread (close() it).
 
     ``since`` (epoch ms): the summary counts from that hour on unless the page asks otherwise."""
-    from streaming.cassandra_sink import CassandraSink
+    from adapters.cassandra.controls import CassandraControls
+    from adapters.cassandra.reader import TradeReader
+    from adapters.cassandra.session import CassandraSession
 
-    sink = CassandraSink.connect(settings, max_outage_seconds=60)
-    server = DashboardServer(DashboardReader(sink), host, port, trader_id, symbol, on_close=sink.close, since=since)
+    db = CassandraSession.connect(settings, max_outage_seconds=60)
+    reader = DashboardReader(TradeReader(db), CassandraControls(db))
+    server = DashboardServer(reader, host, port, trader_id, symbol, on_close=db.close, since=since)
     try:
         return server.start_in_thread()
     except BaseException:
-        sink.close()
+        db.close()
         raise

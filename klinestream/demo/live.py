@@ -96,7 +96,7 @@ class HourClock:
 
 def seed_topic(settings: Settings, klines: list[Kline]) -> None:
     """Publish ``klines`` to the demo topic, as an earlier ingestor run would have left them."""
-    from streaming.ingestor import publish_klines
+    from adapters.kafka import publish_klines
 
     publish_klines(settings, klines, "binance-ws", client_id="klinestream-demo-seed")
 
@@ -158,7 +158,7 @@ def percentile(values: list[float], q: float) -> float:
 def build_demo_trader(settings: Settings, trader_id: str) -> Any:
     """The online trader of ``klinestream stream`` (champion from MLflow, paper broker, Cassandra sink,
     kill switch), under the demo run's own trader id, learning online."""
-    from models.registry import MlflowModelSource
+    from adapters.mlflow.registry import MlflowModelSource
     from streaming.live_trader import start_live_trader
     from streaming.model_source import PollingModelSource
 
@@ -186,9 +186,12 @@ def wait_for_hours(
     on_progress: Callable[[int], None],
 ) -> int:
     """Poll Cassandra until every hour of ``hours`` has its decision (or the timeout); returns how many do."""
+    from adapters.cassandra.reader import TradeReader
+
     wanted, deadline, done = set(hours), time.monotonic() + timeout, 0
+    reader = TradeReader(trader.sink.db)  # the trader's own connection (streaming/live_trader.py)
     while time.monotonic() < deadline:
-        rows = trader.sink.read("decisions", trader.config.trader_id, settings.traded_symbol)
+        rows = reader.read("decisions", trader.config.trader_id, settings.traded_symbol)
         done = len({int(r["open_time"]) for r in rows} & wanted)
         on_progress(done)
         if done == len(wanted):
@@ -210,9 +213,9 @@ def run_live(
     spark: Any = None,
 ) -> LiveResult:
     """Replay ``replay`` (ms, end excluded) through the whole live path; stop everything it started."""
+    from adapters.kafka import build_producer, ensure_topics
     from simulator import KlineStore, ReplayClock, SimulatorServer
     from simulator.trading import PaperExchange
-    from streaming.kafka_io import build_producer, ensure_topics
     from streaming.spark_job import StreamOptions, start_stream
 
     start, end = replay
@@ -278,7 +281,7 @@ def _shutdown(query: Any, ingestor: IngestorRunner | None, server: Any, producer
     if producer is not None:
         steps.append(producer.close)
     if trader is not None:
-        steps.append(trader.sink.close)
+        steps.append(trader.sink.db.close)
     if spark is not None:
         steps.append(spark.stop)
     for step in steps:
@@ -292,7 +295,7 @@ def _delete_topics(settings: Settings) -> None:
     """The run's topics served their purpose (the decisions are in Cassandra): delete them."""
     from kafka.errors import KafkaError
 
-    from streaming.kafka_io import delete_topics
+    from adapters.kafka import delete_topics
 
     try:
         delete_topics(settings, client_id="klinestream-demo")

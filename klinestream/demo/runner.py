@@ -183,7 +183,8 @@ def _live(
 ) -> None:
     from rich.progress import Progress
 
-    from streaming.cassandra_sink import CassandraSink
+    from adapters.cassandra.reader import TradeReader
+    from adapters.cassandra.session import CassandraSession
 
     replay = parse_range(config.test_range)
     with steps.step("live") as notes, Progress(console=console, transient=True) as bars:
@@ -206,13 +207,15 @@ def _live(
     if "dashboard" in summary.urls:  # this replay's trader, its P&L counted from the replay's start (as below)
         query = urlencode({"trader": result.trader_id, "symbol": settings.traded_symbol, "since": replay.start_ms})
         summary.urls["dashboard"] = f"{summary.urls['dashboard']}?{query}"
-    sink = CassandraSink.connect(settings, max_outage_seconds=60)
+    db = CassandraSession.connect(settings, max_outage_seconds=60)
     try:
+        reader = TradeReader(db)
         decisions, orders, positions = (
-            sink.read(table, result.trader_id, settings.traded_symbol) for table in ("decisions", "orders", "positions")
+            reader.read(table, result.trader_id, settings.traded_symbol)
+            for table in ("decisions", "orders", "positions")
         )
     finally:
-        sink.close()
+        db.close()
     summary.figures = trade_figures(decisions, orders, positions, replay.start_ms, replay.end_ms)
     summary.complete = result.decided_hours == result.expected_hours
 

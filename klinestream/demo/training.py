@@ -15,8 +15,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from adapters.mlflow.registry import CHAMPION, alias_version, registry_client
 from models.errors import KlinestreamError
-from models.registry import CHAMPION, alias_version, registry_client
 from models.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ def versions_of_run(settings: Settings, dag_run_id: str) -> list[VersionOutcome]
 def settle_champion(settings: Settings, dag_run_id: str) -> PromotionOutcome:
     """The champion after the gate; when the gate promoted none of this run's versions, promote the one
     with the better holdout Sharpe explicitly (tagged ``gate.promoted_by=demo-explicit``) and say why."""
-    from pipelines.promotion import promote
+    from adapters.mlflow.aliases import promote
 
     uri, name = settings.mlflow_tracking_uri, settings.mlflow_model_name
     versions = versions_of_run(settings, dag_run_id)

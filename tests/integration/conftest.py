@@ -115,7 +115,7 @@ def stack(settings: Settings) -> Iterator[StackHandle]:
 @pytest.fixture
 def kafka_topic(stack: StackHandle, settings: Settings) -> Iterator[str]:
     """A fresh single-partition topic on the running broker, deleted after the test."""
-    from streaming.kafka_io import delete_topics, ensure_topics
+    from adapters.kafka import delete_topics, ensure_topics
 
     stack.require("kafka")
     name = f"test.{uuid.uuid4().hex[:12]}"

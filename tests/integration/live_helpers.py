@@ -30,7 +30,7 @@ class Consumed:
 def live_topics(settings: Settings, **changes: object) -> Iterator[Settings]:
     """Settings whose ``klines.1h`` and ``klines.dlq`` are fresh topics (created, deleted afterwards)."""
 
-    from streaming.kafka_io import delete_topics, ensure_topics
+    from adapters.kafka import delete_topics, ensure_topics
 
     tag = uuid.uuid4().hex[:10]
     update = {"kafka_topic_klines": f"test.klines.{tag}", "kafka_topic_dlq": f"test.dlq.{tag}", **changes}
@@ -110,6 +110,6 @@ def wait_for(predicate: Callable[[], Any], timeout: float) -> None:
 
 def seed(settings: Settings, klines: list[Kline]) -> None:
     """What an earlier ingestor run left in ``klines.1h``."""
-    from streaming.ingestor import publish_klines
+    from adapters.kafka import publish_klines
 
     publish_klines(settings, klines, "binance-ws", client_id="test-seed")

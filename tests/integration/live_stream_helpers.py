@@ -1,5 +1,6 @@
 """Helpers of the live-path resilience tests (crash recovery, broker restart, parity, hot swap): a fresh
-Cassandra keyspace per run, reading a trader's rows back, and dropping the keyspace afterwards."""
+Cassandra keyspace per run, reading a trader's rows back, closing a live trader's connection, and dropping
+the keyspace afterwards."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ def new_keyspace(prefix: str) -> str:
 
 
 def drop_keyspace(settings: Settings) -> None:
-    from streaming.cassandra_sink import connect_cluster
+    from adapters.cassandra.session import connect_cluster
 
     cluster, session = connect_cluster(settings, max_outage_seconds=60)
     try:
@@ -47,10 +48,23 @@ def fresh_keyspace(settings: Settings, prefix: str) -> Iterator[Settings]:
 
 def read_rows(settings: Settings, table: str, trader_id: str, symbol: str = TRADED) -> list[dict[str, Any]]:
     """Every row of ``table`` of ``trader_id`` in the keyspace of ``settings``, in hour order."""
-    from streaming.cassandra_sink import CassandraSink
+    from adapters.cassandra.reader import TradeReader
+    from adapters.cassandra.session import CassandraSession
 
-    sink = CassandraSink.connect(settings, max_outage_seconds=60)
+    db = CassandraSession.connect(settings, max_outage_seconds=60)
     try:
-        return sink.read(table, trader_id, symbol)
+        return TradeReader(db).read(table, trader_id, symbol)
     finally:
-        sink.close()
+        db.close()
+
+
+def trader_rows(trader: Any, table: str, symbol: str = TRADED) -> list[dict[str, Any]]:
+    """Every row of ``table`` a live trader (streaming/live_trader.py) wrote, read on its own connection."""
+    from adapters.cassandra.reader import TradeReader
+
+    return TradeReader(trader.sink.db).read(table, trader.config.trader_id, symbol)
+
+
+def close_trader(trader: Any) -> None:
+    """Close a live trader's Cassandra connection (shared by its sink, checkpoint store and controls)."""
+    trader.sink.db.close()

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from adapters import lake
 from models.kline import HOUR_MS
-from pipelines import lake
 from pipelines.backfill import KlineSource, backfill
 from pipelines.validation import KlineValidator
 from simulator import FaultPlan
@@ -55,7 +55,7 @@ def test_a_corrupt_kline_fails_validation_by_name_and_its_day_stays_out_of_valid
     assert "ETHUSDT" in summary.report() and "2022-06-02 13:00 UTC" in summary.report() and rule in summary.report()
     eth = lake.read_range(tmp_path, "validated", ["ETHUSDT"], START, END)
     assert not any(lake.day_of(t) == "2022-06-02" for t in eth["open_time"])
-    assert len(eth) == 48  # the two good days were promoted
+    assert len(eth) == 48  # the two good days were published
     assert len(lake.read_range(tmp_path, "validated", ["BTCUSDT"], START, END)) == 72
 
 

@@ -10,10 +10,10 @@ from adapters.binance.endpoints import use_base_url
 from adapters.binance.orders import BinanceBroker
 from models.broker import OrderRequest
 from models.kline import HOUR_MS
+from models.records import client_order_id
 from models.settings import load_settings
 from simulator import ReplayClock
 from streaming.brokers import make_broker
-from streaming.records import client_order_id
 from tests.market_data import make_market, ms, running_simulator
 
 pytestmark = pytest.mark.integration

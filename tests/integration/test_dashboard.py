@@ -43,7 +43,7 @@ def _action(hour: int, units: float) -> int:
 
 def write_trading_days(sink: Any) -> dict[str, Any]:
     """Decisions, orders and positions of a trader over ``HOURS`` hours; returns what was written."""
-    from streaming.records import DecisionRecord, OrderRecord, PositionRecord, client_order_id
+    from models.records import DecisionRecord, OrderRecord, PositionRecord, client_order_id
 
     units, cash, filled = 0.0, 100_000.0, {"BUY": 0, "SELL": 0}
     first_price = 16_500.0
@@ -99,21 +99,25 @@ def card(dom: str, element_id: str) -> tuple[str, str]:
 def test_dashboard_renders_decisions_markers_pnl_and_kill_switch_from_cassandra(
     keyspace_settings: Settings, tmp_path: Path
 ) -> None:
+    from adapters.cassandra.controls import CassandraControls
+    from adapters.cassandra.reader import TradeReader
+    from adapters.cassandra.session import CassandraSession
+    from adapters.cassandra.trade_sink import CassandraTradeSink
     from klinestream.dashboard.api import DashboardReader
     from klinestream.dashboard.server import DashboardServer
-    from streaming.cassandra_sink import CassandraSink
 
-    sink = CassandraSink.connect(keyspace_settings, max_outage_seconds=60)
-    server = DashboardServer(DashboardReader(sink), port=0)
+    db = CassandraSession.connect(keyspace_settings, max_outage_seconds=60)
+    controls = CassandraControls(db)
+    server = DashboardServer(DashboardReader(TradeReader(db), controls), port=0)
     try:
-        written = write_trading_days(sink)
-        sink.set_kill_switch(True, "dashboard test", trader_id=TRADER)
+        written = write_trading_days(CassandraTradeSink(db))
+        controls.set_kill_switch(True, "dashboard test", trader_id=TRADER)
         server.start_in_thread()
         summary = requests.get(f"{server.url}api/summary", timeout=30).json()
         dom, png = render_page(server.url, tmp_path)
     finally:
         server.stop_thread()
-        sink.close()
+        db.close()
 
     assert summary["trader_id"] == TRADER and summary["decisions"] == HOURS and summary["kill_switch"] is True
     assert summary["orders"]["buy"] == written["buys"] and summary["orders"]["sell"] == written["sells"]

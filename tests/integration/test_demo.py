@@ -33,7 +33,7 @@ REPLAY_HOURS = 72
 @pytest.fixture
 def demo_settings(settings: Settings, stack: StackHandle, tmp_path: Path) -> Iterator[Settings]:
     """A fresh lake, keyspace and registered model, so the test moves nothing a user has."""
-    from streaming.cassandra_sink import connect_cluster
+    from adapters.cassandra.session import connect_cluster
 
     stack.require("kafka", "cassandra", "mlflow", "spark")
     tag = uuid.uuid4().hex[:8]
@@ -48,7 +48,7 @@ def demo_settings(settings: Settings, stack: StackHandle, tmp_path: Path) -> Ite
 
 
 def cql(settings: Settings, query: str, *params: Any) -> list[Any]:
-    from streaming.cassandra_sink import connect_cluster
+    from adapters.cassandra.session import connect_cluster
 
     cluster, session = connect_cluster(settings, max_outage_seconds=30)
     try:
@@ -60,8 +60,8 @@ def cql(settings: Settings, query: str, *params: Any) -> list[Any]:
 def test_quick_demo_promotes_explicitly_when_the_gate_rejects_all_trades_every_hour_and_matches_cassandra(
     airflow_home: Path, demo_settings: Settings, spark: Any, shared_klines_dir: Path
 ) -> None:
+    from adapters.mlflow.registry import CHAMPION, alias_version, registry_client
     from klinestream.demo import DemoConfig, run_demo
-    from models.registry import CHAMPION, alias_version, registry_client
 
     config = DemoConfig(
         data_dir=shared_klines_dir,

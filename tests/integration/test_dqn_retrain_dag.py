@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 import requests
 
+from adapters import lake
 from klinestream.airflow_dags import load_dag
 from models.kline import HOUR_MS
 from models.settings import Settings
-from pipelines import lake
 from tests.integration.conftest import StackHandle
 from tests.registry_helpers import TEST_RANGE, TRAIN_RANGE, synthetic_klines
 

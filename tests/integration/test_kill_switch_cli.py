@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from adapters.cassandra.controls import CassandraControls
+from adapters.cassandra.session import CassandraSession
 from models.settings import Settings
-from streaming.cassandra_sink import CassandraSink
 from tests.integration.live_stream_helpers import fresh_keyspace
 
 pytestmark = pytest.mark.integration
@@ -37,16 +38,17 @@ def test_kill_switch_on_then_off_is_seen_by_traders(keyspace_settings: Settings)
     assert on.returncode == 0, on.stderr
     assert "ON" in on.stdout
 
-    sink = CassandraSink.connect(keyspace_settings, max_outage_seconds=30)
+    db = CassandraSession.connect(keyspace_settings, max_outage_seconds=30)
     try:
-        assert sink.controls_for("paper-BTCUSDT").kill_switch_active()
-        assert not sink.controls_for("paper-ETHUSDT").kill_switch_active()  # only the trader named
+        controls = CassandraControls(db)
+        assert controls.for_trader("paper-BTCUSDT").kill_switch_active()
+        assert not controls.for_trader("paper-ETHUSDT").kill_switch_active()  # only the trader named
 
         off = _cli(keyspace_settings, "off", "--trader", "paper-BTCUSDT")
         assert off.returncode == 0, off.stderr
-        assert not sink.controls_for("paper-BTCUSDT").kill_switch_active()
+        assert not controls.for_trader("paper-BTCUSDT").kill_switch_active()
     finally:
-        sink.close()
+        db.close()
 
 
 def test_bad_state_exits_non_zero_with_one_line(keyspace_settings: Settings) -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from adapters import lake
 from klinestream.airflow_dags import load_dag
 from models.kline import HOUR_MS
-from pipelines import lake
 from tests.market_data import make_market, ms, running_simulator
 
 pytestmark = pytest.mark.integration

@@ -80,7 +80,7 @@ class DecisionCounter:
     """Counts the trader's decisions in Cassandra over one connection (0 until the stream made the schema)."""
 
     def __init__(self, settings: Settings) -> None:
-        from streaming.cassandra_sink import connect_cluster
+        from adapters.cassandra.session import connect_cluster
 
         self.cluster, self.session = connect_cluster(settings, max_outage_seconds=30)
         self.query = (
@@ -89,10 +89,15 @@ class DecisionCounter:
 
     def __call__(self) -> int:
         from cassandra import DriverException
+        from cassandra.cluster import NoHostAvailable
 
         try:
             return int(self.session.execute(self.query, (TRADER, TRADED), timeout=30).one()[0])
         except DriverException:  # the keyspace does not exist yet: the stream creates it at start-up
+            return 0
+        except NoHostAvailable as exc:  # the table is being created ("Unknown CF"): its schema is not settled yet
+            if "Unknown CF" not in str(exc):
+                raise
             return 0
 
     def close(self) -> None:

@@ -14,6 +14,7 @@ import torch
 from models.kline import HOUR_MS, Kline
 from models.settings import Settings
 from tests.integration.live_helpers import IngestorThread, live_topics, read_topic, seed, wait_for
+from tests.integration.live_stream_helpers import close_trader, trader_rows
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -29,18 +30,14 @@ def drain(spark: Any, settings: Settings, trader: Any, checkpoint: Path) -> None
     run_stream(spark, settings, trader, options)
 
 
-def close(trader: Any) -> None:
-    trader.sink.close()
-
-
 def test_january_2023_flows_to_one_decision_per_hour_in_cassandra_across_a_restart(
     settings: Settings, stack: Any, spark: Any, shared_klines_dir: Path, tmp_path: Path
 ) -> None:
+    from adapters.cassandra.session import connect_cluster
+    from adapters.kline_files import read_kline_dirs
     from klinestream.commands.live import build_trader
-    from pipelines.kline_files import read_kline_dirs
     from simulator.server import SimulatorServer
     from simulator.store import KlineStore, ReplayClock
-    from streaming.cassandra_sink import connect_cluster
     from tests.unit.trader_fakes import make_policy
 
     stack.require("kafka", "cassandra", "spark")
@@ -66,7 +63,7 @@ def test_january_2023_flows_to_one_decision_per_hour_in_cassandra_across_a_resta
                 wait_for(lambda: ingestor.error or published() > 2000, 120)
                 first = build_trader(live, model_dir)
                 drain(spark, live, first, checkpoint)  # the stream job stops half way ...
-                close(first)
+                close_trader(first)
                 wait_for(
                     lambda: ingestor.error or len(read_topic(live, live.kafka_topic_klines)) >= expected_records, 120
                 )
@@ -74,10 +71,10 @@ def test_january_2023_flows_to_one_decision_per_hour_in_cassandra_across_a_resta
             second = build_trader(live, model_dir)  # ... and restarts from its checkpoints
             try:
                 drain(spark, live, second, checkpoint)
-                decisions = second.sink.read("decisions", second.config.trader_id, "BTCUSDT")  # type: ignore[attr-defined]
-                orders = second.sink.read("orders", second.config.trader_id, "BTCUSDT")  # type: ignore[attr-defined]
+                decisions = trader_rows(second, "decisions", "BTCUSDT")
+                orders = trader_rows(second, "orders", "BTCUSDT")
             finally:
-                close(second)
+                close_trader(second)
                 cluster, session = connect_cluster(live, max_outage_seconds=30)
                 session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)
                 cluster.shutdown()

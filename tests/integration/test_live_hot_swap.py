@@ -18,7 +18,12 @@ from models.kline import HOUR_MS, Kline
 from models.policy import Policy
 from models.settings import Settings
 from tests.integration.live_helpers import live_topics, seed, wait_for
-from tests.integration.live_stream_helpers import TRADED, keyspace_dropped_after, new_keyspace
+from tests.integration.live_stream_helpers import (
+    close_trader,
+    keyspace_dropped_after,
+    new_keyspace,
+    trader_rows,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -28,7 +33,7 @@ BEFORE, AFTER = 24, 24  # decided hours published before and after the promotion
 
 def register(uri: str, name: str, policy: Policy, klines: pd.DataFrame, folder: Path) -> int:
     """Log ``policy`` in a run of the tests experiment and register it as a new version of ``name``."""
-    from pipelines import tracking
+    from adapters.mlflow import tracking
 
     tracking.use_experiment(uri, "klinestream-tests")
     with mlflow.start_run(tags=tracking.run_tags(policy.variant, 0, "hot-swap", "hot-swap")):
@@ -45,9 +50,9 @@ def by_hour(klines: list[Kline]) -> list[Kline]:
 def test_promoting_v2_while_the_stream_runs_swaps_later_micro_batches_to_v2_without_a_restart(
     settings: Settings, stack: Any, spark: Any, tmp_path: Path
 ) -> None:
-    from models.registry import MlflowModelSource, registry_client
-    from pipelines import promotion
-    from streaming.kafka_io import build_producer
+    from adapters.kafka import build_producer
+    from adapters.mlflow import aliases
+    from adapters.mlflow.registry import MlflowModelSource, registry_client
     from streaming.live_trader import start_live_trader
     from streaming.model_source import PollingModelSource
     from streaming.spark_job import StreamOptions, start_stream
@@ -60,7 +65,7 @@ def test_promoting_v2_while_the_stream_runs_swaps_later_micro_batches_to_v2_with
     v1 = register(uri, name, make_policy(frame, seed=1), frame, tmp_path)
     v2 = register(uri, name, make_policy(frame, seed=2), frame, tmp_path)
     client = registry_client(uri)
-    promotion.promote(client, name, v1, "test", uri)
+    aliases.promote(client, name, v1, "test", uri)
     klines = to_klines(frame)
     cut = int(frame["open_time"].min()) + (WARMUP + BEFORE) * HOUR_MS  # first hour published after promotion
     trader_id = f"swap-{uuid.uuid4().hex[:6]}"
@@ -77,12 +82,12 @@ def test_promoting_v2_while_the_stream_runs_swaps_later_micro_batches_to_v2_with
 
             def decided() -> list[dict[str, Any]]:
                 assert query.exception() is None, query.exception()
-                return trader.sink.read("decisions", trader_id, TRADED)  # type: ignore[attr-defined,no-any-return]
+                return trader_rows(trader, "decisions")
 
             seed(live, by_hour([k for k in klines if k.open_time < cut]))
             wait_for(lambda: len(decided()) >= BEFORE, 180)
             batches_before = len(outcomes)
-            promotion.promote(client, name, v2, "test", uri)  # the query keeps running
+            aliases.promote(client, name, v2, "test", uri)  # the query keeps running
             wait_for(lambda: source.current_version() == str(v2), 10)  # seen by the background poll
             seed(live, by_hour([k for k in klines if k.open_time >= cut]))
             wait_for(lambda: len(decided()) >= BEFORE + AFTER, 180)
@@ -92,7 +97,7 @@ def test_promoting_v2_while_the_stream_runs_swaps_later_micro_batches_to_v2_with
         finally:
             query.stop()
             producer.close()
-            trader.sink.close()  # type: ignore[attr-defined]
+            close_trader(trader)
             source.close()
 
     assert query_id == query.id

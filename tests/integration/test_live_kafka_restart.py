@@ -22,7 +22,12 @@ import torch
 from models.kline import HOUR_MS
 from models.settings import Settings
 from tests.integration.live_helpers import live_topics, read_topic, seed, wait_for
-from tests.integration.live_stream_helpers import TRADED, keyspace_dropped_after, new_keyspace
+from tests.integration.live_stream_helpers import (
+    close_trader,
+    keyspace_dropped_after,
+    new_keyspace,
+    trader_rows,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -52,8 +57,8 @@ def restart_kafka(settings: Settings, downtime_s: float) -> None:
 def test_every_hour_gets_exactly_one_decision_across_a_kafka_broker_restart(
     settings: Settings, stack: Any, spark: Any, tmp_path: Path
 ) -> None:
+    from adapters.kafka import build_producer
     from klinestream.commands.live import build_trader
-    from streaming.kafka_io import build_producer
     from streaming.spark_job import StreamOptions, start_stream
     from tests.unit.trader_fakes import make_policy, market, to_klines
 
@@ -77,7 +82,7 @@ def test_every_hour_gets_exactly_one_decision_across_a_kafka_broker_restart(
 
                 def decisions() -> list[dict[str, Any]]:
                     assert query.exception() is None, query.exception()
-                    return trader.sink.read("decisions", trader.config.trader_id, TRADED)  # type: ignore[attr-defined,no-any-return]
+                    return trader_rows(trader, "decisions")
 
                 wait_for(lambda: len(decisions()) >= RESTART_AFTER, 180)
                 restart_kafka(live, downtime_s=5.0)
@@ -90,7 +95,7 @@ def test_every_hour_gets_exactly_one_decision_across_a_kafka_broker_restart(
             finally:
                 query.stop()
                 producer.close()
-                trader.sink.close()  # type: ignore[attr-defined]
+                close_trader(trader)
         kept = read_topic(live, live.kafka_topic_klines)
         dlq = read_topic(live, live.kafka_topic_dlq)
 

@@ -17,7 +17,14 @@ from models.config import EnvConfig
 from models.kline import HOUR_MS
 from models.settings import Settings
 from tests.integration.live_helpers import live_topics, seed
-from tests.integration.live_stream_helpers import LOOSE_LIMITS, TRADED, keyspace_dropped_after, new_keyspace
+from tests.integration.live_stream_helpers import (
+    LOOSE_LIMITS,
+    TRADED,
+    close_trader,
+    keyspace_dropped_after,
+    new_keyspace,
+    trader_rows,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -47,8 +54,8 @@ def offline_actions(policy: Any, frame: Any) -> dict[int, int]:
 def test_stream_actions_equal_the_offline_backtest_hour_for_hour_when_online_learning_is_off(
     settings: Settings, stack: Any, spark: Any, shared_klines_dir: Path, tmp_path: Path
 ) -> None:
+    from adapters.kline_files import read_kline_dirs
     from klinestream.commands.live import build_trader
-    from pipelines.kline_files import read_kline_dirs
     from streaming.spark_job import StreamOptions, run_stream
     from tests.unit.trader_fakes import make_policy, to_klines
 
@@ -71,10 +78,10 @@ def test_stream_actions_equal_the_offline_backtest_hour_for_hour_when_online_lea
                                     max_offsets_per_trigger=1000, checkpoint_dir=tmp_path / "checkpoint")  # fmt: skip
             outcomes: list[Any] = []
             run_stream(spark, live, trader, options, on_outcome=outcomes.append)
-            decisions = trader.sink.read("decisions", trader.config.trader_id, TRADED)  # type: ignore[attr-defined]
-            orders = trader.sink.read("orders", trader.config.trader_id, TRADED)  # type: ignore[attr-defined]
+            decisions = trader_rows(trader, "decisions")
+            orders = trader_rows(trader, "orders")
         finally:
-            trader.sink.close()  # type: ignore[attr-defined]
+            close_trader(trader)
 
     offline = offline_actions(policy, frame)
     streamed = {d["open_time"]: d["action"] for d in decisions}

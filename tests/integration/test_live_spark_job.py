@@ -70,7 +70,7 @@ class Recorder:
 def produce(settings: Settings, hours: range, rng: random.Random, n_hostile: int) -> dict[int, str]:
     """Good klines of ``hours`` (shuffled within 2-hour windows), duplicates and hostile records mixed in.
     Returns the expected DLQ reason code by offset."""
-    from streaming.kafka_io import build_producer
+    from adapters.kafka import build_producer
 
     records: list[tuple[bytes, bytes, str | None]] = []
     for start in range(hours.start, hours.stop, 2):

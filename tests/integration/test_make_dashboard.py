@@ -49,18 +49,20 @@ def _get(url: str) -> requests.Response | None:
 
 
 def test_make_dashboard_serves_the_page_and_the_summary_of_the_keyspace(keyspace_settings: Settings) -> None:
-    from streaming.cassandra_sink import CassandraSink
+    from adapters.cassandra.reader import TradeReader
+    from adapters.cassandra.session import CassandraSession
+    from adapters.cassandra.trade_sink import CassandraTradeSink
 
     assert "`make dashboard`" in README.read_text(), "the README no longer names `make dashboard`"
     with socket.socket() as probe:
         if probe.connect_ex(("127.0.0.1", 8050)) == 0:
             pytest.fail("port 8050 (the dashboard's) is held by another program")
-    sink = CassandraSink.connect(keyspace_settings, max_outage_seconds=60)
+    db = CassandraSession.connect(keyspace_settings, max_outage_seconds=60)
     try:
-        written = write_trading_days(sink)
-        rows = [sink.read(table, TRADER, SYMBOL) for table in ("decisions", "orders", "positions")]
+        written = write_trading_days(CassandraTradeSink(db))
+        rows = [TradeReader(db).read(table, TRADER, SYMBOL) for table in ("decisions", "orders", "positions")]
     finally:
-        sink.close()
+        db.close()
 
     env = {**os.environ, "KLINESTREAM_CASSANDRA_KEYSPACE": keyspace_settings.cassandra_keyspace,
            "KLINESTREAM_CASSANDRA_PORT": str(keyspace_settings.cassandra_port)}  # fmt: skip

@@ -18,14 +18,14 @@ import pandas as pd
 import pytest
 import requests
 
-from models import registry
+from adapters.mlflow import aliases, registry, tracking
+from adapters.mlflow.pyfunc import input_example
 from models.config import AgentConfig, EnvConfig, TrainConfig
 from models.env import BUY, HOLD
 from models.policy import Policy
-from models.pyfunc import input_example
 from models.settings import Settings
 from models.time_range import parse_range
-from pipelines import promotion, tracking
+from pipelines import promotion
 from pipelines.retrain_config import GateConfig
 from tests.integration.conftest import StackHandle
 from tests.registry_helpers import TEST_RANGE, TRAIN_RANGE, constant_policy, random_policy, synthetic_klines
@@ -64,7 +64,7 @@ def register(uri: str, name: str, policy: Policy, klines: pd.DataFrame, folder: 
         tracking.log_history([{"env_steps": 100, "loss": 0.5, "epsilon": 0.6}, {"env_steps": 200, "loss": 0.25}])
         model_uri = tracking.log_policy_model(policy.save(folder / uuid.uuid4().hex), klines)
     version = tracking.register_model(uri, model_uri, name, {"variant": policy.variant})
-    promotion.set_challenger(registry.registry_client(uri), name, version)
+    aliases.set_challenger(registry.registry_client(uri), name, version)
     return version
 
 
@@ -82,7 +82,7 @@ def test_a_model_loaded_by_alias_gives_exactly_the_in_memory_policys_q_values(
     klines = synthetic_klines(seed=11)
     policy = random_policy(klines, "lstm", seed=7)
     version = register(mlflow_uri, model_name, policy, klines, tmp_path)
-    promotion.promote(registry.registry_client(mlflow_uri), model_name, version, "test", mlflow_uri)
+    aliases.promote(registry.registry_client(mlflow_uri), model_name, version, "test", mlflow_uri)
 
     assert registry.alias_version(mlflow_uri, model_name) == version
     pyfunc = mlflow.pyfunc.load_model(f"models:/{model_name}@champion")
@@ -145,17 +145,17 @@ def test_rollback_restores_the_previous_champion(
     client = registry.registry_client(mlflow_uri)
     old = register(mlflow_uri, model_name, random_policy(uptrend, "linear", seed=1), uptrend, tmp_path)
     new = register(mlflow_uri, model_name, random_policy(uptrend, "linear", seed=2), uptrend, tmp_path)
-    promotion.promote(client, model_name, old, "test", mlflow_uri)
-    assert promotion.promote(client, model_name, new, "test", mlflow_uri) == old
+    aliases.promote(client, model_name, old, "test", mlflow_uri)
+    assert aliases.promote(client, model_name, new, "test", mlflow_uri) == old
 
-    assert promotion.rollback(client, model_name, mlflow_uri) == old
+    assert aliases.rollback(client, model_name, mlflow_uri) == old
     assert registry.alias_version(mlflow_uri, model_name) == old
     assert registry.alias_version(mlflow_uri, model_name, "previous") is None
     assert registry.load_champion(mlflow_uri, model_name).version == old
     assert version_tags(mlflow_uri, model_name, new)["gate.rolled_back"] == "true"
     assert version_tags(mlflow_uri, model_name, old)["gate.promoted_by"] == "rollback"
     with pytest.raises(registry.RegistryError, match="nothing to roll back to"):
-        promotion.rollback(client, model_name, mlflow_uri)
+        aliases.rollback(client, model_name, mlflow_uri)
 
 
 def test_the_loader_says_what_to_do_when_there_is_no_champion(mlflow_uri: str, model_name: str) -> None:
@@ -169,8 +169,8 @@ def test_the_promote_command_moves_gates_and_rolls_back_the_champion(
 ) -> None:
     from typer.testing import CliRunner
 
+    from adapters import lake
     from klinestream.cli import app
-    from pipelines import lake
 
     stay_out = register(mlflow_uri, model_name, constant_policy(uptrend, HOLD), uptrend, tmp_path)
     buyer = register(mlflow_uri, model_name, constant_policy(uptrend, BUY), uptrend, tmp_path)

@@ -6,8 +6,8 @@ import uuid
 
 import pytest
 
+from adapters.mlflow.tracking import MlflowOnlineLogger
 from models.settings import Settings
-from streaming.model_source import MlflowOnlineLogger
 from tests.integration.conftest import StackHandle
 from tests.unit.trader_fakes import make_policy, market
 

@@ -132,8 +132,8 @@ def _logical(run: dict[str, Any]) -> datetime | None:
 def test_readme_airflow_backfill_create_runs_the_hours_on_the_stack_and_fills_its_lake(
     airflow: tuple[AirflowApi, dict[str, str], Path, set[str]],
 ) -> None:
-    from pipelines import lake as kline_lake
-    from pipelines.kline_files import read_kline_csv
+    from adapters import lake as kline_lake
+    from adapters.kline_files import read_kline_csv
 
     api, env, lake, before = airflow
     unpause, backfill = readme_airflow_commands()

@@ -71,7 +71,7 @@ class Workspace:
 def ws(stack: StackHandle, settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
     if not (SHARED / "BTCUSDT.csv").exists():
         pytest.skip("the README's commands read ../shared/data/binance_spot_1h, which is absent")
-    from streaming.kafka_io import delete_topics, ensure_topics
+    from adapters.kafka import delete_topics, ensure_topics
 
     stack.require("kafka", "cassandra", "mlflow", "spark")
     home = tmp_path_factory.mktemp("readme-home")
@@ -119,7 +119,7 @@ def ws(stack: StackHandle, settings: Settings, tmp_path_factory: pytest.TempPath
 
 
 def _drop_everything(settings: Settings, delete_topics: Any) -> None:
-    from models.registry import registry_client
+    from adapters.mlflow.registry import registry_client
     from tests.integration.live_stream_helpers import drop_keyspace
 
     try:
@@ -207,7 +207,7 @@ class LongRunning:
 def test_readme_backfill_then_validate_put_january_2023_of_two_symbols_into_the_validated_lake(
     ws: Workspace,
 ) -> None:
-    from pipelines import lake
+    from adapters import lake
 
     symbols = ["BTCUSDT", "ETHUSDT"]
     backfill = klinestream_command("backfill")
@@ -217,7 +217,7 @@ def test_readme_backfill_then_validate_put_january_2023_of_two_symbols_into_the_
     assert root == ws.home / "lake"
     assert_validated_equals_files(root, SHARED, symbols, JAN_1, FEB_1, 744)
 
-    # validate promotes raw → validated: with the validated zone gone, only `validate` can bring it back
+    # validate publishes raw → validated: with the validated zone gone, only `validate` can bring it back
     _remove_tree(root / "validated")
     assert lake.read_range(root, "validated", symbols, JAN_1, FEB_1).empty
     run(ws, klinestream_command("validate"))
@@ -232,7 +232,7 @@ def _remove_tree(path: Path) -> None:
 
 # --- train, promote --auto ------------------------------------------------------------------------
 def test_readme_train_saves_an_lstm_policy_and_promote_auto_makes_it_champion(ws: Workspace) -> None:
-    from models.registry import CHAMPION, alias_version, registry_client
+    from adapters.mlflow.registry import CHAMPION, alias_version, registry_client
 
     # promote --auto gates on the validated lake's holdout (the five symbols, with their history pad)
     shared = str(SHARED)
@@ -264,12 +264,13 @@ def register_challenger(ws: Workspace, policy_dir: Path, test_range: str) -> int
     """What dqn_retrain does after training: log the pyfunc in a run, register it, make it the challenger."""
     import mlflow
 
-    from models.registry import registry_client
-    from pipelines import promotion, tracking
-    from pipelines.dataset import load_klines
+    from adapters.kline_files import read_kline_folder
+    from adapters.mlflow import tracking
+    from adapters.mlflow.aliases import set_challenger
+    from adapters.mlflow.registry import registry_client
 
     uri, name = ws.settings.mlflow_tracking_uri, ws.settings.mlflow_model_name
-    klines = load_klines(SHARED)
+    klines = read_kline_folder(SHARED, DEFAULT_SYMBOLS)
     previous = mlflow.get_tracking_uri()
     tracking.use_experiment(uri, f"klinestream-readme-test-{uuid.uuid4().hex[:8]}")
     try:
@@ -278,7 +279,7 @@ def register_challenger(ws: Workspace, policy_dir: Path, test_range: str) -> int
         version = tracking.register_model(uri, model_uri, name, {"variant": "lstm", "test_range": test_range})
     finally:
         mlflow.set_tracking_uri(previous)
-    promotion.set_challenger(registry_client(uri), name, version)
+    set_challenger(registry_client(uri), name, version)
     return version
 
 
@@ -341,9 +342,9 @@ async def _websocket_messages(url: str, count: int) -> list[dict[str, Any]]:
 
 
 def _source_closes(since: int = JAN_1) -> dict[tuple[str, int], float]:
-    from pipelines.dataset import load_klines
+    from adapters.kline_files import read_kline_folder
 
-    frame: pd.DataFrame = load_klines(SHARED)
+    frame: pd.DataFrame = read_kline_folder(SHARED, DEFAULT_SYMBOLS)
     frame = frame[frame["open_time"] >= since]
     return {(s, int(t)): float(c) for s, t, c in zip(frame["symbol"], frame["open_time"], frame["close"], strict=True)}
 

@@ -7,14 +7,19 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 import torch
 
+from adapters.cassandra.checkpoints import CassandraCheckpointStore
+from adapters.cassandra.controls import CassandraControls
+from adapters.cassandra.reader import TradeReader
+from adapters.cassandra.session import TABLES, CassandraSession, connect_cluster, ensure_schema
+from adapters.cassandra.trade_sink import CassandraTradeSink
 from models.broker import PaperBroker
 from models.kline import HOUR_MS, Kline
 from models.settings import Settings
-from streaming.cassandra_sink import TABLES, CassandraSink, connect_cluster, ensure_schema
 from streaming.online_learner import OnlineConfig
 from streaming.online_trader import OnlineTrader, TraderConfig
 from streaming.risk import RiskLimits
@@ -43,11 +48,27 @@ def market_klines() -> tuple[object, list[Kline]]:
     return frame, to_klines(frame)
 
 
-def trader_on(sink: CassandraSink, policy: object, trader_id: str = TRADER) -> OnlineTrader:
+@dataclass(frozen=True)
+class Cassandra:
+    """The Cassandra adapter's roles on one connection, as streaming/live_trader.py assembles them."""
+
+    db: CassandraSession
+    sink: CassandraTradeSink
+    checkpoints: CassandraCheckpointStore
+    controls: CassandraControls
+    reader: TradeReader
+
+    @classmethod
+    def connect(cls, settings: Settings, max_outage_seconds: float) -> Cassandra:
+        db = CassandraSession.connect(settings, max_outage_seconds)
+        return cls(db, CassandraTradeSink(db), CassandraCheckpointStore(db), CassandraControls(db), TradeReader(db))
+
+
+def trader_on(cassandra: Cassandra, policy: object, trader_id: str = TRADER) -> OnlineTrader:
     config = TraderConfig(trader_id=trader_id, fee_rate=0.001, online=ONLINE, control_ttl_seconds=0.0)
     source = StaticModelSource({"1": policy}, "1")  # type: ignore[dict-item]
-    return OnlineTrader.start(config, source, PaperBroker(0.001, 5.0), sink, sink, LIMITS,
-                              controls=sink.controls_for(trader_id))  # fmt: skip
+    return OnlineTrader.start(config, source, PaperBroker(0.001, 5.0), cassandra.sink, cassandra.checkpoints, LIMITS,
+                              controls=cassandra.controls.for_trader(trader_id))  # fmt: skip
 
 
 def test_schema_creation_is_idempotent(keyspace_settings: Settings) -> None:
@@ -71,23 +92,23 @@ def test_replayed_batches_write_nothing_twice_and_positions_reconcile_with_order
     torch.set_num_threads(1)
     policy = make_policy(frame, seed=8)
     batches = hourly_batches(klines, 4)
-    sink = CassandraSink.connect(keyspace_settings, max_outage_seconds=60)
+    cassandra = Cassandra.connect(keyspace_settings, max_outage_seconds=60)
     try:
-        trader = trader_on(sink, policy, "replay-BTCUSDT")
+        trader = trader_on(cassandra, policy, "replay-BTCUSDT")
         for batch_id, batch in enumerate(batches[:20]):
             trader.process_batch(batch_id, batch)
-        committed = sink.load_checkpoint("replay-BTCUSDT")
+        committed = cassandra.checkpoints.load_checkpoint("replay-BTCUSDT")
         assert committed is not None and committed.batch_id == 19
         trader.process_batch(20, batches[20])  # rows of batch 20 are written; the process dies before ...
-        sink.save_checkpoint("replay-BTCUSDT", committed)  # ... its commit (the pointer is back on 19)
-        restarted = trader_on(sink, policy, "replay-BTCUSDT")
+        cassandra.checkpoints.save_checkpoint("replay-BTCUSDT", committed)  # ... its commit (the pointer is back on 19)
+        restarted = trader_on(cassandra, policy, "replay-BTCUSDT")
         assert restarted.last_batch_id == 19 and restarted.online_updates == committed.online_updates
         for batch_id, batch in enumerate(batches[19:], start=19):  # 19 is skipped, 20 is replayed
             restarted.process_batch(batch_id, batch)
 
-        decisions = sink.read("decisions", "replay-BTCUSDT", "BTCUSDT")
-        orders = sink.read("orders", "replay-BTCUSDT", "BTCUSDT")
-        positions = sink.read("positions", "replay-BTCUSDT", "BTCUSDT")
+        decisions = cassandra.reader.read("decisions", "replay-BTCUSDT", "BTCUSDT")
+        orders = cassandra.reader.read("orders", "replay-BTCUSDT", "BTCUSDT")
+        positions = cassandra.reader.read("positions", "replay-BTCUSDT", "BTCUSDT")
         hours = sorted({k.open_time for k in klines})[33:]
         assert [d["open_time"] for d in decisions] == hours  # one row per hour: nothing twice
         assert [p["open_time"] for p in positions] == hours
@@ -102,25 +123,25 @@ def test_replayed_batches_write_nothing_twice_and_positions_reconcile_with_order
         assert last["units"] == pytest.approx(units) and last["cash"] == pytest.approx(cash)
         assert max(p["units"] for p in positions) <= LIMITS.max_position_units
     finally:
-        sink.close()
+        cassandra.db.close()
 
 
 def test_kill_switch_row_stops_orders_at_once_while_decisions_go_on(keyspace_settings: Settings, market_klines) -> None:
     frame, klines = market_klines
-    sink = CassandraSink.connect(keyspace_settings, max_outage_seconds=60)
+    cassandra = Cassandra.connect(keyspace_settings, max_outage_seconds=60)
     try:
-        trader = trader_on(sink, make_policy(frame, seed=8), "kill-BTCUSDT")
+        trader = trader_on(cassandra, make_policy(frame, seed=8), "kill-BTCUSDT")
         batches = hourly_batches(klines, 12)
         for batch_id, batch in enumerate(batches[:4]):
             trader.process_batch(batch_id, batch)
-        sink.set_kill_switch(True, "integration test", trader_id="kill-BTCUSDT")
+        cassandra.controls.set_kill_switch(True, "integration test", trader_id="kill-BTCUSDT")
         result = trader.process_batch(4, batches[4])
         assert len(result.decisions) == 12
         assert result.orders and all(o.status == "rejected" and o.reason == "kill_switch" for o in result.orders)
-        sink.set_kill_switch(False, "integration test done", trader_id="kill-BTCUSDT")
-        assert not sink.kill_switch_active("kill-BTCUSDT")
+        cassandra.controls.set_kill_switch(False, "integration test done", trader_id="kill-BTCUSDT")
+        assert not cassandra.controls.kill_switch_active("kill-BTCUSDT")
     finally:
-        sink.close()
+        cassandra.db.close()
 
 
 @pytest.mark.slow
@@ -131,9 +152,9 @@ def test_a_30_second_cassandra_outage_delays_but_loses_nothing(keyspace_settings
     through_proxy = keyspace_settings.model_copy(
         update={"cassandra_hosts": ("127.0.0.1",), "cassandra_port": proxy.port}
     )
-    sink = CassandraSink.connect(through_proxy, max_outage_seconds=120)
+    cassandra = Cassandra.connect(through_proxy, max_outage_seconds=120)
     try:
-        trader = trader_on(sink, make_policy(frame, seed=8), "outage-BTCUSDT")
+        trader = trader_on(cassandra, make_policy(frame, seed=8), "outage-BTCUSDT")
         batches = hourly_batches(klines, 6)
         trader.process_batch(0, batches[0])
         trader.process_batch(1, batches[1])
@@ -144,22 +165,23 @@ def test_a_30_second_cassandra_outage_delays_but_loses_nothing(keyspace_settings
             trader.process_batch(batch_id, batch)
         assert time.monotonic() - started >= 29.0  # the first write waited for Cassandra to come back
         hours = sorted({k.open_time for k in klines})[33:]
-        decisions = sink.read("decisions", "outage-BTCUSDT", "BTCUSDT")
+        decisions = cassandra.reader.read("decisions", "outage-BTCUSDT", "BTCUSDT")
         assert [d["open_time"] for d in decisions] == hours
-        checkpoint = sink.load_checkpoint("outage-BTCUSDT")
+        checkpoint = cassandra.checkpoints.load_checkpoint("outage-BTCUSDT")
         assert checkpoint is not None and checkpoint.batch_id == len(batches) - 1
         assert hours[-1] - hours[0] == (len(hours) - 1) * HOUR_MS
     finally:
-        sink.close()
+        cassandra.db.close()
         proxy.stop()
 
 
 def test_buffered_rows_are_durable_after_flush_in_batches_and_two_writes_to_one_key_merge(
     keyspace_settings: Settings,
 ) -> None:
-    from streaming.records import DecisionRecord, OrderRecord
+    from models.records import DecisionRecord, OrderRecord
 
-    sink = CassandraSink.connect(keyspace_settings, max_outage_seconds=60)
+    cassandra = Cassandra.connect(keyspace_settings, max_outage_seconds=60)
+    sink, reader = cassandra.sink, cassandra.reader
     trader, t0 = "flush-test", 1_672_531_200_000
     try:
         for hour in range(40):  # 40 rows: three single-partition batches of at most 16
@@ -170,12 +192,12 @@ def test_buffered_rows_are_durable_after_flush_in_batches_and_two_writes_to_one_
         sink.write_order(order)
         sink.write_order(OrderRecord(*[*order.__dict__.values()][:8], "filled", None, 1.0, 100.5, 0.1, "paper",
                                      "x-9", 7))  # fmt: skip
-        assert sink.pending_rows == 41 and sink.read("decisions", trader, "BTCUSDT") == []  # nothing before flush
+        assert sink.pending_rows == 41 and reader.read("decisions", trader, "BTCUSDT") == []  # nothing before flush
         sink.flush()
         assert sink.pending_rows == 0
-        decisions = sink.read("decisions", trader, "BTCUSDT")
+        decisions = reader.read("decisions", trader, "BTCUSDT")
         assert [d["price"] for d in decisions] == [100.0 + hour for hour in range(40)]
-        (stored,) = sink.read("orders", trader, "BTCUSDT")
+        (stored,) = reader.read("orders", trader, "BTCUSDT")
         assert (stored["status"], stored["fill_price"], stored["exchange_order_id"]) == ("filled", 100.5, "x-9")
     finally:
-        sink.close()
+        cassandra.db.close()

@@ -25,9 +25,9 @@ from models.accounting import BUY, HOLD, SELL, TradingRules, market_fill, step_r
 from models.broker import OrderRequest, PaperBroker
 from models.config import ACCOUNTINGS, REWARD_KINDS, EnvConfig, config_to_dict
 from models.env import VectorTradingEnv
+from models.records import SIDES
 from streaming.online_trader import TraderConfig, trading_rules
 from streaming.portfolio import Portfolio
-from streaming.records import SIDES
 from streaming.risk import AccountView, RiskLimits, check_order
 
 STEPS = 400

@@ -15,9 +15,9 @@ from pydantic import SecretStr
 from adapters.binance.orders import BinanceBroker, order_client
 from models.broker import OrderRequest, PaperBroker
 from models.errors import SettingsError, TradingSafetyError
+from models.records import client_order_id
 from models.settings import Settings, load_settings
 from streaming.brokers import make_broker
-from streaming.records import client_order_id
 
 HOUR = 1_672_531_200_000  # 2023-01-01 00:00 UTC
 

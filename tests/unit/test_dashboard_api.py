@@ -86,19 +86,13 @@ def test_latency_pairs_hours_and_percentiles_interpolate() -> None:
 
 
 class FakeSink:
-    """The reads the dashboard makes, from lists (no Cassandra)."""
-
-    keyspace = "ks"
+    """The reads the dashboard makes (trade rows and the kill switch), from lists (no Cassandra)."""
 
     def __init__(self, traders: list[tuple[str, str]]) -> None:
-        self.traders = traders
-        self.session = self
+        self.listed = traders
 
-    def execute(self, query: str, timeout: float = 0) -> list[Any]:
-        from types import SimpleNamespace
-
-        assert "SELECT DISTINCT trader_id, symbol FROM ks.positions" in query
-        return [SimpleNamespace(trader_id=t, symbol=s) for t, s in self.traders]
+    def traders(self) -> list[tuple[str, str]]:
+        return list(self.listed)
 
     def read(self, table: str, trader_id: str, symbol: str) -> list[dict[str, Any]]:
         return {"decisions": DECISIONS, "orders": ORDERS, "positions": POSITIONS}[table]
@@ -121,7 +115,8 @@ def test_routes_pick_the_newest_demo_trader_validate_limit_and_say_when_nothing_
             ("demo-20260101T000000", "BTCUSDT"),
             ("demo-20261122T004332", "BTCUSDT"),
         ]
-        async with TestClient(TestServer(build_app(DashboardReader(FakeSink(traders))))) as client:
+        sink = FakeSink(traders)
+        async with TestClient(TestServer(build_app(DashboardReader(sink, sink)))) as client:
             listed = await (await client.get("/api/traders")).json()
             assert [t["trader_id"] for t in listed] == ["demo-20261122T004332", "demo-20260101T000000", "paper-BTCUSDT"]
             summary = await (await client.get("/api/summary")).json()
@@ -130,7 +125,8 @@ def test_routes_pick_the_newest_demo_trader_validate_limit_and_say_when_nothing_
             assert (await client.get("/api/decisions?limit=many")).status == 400
             page = await client.get("/")
             assert page.status == 200 and "app.js" in await page.text()
-        async with TestClient(TestServer(build_app(DashboardReader(FakeSink([]))))) as client:
+        nothing = FakeSink([])
+        async with TestClient(TestServer(build_app(DashboardReader(nothing, nothing)))) as client:
             empty = await client.get("/api/series")
             assert empty.status == 404 and "klinestream demo" in (await empty.json())["error"]
 

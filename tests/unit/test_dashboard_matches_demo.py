@@ -66,15 +66,8 @@ def test_pnl_base_falls_back_to_the_capital_before_the_first_hour() -> None:
 
 
 class ListSink:
-    keyspace = "ks"
-
-    def __init__(self) -> None:
-        self.session = self
-
-    def execute(self, query: str, timeout: float = 0) -> list[Any]:
-        from types import SimpleNamespace
-
-        return [SimpleNamespace(trader_id="demo-20230101T000000", symbol="BTCUSDT")]
+    def traders(self) -> list[tuple[str, str]]:
+        return [("demo-20230101T000000", "BTCUSDT")]
 
     def read(self, table: str, trader_id: str, symbol: str) -> list[dict[str, Any]]:
         return {"decisions": DECISIONS, "orders": ORDERS, "positions": POSITIONS}[table]
@@ -89,13 +82,14 @@ def test_the_route_takes_since_from_the_query_else_from_the_server_default_and_r
     demo = trade_figures(DECISIONS, ORDERS, POSITIONS, T0, T0 + 3 * H)
 
     async def scenario() -> None:
-        async with TestClient(TestServer(build_app(DashboardReader(ListSink())))) as client:
+        sink = ListSink()
+        async with TestClient(TestServer(build_app(DashboardReader(sink, sink)))) as client:
             whole = await (await client.get("/api/summary")).json()
             replay = await (await client.get(f"/api/summary?since={T0}")).json()
             assert whole["pnl"] == 600.0 and replay["pnl"] == pytest.approx(demo.pnl)
             bad = await client.get("/api/summary?since=yesterday")
             assert bad.status == 400 and "epoch milliseconds" in (await bad.json())["error"]
-        async with TestClient(TestServer(build_app(DashboardReader(ListSink()), since=T0))) as client:
+        async with TestClient(TestServer(build_app(DashboardReader(sink, sink), since=T0))) as client:
             served = await (await client.get("/api/summary")).json()  # what the demo's own dashboard serves
             assert served["pnl"] == pytest.approx(demo.pnl) and served["since"] == T0
 

@@ -11,7 +11,7 @@ from klinestream.demo.data import choose_source, exported, source_env
 from klinestream.demo.training import retrain_conf
 from models.kline import HOUR_MS
 from models.settings import load_settings
-from pipelines.backfill import load_klines
+from pipelines.backfill import fetch_from_source
 
 START, HOURS = 1_672_531_200_000, 48
 END = START + HOURS * HOUR_MS
@@ -24,7 +24,7 @@ def test_without_binance_or_files_the_demo_writes_synthetic_klines_and_says_so(t
 
     assert choice.kind == "synthetic" and "SYNTHETIC" in choice.label and "not market data" in choice.label
     assert choice.source.kind == "files" and choice.source.path is not None
-    frame = load_klines(choice.source, "BTCUSDT", START, END)
+    frame = fetch_from_source(choice.source, "BTCUSDT", START, END)
     assert list(frame["open_time"]) == list(range(START, END, HOUR_MS))
 
 

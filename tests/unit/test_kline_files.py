@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from adapters.kline_files import read_kline_csv, read_kline_dir, read_vision_dump
 from models.errors import KlineParseError
-from pipelines.kline_files import read_kline_csv, read_kline_dir, read_vision_dump
 from tests.market_data import make_klines, ms
 
 VISION_ROWS_MS = (

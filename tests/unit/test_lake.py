@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from adapters import lake
 from models.kline import HOUR_MS
-from pipelines import lake
 from tests.market_data import make_klines, make_market, ms
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from adapters.kafka import DlqRecord
 from models.kline import HOUR_MS, Kline
 from streaming.batch_state import BatchStateStore
 from streaming.dlq import RawRecord
-from streaming.kafka_io import DlqRecord
 from streaming.micro_batch import AlignerConfig, MicroBatchProcessor
 from tests.unit.streaming_fakes import SYMBOLS, T0, RecordingTrader, kline
 

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
+from adapters.mlflow.registry import RegistryError
 from models.policy import Policy
-from models.registry import RegistryError
 from streaming.model_source import PollingModelSource
 
 

@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from models.broker import Fill, OrderRequest, PaperBroker
+from models.checkpoint import Checkpoint
 from models.config import EnvConfig
 from models.errors import TemporaryError
 from models.kline import HOUR_MS, Kline
 from models.time_range import TimeRange
 from pipelines.evaluate import policy_decider, run_backtest
-from streaming.checkpoint import Checkpoint
 from streaming.online_learner import OnlineConfig
 from streaming.online_trader import OnlineTrader, TraderConfig
 from streaming.risk import RiskLimits

@@ -1,8 +1,13 @@
-"""The pyfunc model (models/pyfunc.py), saved and loaded locally (no tracking server): it rebuilds the
-policy from its artifacts and decides exactly like the in-memory policy on the same klines."""
+"""The pyfunc model (adapters/mlflow/pyfunc.py), saved and loaded locally (no tracking server): it rebuilds the
+policy from its artifacts and decides exactly like the in-memory policy on the same klines, also in a fresh
+process that has only the model's bundled code (not the repository) to import it from."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import mlflow.pyfunc
@@ -10,15 +15,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.errors import PermanentError
-from models.pyfunc import (
-    MODELS_PACKAGE_DIR,
+from adapters.mlflow.pyfunc import (
     OUTPUT_COLUMNS,
     POLICY_ARTIFACT,
     KlinePolicyModel,
+    bundled_code,
     input_example,
     model_signature,
 )
+from models.errors import PermanentError
 from tests.registry_helpers import random_policy, synthetic_klines
 
 
@@ -32,15 +37,16 @@ def saved(klines: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> tup
     policy = random_policy(klines, "lstm", seed=3)
     root = tmp_path_factory.mktemp("pyfunc")
     policy_dir = policy.save(root / "policy")
-    mlflow.pyfunc.save_model(
-        path=str(root / "model"),
-        python_model=KlinePolicyModel(),
-        artifacts={POLICY_ARTIFACT: str(policy_dir)},
-        code_paths=[str(MODELS_PACKAGE_DIR)],
-        signature=model_signature(),
-        input_example=input_example(klines, policy),
-        pip_requirements=["mlflow"],
-    )
+    with bundled_code() as code_paths:  # what tracking.log_policy_model bundles
+        mlflow.pyfunc.save_model(
+            path=str(root / "model"),
+            python_model=KlinePolicyModel(),
+            artifacts={POLICY_ARTIFACT: str(policy_dir)},
+            code_paths=code_paths,
+            signature=model_signature(),
+            input_example=input_example(klines, policy),
+            pip_requirements=["mlflow"],
+        )
     return policy, root / "model"
 
 
@@ -64,9 +70,11 @@ def test_the_input_example_is_the_last_history_hours_of_every_symbol(saved: tupl
     assert example["symbol"].nunique() == len(policy.spec.symbols)
 
 
-def test_the_model_carries_the_models_package_and_the_policy_files(saved: tuple) -> None:
+def test_the_model_carries_the_models_package_its_pyfunc_module_and_the_policy_files(saved: tuple) -> None:
     _, path = saved
     assert (path / "code" / "models" / "policy.py").is_file()
+    bundled = {p.relative_to(path / "code" / "adapters").as_posix() for p in (path / "code" / "adapters").rglob("*.py")}
+    assert bundled == {"__init__.py", "mlflow/__init__.py", "mlflow/pyfunc.py"}  # not Kafka, Cassandra, ...
     assert {p.name for p in (path / "artifacts" / POLICY_ARTIFACT).iterdir()} >= {"policy.json", "weights.pt"}
 
 
@@ -76,3 +84,32 @@ def test_too_little_history_is_a_readable_error(saved: tuple, klines: pd.DataFra
     short = input_example(klines, policy).groupby("symbol").tail(5)
     with pytest.raises(PermanentError, match="send the last"):
         model.predict(short)
+
+
+_FRESH_PROCESS = """
+import json, sys
+import mlflow.pyfunc, pandas as pd
+out = mlflow.pyfunc.load_model(sys.argv[1]).predict(pd.read_parquet(sys.argv[2]))
+import adapters.mlflow.pyfunc, models.policy
+print(json.dumps({"q": out[["q_hold", "q_buy", "q_sell"]].to_numpy()[0].tolist(), "action": int(out["action"][0]),
+                  "modules": [adapters.mlflow.pyfunc.__file__, models.policy.__file__]}))
+"""
+
+
+@pytest.mark.slow
+def test_a_fresh_process_without_the_repository_loads_the_model_from_its_bundled_code(
+    saved: tuple, klines: pd.DataFrame, tmp_path: Path
+) -> None:
+    policy, path = saved
+    window = input_example(klines, policy)
+    window.to_parquet(tmp_path / "input.parquet")
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}  # cwd = tmp_path: no repo
+    done = subprocess.run([sys.executable, "-c", _FRESH_PROCESS, str(path), str(tmp_path / "input.parquet")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    decision = policy.decide(window.assign(interval="1h"))
+    np.testing.assert_array_equal(np.asarray(result["q"], dtype=np.float32), decision.q_values)
+    assert result["action"] == decision.action
+    code = (path / "code").resolve()
+    assert all(Path(module).resolve().is_relative_to(code) for module in result["modules"]), result["modules"]

@@ -7,10 +7,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from adapters import lake
 from models.errors import PermanentError
 from models.kline import HOUR_MS
 from models.settings import load_settings
-from pipelines import lake
 from pipelines.retrain import build_snapshot, read_snapshot
 from pipelines.retrain_config import config_from_params
 from tests.registry_helpers import TEST_RANGE, TRAIN_RANGE, synthetic_klines

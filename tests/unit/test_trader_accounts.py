@@ -7,10 +7,11 @@ import math
 import numpy as np
 import pytest
 
+from adapters.checkpoint_files import FileCheckpointStore
 from models.accounting import TradingRules
+from models.checkpoint import Checkpoint, decode_state, encode_state
 from models.config import EnvConfig
 from models.env import VectorTradingEnv
-from streaming.checkpoint import Checkpoint, FileCheckpointStore, decode_state, encode_state
 from streaming.portfolio import DAY_MS, Portfolio
 
 

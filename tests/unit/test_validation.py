@@ -1,5 +1,5 @@
 """The Great Expectations kline suite: each rule fails on the klines that break it, names the rule, the
-symbol and the hour; known exchange outages are reported as known gaps, not failures; promotion keeps a
+symbol and the hour; known exchange outages are reported as known gaps, not failures; publishing keeps a
 failing day out of ``validated``."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from adapters import lake
 from models.errors import ValidationFailed
-from pipelines import lake
-from pipelines.backfill import BackfillSummary, promote
+from pipelines.backfill import BackfillSummary, publish
 from pipelines.validation import KlineValidator, KnownOutages, load_known_outages
 from tests.market_data import make_klines, ms
 
@@ -112,11 +112,11 @@ def test_open_time_off_the_hour_fails(validator: KlineValidator) -> None:
     assert "open_time_on_the_hour" in rules and "no_unknown_missing_hour" in rules
 
 
-def test_promotion_keeps_only_the_failing_day_out_of_validated(tmp_path: Path, validator: KlineValidator) -> None:
+def test_publishing_keeps_only_the_failing_day_out_of_validated(tmp_path: Path, validator: KlineValidator) -> None:
     frame = _klines()
     frame.loc[_at(frame, "2022-05-02T10:00"), "volume"] = -1.0
     lake.write_range(tmp_path, "raw", frame, START, END)
-    results = promote(tmp_path, ["BTCUSDT"], START, END, validator)
+    results = publish(tmp_path, ["BTCUSDT"], START, END, validator)
 
     validated = lake.read_range(tmp_path, "validated", ["BTCUSDT"], START, END)
     assert set(lake.day_of(t) for t in validated["open_time"]) == {"2022-05-01", "2022-05-03"}

@@ -9,14 +9,14 @@ from typing import Any
 import pandas as pd
 import torch
 
+from models.checkpoint import Checkpoint, InFlight
 from models.config import AgentConfig, EnvConfig, config_to_dict
 from models.features import Normalizer, compute_feature_table, infer_spec
 from models.kline import Kline
 from models.networks import build_network
 from models.policy import Policy
+from models.records import DecisionRecord, OrderRecord, PositionRecord
 from models.synthetic import synthetic_klines
-from streaming.checkpoint import Checkpoint, InFlight
-from streaming.records import DecisionRecord, OrderRecord, PositionRecord
 
 SYMBOLS = ("BNBUSDT", "BTCUSDT", "ETHUSDT", "LTCUSDT", "XRPUSDT")
 

@@ -1,7 +1,8 @@
-"""MLflow tracking of training runs, logging of the pyfunc model and its registration.
+"""MLflow tracking of training runs, logging of the pyfunc model and its registration, and the online
+learner's weights.
 
 One experiment per task: :data:`TRAINING_EXPERIMENT` for batch training, :data:`ONLINE_EXPERIMENT` for
-the stream's online learning. A training run logs:
+the stream's online learning (:class:`MlflowOnlineLogger`). A training run logs:
 
 - params: every field of the agent, environment and train configs (``agent.*``, ``env.*``,
   ``train.*``), the feature-spec version and its shape (``feature.*``), the data ranges;
@@ -30,17 +31,17 @@ import pandas as pd
 import torch
 from mlflow import MlflowClient
 
+from adapters.mlflow.pyfunc import POLICY_ARTIFACT, KlinePolicyModel, bundled_code, input_example, model_signature
 from models.config import AgentConfig, EnvConfig, TrainConfig, config_to_dict
 from models.evaluation import EvaluationReport
 from models.policy import Policy
-from models.pyfunc import MODELS_PACKAGE_DIR, POLICY_ARTIFACT, KlinePolicyModel, input_example, model_signature
 
 log = logging.getLogger(__name__)
 
 TRAINING_EXPERIMENT = "klinestream-training"
 ONLINE_EXPERIMENT = "klinestream-online"
 MODEL_ARTIFACT_NAME = "model"
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 #: The figures of the kept seed that the retrain's evaluate task returns (its XCom), by MLflow metric name.
 HOLDOUT_SUMMARY = ("agent.portfolio_fees.sharpe", "agent.portfolio_fees.max_drawdown", "agent.portfolio_fees.n_trades",
                    "agent.unit.final_profit", "buy_and_hold.portfolio_fees.sharpe")  # fmt: skip
@@ -171,14 +172,14 @@ def log_policy_model(policy_dir: Path | str, klines: pd.DataFrame) -> str:
     ``klines``: contract-form klines ending at the test range; the last hours become the input example.
     """
     policy = Policy.load(policy_dir, device="cpu")
-    with tempfile.TemporaryDirectory(prefix="klinestream-policy-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="klinestream-policy-") as tmp, bundled_code() as code_paths:
         # MLflow keeps the folder's own name: give it the artifact's name, whatever policy_dir is called
         staged = shutil.copytree(policy_dir, Path(tmp) / POLICY_ARTIFACT)
         info = mlflow.pyfunc.log_model(
             name=MODEL_ARTIFACT_NAME,
             python_model=KlinePolicyModel(),
             artifacts={POLICY_ARTIFACT: str(staged)},
-            code_paths=[str(MODELS_PACKAGE_DIR)],
+            code_paths=code_paths,
             signature=model_signature(),
             input_example=input_example(klines, policy),
             pip_requirements=pip_requirements(),
@@ -199,3 +200,21 @@ def register_model(tracking_uri: str, model_uri: str, name: str, tags: Mapping[s
     version = mlflow.register_model(model_uri, name, tags=dict(tags))
     log.info("registered model=%s version=%s tags=%s", name, version.version, dict(tags))
     return int(version.version)
+
+
+class MlflowOnlineLogger:
+    """The online trader's :class:`~models.ports.OnlineLogger` on MLflow: online weights as runs in
+    ``experiment``, tagged ``online=true`` and ``parent_version`` (never registered or aliased)."""
+
+    def __init__(self, tracking_uri: str, model_name: str, experiment: str = ONLINE_EXPERIMENT) -> None:
+        self.tracking_uri, self.model_name, self.experiment = tracking_uri, model_name, experiment
+
+    def log_online(self, parent_version: str, policy: Policy, metrics: Mapping[str, float], step: int) -> None:
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_experiment(self.experiment)
+        tags = {"online": "true", "parent_version": parent_version, "registered_model": self.model_name}
+        with mlflow.start_run(run_name=f"online-{self.model_name}-v{parent_version}-u{step}", tags=tags):
+            mlflow.log_metrics(dict(metrics), step=step)
+            with tempfile.TemporaryDirectory(prefix="klinestream-online-") as folder:
+                mlflow.log_artifacts(str(policy.save(Path(folder) / "policy")), artifact_path="policy")
+        log.info("logged online weights model_version=%s online_updates=%d", parent_version, step)

@@ -2,7 +2,7 @@
 
 Every record is keyed by data (trader id, symbol, decision hour, model version), never by a random
 id or the wall clock, so a replayed micro-batch produces the same keys and its writes are upserts of
-the same rows (shared/DESIGN.md §4.3, §9).
+the same rows (docs/architecture.md, "Deterministic keys").
 """
 
 from __future__ import annotations

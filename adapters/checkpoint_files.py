@@ -1,74 +1,16 @@
-"""The online trader's checkpoint: its whole state as one blob, committed with the batch id it covers.
+"""Checkpoints of the online trader in a local folder, for runs without Cassandra (demos, paper runs).
 
-The state (both networks, optimiser, compact replay, epsilon, generators, account, kline history
-tail, model version) is a dict of tensors and plain values, serialised with ``torch.save`` and read
-back with ``weights_only=True`` (no pickled code). :class:`CheckpointStore` is where it goes:
-
-- :class:`streaming.cassandra_sink.CassandraSink` (production): the blob in chunks beside a pointer
-  row that is the commit (see that module);
-- :class:`FileCheckpointStore`: a local folder, each file written to a temporary name and renamed
-  (atomic on POSIX), for runs without Cassandra.
-
-Besides the last checkpoint a store remembers the batch *in flight* (id and model version, written
-before the batch is processed), so that a batch replayed after a crash is processed with the model
-version it was first processed with, even if the champion alias moved meanwhile.
+Each file is written to a temporary name, fsynced and renamed (atomic on POSIX); ``checkpoint.json`` is
+the commit (see :mod:`models.checkpoint` for what a checkpoint holds).
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
 
-import torch
-
-CHECKPOINT_FORMAT = 1
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    batch_id: int
-    model_version: str
-    online_updates: int
-    blob: bytes
-
-    @property
-    def digest(self) -> str:
-        return hashlib.sha256(self.blob).hexdigest()
-
-
-@dataclass(frozen=True)
-class InFlight:
-    batch_id: int
-    model_version: str
-
-
-class CheckpointStore(Protocol):
-    def load_checkpoint(self, trader_id: str) -> Checkpoint | None: ...
-
-    def save_checkpoint(self, trader_id: str, checkpoint: Checkpoint) -> None: ...
-
-    def in_flight(self, trader_id: str) -> InFlight | None: ...
-
-    def mark_in_flight(self, trader_id: str, batch_id: int, model_version: str) -> None: ...
-
-
-def encode_state(state: dict[str, Any]) -> bytes:
-    buffer = io.BytesIO()
-    torch.save({"format": CHECKPOINT_FORMAT, **state}, buffer)
-    return buffer.getvalue()
-
-
-def decode_state(blob: bytes) -> dict[str, Any]:
-    state = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
-    found = state.get("format") if isinstance(state, dict) else None
-    if found != CHECKPOINT_FORMAT:
-        raise ValueError(f"trader checkpoint format {found!r} is not {CHECKPOINT_FORMAT}")
-    return state
+from models.checkpoint import Checkpoint, InFlight
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -1,11 +1,13 @@
 """The registered MLflow model: a pyfunc around :class:`~models.policy.Policy`.
 
-What the model carries (shared/DESIGN.md §4.4):
+What the model carries (docs/architecture.md, "MLflow"):
 
 - artifact ``policy`` — the :meth:`Policy.save` directory: feature spec, fitted normalisation and the
   network weights (no pickled modules);
-- ``code_paths`` — the ``models`` package, so ``load_context`` rebuilds the policy with the same feature
-  transform that training, evaluation and the stream use.
+- ``code_paths`` (:func:`bundled_code`) — the ``models`` package and this module (with the ``__init__``
+  files of its packages), so ``load_context`` rebuilds the policy with the same feature transform that
+  training, evaluation and the stream use, in any process that has the pip requirements, with or
+  without the repository on its path.
 
 Input: a kline frame in the contract form of models/kline.py with the last
 :attr:`Policy.history_hours` hourly klines of every context symbol (``interval`` may be left out; the
@@ -15,6 +17,10 @@ optional columns may be NaN). Output: one row for the latest hour — ``open_tim
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +30,7 @@ from mlflow.models import ModelSignature
 from mlflow.pyfunc import PythonModel
 from mlflow.types.schema import ColSpec, Schema
 
+import models
 from models.features import FeatureError
 from models.kline import FRAME_COLUMNS, HOUR_MS, OPTIONAL_COLUMNS, conform_frame
 from models.policy import Policy
@@ -31,7 +38,15 @@ from models.policy import Policy
 #: Name of the artifact that holds the Policy.save directory (``<model>/artifacts/policy``).
 POLICY_ARTIFACT = "policy"
 #: The ``models`` package directory, bundled with every logged model.
-MODELS_PACKAGE_DIR = Path(__file__).resolve().parent
+MODELS_PACKAGE_DIR = Path(models.__file__).resolve().parent
+#: This module and the ``__init__`` files of its packages (``adapters``, ``adapters.mlflow``): the pickled
+#: :class:`KlinePolicyModel` names its class by module, so a loaded model must be able to import it.
+_ADAPTERS_DIR = Path(__file__).resolve().parents[1]
+_PYFUNC_MODULE_FILES = (
+    _ADAPTERS_DIR / "__init__.py",
+    _ADAPTERS_DIR / "mlflow" / "__init__.py",
+    Path(__file__).resolve(),
+)
 OUTPUT_COLUMNS = ("open_time", "q_hold", "q_buy", "q_sell", "action")
 
 _INPUT_TYPES = {
@@ -136,3 +151,16 @@ def input_example(klines: pd.DataFrame, policy: Policy) -> pd.DataFrame:
         elif kind == "string":
             out[name] = out[name].astype(object)
     return out.reset_index(drop=True)
+
+
+@contextmanager
+def bundled_code() -> Iterator[list[str]]:
+    """The ``code_paths`` of a logged model: the ``models`` package and, staged in a temporary folder
+    (removed on exit), ``adapters/__init__.py``, ``adapters/mlflow/__init__.py`` and this module, not
+    the rest of the adapters (Kafka, Cassandra, ...), which loading the model never needs."""
+    with tempfile.TemporaryDirectory(prefix="klinestream-code-") as tmp:
+        for source in _PYFUNC_MODULE_FILES:
+            target = Path(tmp) / source.relative_to(_ADAPTERS_DIR.parent)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+        yield [str(MODELS_PACKAGE_DIR), str(Path(tmp) / "adapters")]

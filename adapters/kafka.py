@@ -1,4 +1,5 @@
-"""Kafka plumbing of the live path (shared/DESIGN.md §4.2): topics, the idempotent producer, DLQ records
+"""Kafka plumbing of the live path (docs/architecture.md, "Kafka"): topics, the idempotent producer,
+publishing klines to ``klines.1h`` (the ingestor's sink), DLQ records and their writer (the Spark job's),
 and the tail of ``klines.1h``.
 
 kafka-python errors are translated at this boundary into :class:`~models.errors.TemporaryError`
@@ -8,7 +9,7 @@ kafka-python errors are translated at this boundary into :class:`~models.errors.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from models.errors import KlineParseError, TemporaryError
-from models.kline import parse_record
+from models.kline import Kline, parse_record
 from models.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -181,3 +182,47 @@ def _note_latest(latest: dict[str, int], value: bytes | None) -> None:
         return
     if kline.open_time > latest.get(kline.symbol, -1):
         latest[kline.symbol] = kline.open_time
+
+
+class KafkaKlineSink:
+    """Publishes klines to ``topic``: key = symbol, value = :meth:`Kline.to_json`."""
+
+    def __init__(self, producer: KafkaProducer, topic: str) -> None:
+        self.producer = producer
+        self.topic = topic
+        self._pending: list[Any] = []
+
+    def publish(self, kline: Kline, source: str) -> None:
+        self._pending.append(self.producer.send(self.topic, key=kline.symbol.encode(), value=kline.to_json(source)))
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, []
+        try:
+            self.producer.flush()
+            for future in pending:
+                future.get(timeout=30)
+        except KafkaError as exc:
+            raise TemporaryError(f"publishing {len(pending)} klines to {self.topic} failed: {exc}") from exc
+
+
+def publish_klines(settings: Settings, klines: Iterable[Kline], source: str, client_id: str) -> None:
+    """Publish ``klines`` to ``klines.1h`` with a short-lived idempotent producer, and wait until durable."""
+    producer = build_producer(settings, client_id=client_id)
+    try:
+        sink = KafkaKlineSink(producer, settings.kafka_topic_klines)
+        for kline in klines:
+            sink.publish(kline, source)
+        sink.flush()
+    finally:
+        producer.close()
+
+
+class KafkaDlqWriter:
+    """Writes DLQ records to ``klines.dlq`` with the driver's idempotent producer."""
+
+    def __init__(self, producer: KafkaProducer, topic: str) -> None:
+        self.producer = producer
+        self.topic = topic
+
+    def write(self, records: Sequence[DlqRecord]) -> int:
+        return send_dlq(self.producer, self.topic, records)

@@ -1,10 +1,10 @@
 """Reading the MLflow model registry: which version an alias points to, and loading that version.
 
-This is what the live stream uses (``streaming/`` may import ``models``, not ``pipelines``): it polls
-:func:`alias_version` between micro-batches and, when the number changes, calls
-:func:`load_alias` to hot-swap. The platform always reads the alias from the registry, never a local
-copy, so setting ``champion`` in the MLflow UI has the same effect as the retrain DAG's gate or
-``klinestream promote``. Nothing here moves an alias (that is ``pipelines/promotion.py``).
+The live stream polls :func:`alias_version` between micro-batches (through :class:`MlflowModelSource`)
+and, when the number changes, loads that version to hot-swap; the gate and the CLI read the same
+functions. The platform always reads the alias from the registry, never a local copy, so setting
+``champion`` in the MLflow UI has the same effect as the retrain DAG's gate or ``klinestream promote``.
+Nothing here moves an alias (that is :mod:`adapters.mlflow.aliases`).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from mlflow.artifacts import download_artifacts
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException, RestException
 
+from adapters.mlflow.pyfunc import POLICY_ARTIFACT
 from models.errors import PermanentError, TemporaryError
 from models.policy import Policy
-from models.pyfunc import POLICY_ARTIFACT
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ def load_champion(tracking_uri: str, name: str, device: str = "cpu") -> LoadedPo
 
 
 class MlflowModelSource:
-    """The registry as the online trader's model source (``streaming.model_source.ModelSource``).
+    """The registry as the online trader's model source (:class:`models.ports.ModelSource`).
 
     ``current_version()`` is the version ``alias`` points to now (one REST call, poll it between
     micro-batches); ``load(version)`` loads exactly that version. It never moves an alias.

@@ -1,0 +1,58 @@
+"""Operator controls in Cassandra's ``controls`` table: the kill switch, for every trader or one.
+
+Rows ``kill_switch`` (all traders) and ``kill_switch:<trader id>`` (one trader); a trader reads them
+through :class:`TraderControls` (a :class:`~models.ports.Controls`) and stops new orders at once.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from adapters.cassandra.session import CassandraSession
+
+log = logging.getLogger(__name__)
+
+KILL_SWITCH_CONTROL = "kill_switch"
+"""Name of the kill switch's row (``kill_switch:<trader id>`` for one trader); the risk check's reason
+for a refused order is ``streaming.risk.KILL_SWITCH``."""
+
+
+def _control_name(trader_id: str | None) -> str:
+    return KILL_SWITCH_CONTROL if trader_id is None else f"{KILL_SWITCH_CONTROL}:{trader_id}"
+
+
+class CassandraControls:
+    """Read and set the kill switch (global, or of one trader)."""
+
+    def __init__(self, db: CassandraSession) -> None:
+        self.db = db
+        ks = db.keyspace
+        self._read = db.prepare(f"SELECT name, active FROM {ks}.controls WHERE name IN ?")
+        self._set = db.prepare(
+            f"INSERT INTO {ks}.controls (name, active, reason, updated_at) VALUES (?, ?, ?, toTimestamp(now()))",
+            idempotent=False,
+        )
+
+    def kill_switch_active(self, trader_id: str | None = None) -> bool:
+        """The global switch, or (with ``trader_id``) the global one or that trader's own."""
+        names = [KILL_SWITCH_CONTROL] + ([_control_name(trader_id)] if trader_id else [])
+        return any(row.active for row in self.db.run(self._read, (names,)))
+
+    def set_kill_switch(self, active: bool, reason: str, trader_id: str | None = None) -> None:
+        """Turn the kill switch on or off for all traders (or one): traders see it within a second."""
+        name = _control_name(trader_id)
+        self.db.run(self._set, (name, active, reason))
+        log.warning("kill switch name=%s active=%s reason=%s", name, active, reason)
+
+    def for_trader(self, trader_id: str) -> TraderControls:
+        return TraderControls(self, trader_id)
+
+
+class TraderControls:
+    """The kill switch of one trader (global or its own row), as :class:`~models.ports.Controls`."""
+
+    def __init__(self, controls: CassandraControls, trader_id: str) -> None:
+        self.controls, self.trader_id = controls, trader_id
+
+    def kill_switch_active(self) -> bool:
+        return self.controls.kill_switch_active(self.trader_id)
