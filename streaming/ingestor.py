@@ -38,6 +38,7 @@ from tenacity import (
 from models.errors import KlineParseError, PermanentError, TemporaryError
 from models.kline import HOUR_MS, Kline, parse_ws_kline
 from models.settings import Settings
+from models.signing import KlineSigner
 
 log = logging.getLogger(__name__)
 
@@ -80,15 +81,18 @@ StreamOpener = Callable[[list[str]], AbstractAsyncContextManager[AsyncIterator[M
 
 
 class KafkaKlineSink:
-    """Publishes klines to ``topic``: key = symbol, value = :meth:`Kline.to_json`."""
+    """Publishes klines to ``topic``: key = symbol, value = :meth:`Kline.to_json`, signed when ``signer`` is set."""
 
-    def __init__(self, producer: KafkaProducer, topic: str) -> None:
+    def __init__(self, producer: KafkaProducer, topic: str, signer: KlineSigner | None = None) -> None:
         self.producer = producer
         self.topic = topic
+        self.signer = signer
         self._pending: list[Any] = []
 
     def publish(self, kline: Kline, source: str) -> None:
-        self._pending.append(self.producer.send(self.topic, key=kline.symbol.encode(), value=kline.to_json(source)))
+        key, value = kline.symbol.encode(), kline.to_json(source)
+        headers = self.signer.headers(key, value) if self.signer is not None else None
+        self._pending.append(self.producer.send(self.topic, key=key, value=value, headers=headers))
 
     def flush(self) -> None:
         pending, self._pending = self._pending, []
@@ -106,7 +110,7 @@ def publish_klines(settings: Settings, klines: Iterable[Kline], source: str, cli
 
     producer = build_producer(settings, client_id=client_id)
     try:
-        sink = KafkaKlineSink(producer, settings.kafka_topic_klines)
+        sink = KafkaKlineSink(producer, settings.kafka_topic_klines, settings.kline_signer())
         for kline in klines:
             sink.publish(kline, source)
         sink.flush()
@@ -326,12 +330,15 @@ async def run_ingestor(
     from streaming.kafka_io import build_producer, ensure_topics, last_published_hours
 
     ensure_topics(settings)
-    last = last_published_hours(settings)
+    signer = settings.kline_signer()
+    if signer is None:
+        log.warning("kline signing off: KLINESTREAM_KLINE_SIGNING_KEY is unset, klines are published unsigned")
+    last = last_published_hours(settings, signer=signer)
     log.info("last published hours: %s", " ".join(f"{s}={t}" for s, t in sorted(last.items())) or "none")
     producer = build_producer(settings, client_id="klinestream-ingestor")
     client = make_client(settings.binance_base_url)
     symbols = list(settings.symbols)
-    sink = KafkaKlineSink(producer, settings.kafka_topic_klines)
+    sink = KafkaKlineSink(producer, settings.kafka_topic_klines, signer)
     ingestor = Ingestor(symbols, sink, BinanceRest(client), last, max_attempts, idle_seconds)
     try:
         await ingestor.run(lambda syms: open_kline_stream(client, syms, settings.binance_ws_url), stop)

@@ -34,10 +34,11 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 from pyspark.sql.types import DataType, DoubleType, LongType, StringType, StructField, StructType
 
+from models.alerts import AlertSink
 from models.errors import KlineParseError, PermanentError, ServiceError
 from models.kline import Kline, parse_record
 from models.settings import Settings
-from streaming.batch_state import BatchStateStore
+from streaming.batch_state import BatchFailures, BatchStateStore
 from streaming.dlq import MAX_RECORD_BYTES, RawRecord
 from streaming.kafka_io import DlqRecord, build_producer, send_dlq
 from streaming.micro_batch import AlignerConfig, BatchOutcome, BatchTrader, MicroBatchProcessor
@@ -85,6 +86,8 @@ class StreamOptions:
     """Process what the topic holds, then stop (replays, tests) instead of running forever."""
     timeout_hours: int = 2
     max_record_bytes: int = MAX_RECORD_BYTES
+    max_ahead_hours: int = 24
+    """A kline further than this past the stream's trusted clock is dead-lettered as a clock outlier."""
     starting_offsets: str = "earliest"
     checkpoint_dir: Path | None = None
     """Where the query's durable state goes; default ``<home>/checkpoints/<name>``."""
@@ -107,6 +110,7 @@ def read_klines(spark: SparkSession, settings: Settings, options: StreamOptions)
         .option("maxOffsetsPerTrigger", str(options.max_offsets_per_trigger))
         .option("failOnDataLoss", "true")
         .option("kafka.fetch.max.wait.ms", str(options.fetch_max_wait_ms))
+        .option("includeHeaders", "true")
         .load()
     )
     return raw.select(
@@ -115,6 +119,7 @@ def read_klines(spark: SparkSession, settings: Settings, options: StreamOptions)
         "offset",
         "key",
         "value",
+        "headers",
         F.unix_millis("timestamp").alias("timestamp_ms"),
         F.from_json(F.col("value").cast("string"), kline_value_schema(), {"mode": "PERMISSIVE"}).alias("kline"),
     )
@@ -123,7 +128,7 @@ def read_klines(spark: SparkSession, settings: Settings, options: StreamOptions)
 def collect_batch(batch: DataFrame) -> tuple[list[RawRecord], dict[tuple[int, int], Row | None]]:
     """Collect a micro-batch to the driver: the :class:`RawRecord` in (partition, offset) order, and Spark's
     own parse of each value with :func:`kline_value_schema`, keyed by (partition, offset)."""
-    rows = batch.select("topic", "partition", "offset", "key", "value", "timestamp_ms", "kline").collect()
+    rows = batch.select("topic", "partition", "offset", "key", "value", "timestamp_ms", "headers", "kline").collect()
     # sorted on the driver: a Spark ``orderBy`` would add a sampling job and a shuffle to every micro-batch
     rows.sort(key=lambda r: (r["partition"], r["offset"]))
     records: list[RawRecord] = []
@@ -133,7 +138,8 @@ def collect_batch(batch: DataFrame) -> tuple[list[RawRecord], dict[tuple[int, in
         key, value = row["key"], row["value"]
         key = None if key is None else bytes(key)
         value = None if value is None else bytes(value)
-        records.append(RawRecord(row["topic"], partition, offset, key, value, int(row["timestamp_ms"] or 0)))
+        headers = tuple((h["key"], None if h["value"] is None else bytes(h["value"])) for h in row["headers"] or ())
+        records.append(RawRecord(row["topic"], partition, offset, key, value, int(row["timestamp_ms"] or 0), headers))
         parsed[(partition, offset)] = row["kline"]
     return records, parsed
 
@@ -166,13 +172,22 @@ class KafkaDlqWriter:
 
 
 def build_processor(
-    settings: Settings, trader: BatchTrader, options: StreamOptions, producer: KafkaProducer
+    settings: Settings,
+    trader: BatchTrader,
+    options: StreamOptions,
+    producer: KafkaProducer,
+    alerts: AlertSink | None = None,
 ) -> MicroBatchProcessor:
+    signer = settings.kline_signer()
+    if signer is None:
+        log.warning("kline signing off: KLINESTREAM_KLINE_SIGNING_KEY is unset, every well-formed record is trusted")
     config = AlignerConfig(
-        tuple(settings.symbols), settings.traded_symbol, options.timeout_hours, options.max_record_bytes
-    )
+        tuple(settings.symbols), settings.traded_symbol, options.timeout_hours, options.max_record_bytes,
+        options.max_ahead_hours, settings.stream_start_ms, signer, int(settings.clock_skew_seconds * 1000),
+        live=not options.available_now, max_batch_attempts=settings.max_batch_attempts,
+    )  # fmt: skip
     state = BatchStateStore(checkpoint_root(settings, options) / "aligner")
-    return MicroBatchProcessor(config, trader, KafkaDlqWriter(producer, settings.kafka_topic_dlq), state)
+    return MicroBatchProcessor(config, trader, KafkaDlqWriter(producer, settings.kafka_topic_dlq), state, alerts)
 
 
 def foreach_batch(
@@ -204,10 +219,12 @@ def start_stream(
     options: StreamOptions,
     producer: KafkaProducer,
     on_outcome: Callable[[BatchOutcome], None] | None = None,
+    alerts: AlertSink | None = None,
+    processor: MicroBatchProcessor | None = None,
 ) -> StreamingQuery:
     """Start the query (checkpointed under ``<home>/checkpoints/<name>/spark``) and return it."""
     check_checkpoint_pair(settings, options, trader)
-    processor = build_processor(settings, trader, options, producer)
+    processor = processor or build_processor(settings, trader, options, producer, alerts)
     writer = (
         read_klines(spark, settings, options)
         .writeStream.queryName(options.name.replace("-", "_"))
@@ -260,12 +277,15 @@ def run_stream(
     options: StreamOptions,
     on_outcome: Callable[[BatchOutcome], None] | None = None,
     stop: threading.Event | None = None,
+    alerts: AlertSink | None = None,
 ) -> None:
     """Run the job until ``stop`` is set (then the query is stopped within about a second) or,
-    with ``available_now``, until the topic is drained."""
+    with ``available_now``, until the topic is drained. A run that read records and kept none raises
+    :class:`~streaming.micro_batch.EmptyRunError` (after an ``empty_run`` alert): it never reports success."""
     producer = build_producer(settings, client_id=f"klinestream-{options.name}-dlq")
     try:
-        query = start_stream(spark, settings, trader, options, producer, on_outcome)
+        processor = build_processor(settings, trader, options, producer, alerts)
+        query = start_stream(spark, settings, trader, options, producer, on_outcome, processor=processor)
         while not query.awaitTermination(1):
             if stop is not None and stop.is_set():
                 log.info("stream stopping name=%s: asked to stop", options.name)
@@ -276,3 +296,31 @@ def run_stream(
     finally:
         producer.flush()
         producer.close()
+    processor.finish()
+
+
+def run_stream_restarting(
+    spark: SparkSession,
+    settings: Settings,
+    make_trader: Callable[[], BatchTrader],
+    options: StreamOptions,
+    close_trader: Callable[[BatchTrader], None] = lambda trader: None,
+    stop: threading.Event | None = None,
+    alerts: AlertSink | None = None,
+) -> None:
+    """:func:`run_stream` with a fresh trader (restored from its checkpoint) after each micro-batch failure the
+    processor recorded: like a supervisor's restart, so a batch that keeps failing is set aside after
+    ``max_batch_attempts`` (streaming/micro_batch.py) and the stream goes on. Other failures are raised."""
+    failures = BatchFailures(checkpoint_root(settings, options) / "aligner" / "failures.json")
+    for restart in range(settings.max_batch_attempts + 1):
+        trader = make_trader()
+        try:
+            run_stream(spark, settings, trader, options, stop=stop, alerts=alerts)
+            return
+        except ServiceError as exc:
+            if not failures.failed_batches() or restart == settings.max_batch_attempts:
+                raise
+            log.warning("stream restarting name=%s after a failed micro-batch (%s): %s", options.name,
+                        failures.failed_batches(), exc)  # fmt: skip
+        finally:
+            close_trader(trader)
