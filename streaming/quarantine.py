@@ -18,8 +18,10 @@ from models.kline_record import implausible, missing_features
 
 
 def required_columns(spec: FeatureSpec) -> dict[str, tuple[str, ...]]:
-    """The optional contract columns each symbol's klines must carry for ``spec``'s features."""
-    return {s: tuple(OPTIONAL_FEATURES[f] for f in features) for s, features in spec.optional.items() if features}
+    """The optional contract columns each symbol's klines must carry for the features ``spec`` computes."""
+    needed = {s: tuple(dict.fromkeys(OPTIONAL_FEATURES[f] for f in spec.symbol_features(s) if f in OPTIONAL_FEATURES))
+              for s in spec.symbols}  # fmt: skip
+    return {s: columns for s, columns in needed.items() if columns}
 
 
 def unusable(kline: Kline, spec: FeatureSpec) -> str | None:

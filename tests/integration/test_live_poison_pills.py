@@ -26,11 +26,11 @@ import pytest
 import torch
 from pydantic import SecretStr
 
-from models.alerts import Alert
 from models.kline import HOUR_MS, Kline
 from models.settings import Settings
 from tests.integration.live_helpers import Consumed, live_topics, read_topic
 from tests.integration.live_stream_helpers import LOOSE_LIMITS, TRADED, fresh_keyspace
+from tests.unit.streaming_fakes import ListAlerts
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -44,14 +44,6 @@ SIGNING_KEY = "integration-test-signing-key-0123"
 COMPARED = ("action", "greedy_action", "q_hold", "q_buy", "q_sell", "price", "degraded", "tradable", "model_version")
 
 Record = tuple[bytes | None, bytes, list[tuple[str, bytes]] | None]
-
-
-class ListAlerts:
-    def __init__(self) -> None:
-        self.alerts: list[Alert] = []
-
-    def emit(self, alert: Alert) -> None:
-        self.alerts.append(alert)
 
 
 @dataclass

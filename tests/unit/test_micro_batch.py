@@ -8,23 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from models.alerts import Alert
 from models.errors import TemporaryError
 from models.kline import HOUR_MS, Kline
 from streaming.batch_state import BatchStateStore
 from streaming.dlq import RawRecord
-from streaming.kafka_io import DlqRecord
 from streaming.micro_batch import AlignerConfig, EmptyRunError, MicroBatchProcessor
-from tests.unit.streaming_fakes import SYMBOLS, T0, RecordingTrader, kline
-
-
-class ListDlq:
-    def __init__(self) -> None:
-        self.records: list[DlqRecord] = []
-
-    def write(self, records: Sequence[DlqRecord]) -> int:
-        self.records.extend(records)
-        return len(records)
+from tests.unit.streaming_fakes import SYMBOLS, T0, ListAlerts, ListDlq, RecordingTrader, kline
 
 
 def records(items: Sequence[Kline | bytes], start_offset: int = 0) -> list[RawRecord]:
@@ -77,17 +66,6 @@ def test_replaying_a_batch_after_a_crash_reproduces_it_and_the_trader_skips_it(t
     assert [b for b, _, _ in trader.batches] == [0, 1]
     restarted.process(2, records([kline(s, 2) for s in ("ETHUSDT", "BNBUSDT")], start_offset=7))
     assert [(k.open_time - T0) // HOUR_MS for k in trader.klines()] == [0] * 3 + [1] * 3 + [2] * 3
-
-
-class ListAlerts:
-    def __init__(self) -> None:
-        self.alerts: list[Alert] = []
-
-    def emit(self, alert: Alert) -> None:
-        self.alerts.append(alert)
-
-    def kinds(self) -> list[str]:
-        return [a.kind for a in self.alerts]
 
 
 class FailingTrader(RecordingTrader):

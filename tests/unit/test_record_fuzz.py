@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from streaming.batch_state import BatchStateStore
 from streaming.dlq import DLQ_REASON_LIMIT, DLQ_VALUE_LIMIT, REASON_CODES, AcceptanceRules, Accepted, RawRecord, judge
 from streaming.kafka_io import DlqRecord
 from streaming.micro_batch import AlignerConfig, MicroBatchProcessor
-from tests.unit.streaming_fakes import SYMBOLS, T0, RecordingTrader, kline
+from tests.unit.streaming_fakes import SYMBOLS, T0, ListDlq, RecordingTrader, kline
 
 SIGNER = KlineSigner(b"fuzzing-signing-key-0123")
 FUZZ = settings(max_examples=2500, deadline=None, database=None, suppress_health_check=list(HealthCheck))
@@ -152,19 +151,10 @@ def test_an_accepted_record_is_exactly_what_the_contract_writes(payload: dict[st
         assert isinstance(again, Accepted) and again.kline == k
 
 
-class _Dlq:
-    def __init__(self) -> None:
-        self.records: list[DlqRecord] = []
-
-    def write(self, records: Sequence[DlqRecord]) -> int:
-        self.records.extend(records)
-        return len(records)
-
-
 @settings(max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 @given(data=st.data(), sizes=st.lists(st.integers(min_value=1, max_value=25), min_size=1, max_size=4))
 def test_micro_batches_of_any_records_never_raise_and_lose_nothing(data: st.DataObject, sizes: list[int]) -> None:
-    dlq, trader = _Dlq(), RecordingTrader()
+    dlq, trader = ListDlq(), RecordingTrader()
     with tempfile.TemporaryDirectory() as folder:
         config = AlignerConfig(SYMBOLS, "BTCUSDT", timeout_hours=1, signer=SIGNER)
         processor = MicroBatchProcessor(config, trader, dlq, BatchStateStore(Path(folder)))

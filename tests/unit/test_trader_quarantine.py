@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from models.alerts import Alert
 from models.kline import HOUR_MS, Kline
 from streaming.brokers import PaperBroker
 from streaming.online_learner import OnlineConfig
 from streaming.online_trader import OnlineTrader, TraderConfig
 from streaming.risk import RiskLimits
+from tests.unit.streaming_fakes import ListAlerts
 from tests.unit.trader_fakes import (
     MemoryCheckpoints,
     MemorySink,
@@ -28,14 +28,6 @@ from tests.unit.trader_fakes import to_klines as frame_klines
 WARMUP = 33
 HOURS = 60
 LOOSE = RiskLimits(max_position_units=1e9, max_order_notional=1e12, daily_loss_limit=1e12)
-
-
-class ListAlerts:
-    def __init__(self) -> None:
-        self.alerts: list[Alert] = []
-
-    def emit(self, alert: Alert) -> None:
-        self.alerts.append(alert)
 
 
 @pytest.fixture(scope="module")
