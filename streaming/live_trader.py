@@ -7,6 +7,7 @@ decisions, orders, positions, checkpoints and the kill switch, the risk limits o
 
 from __future__ import annotations
 
+from models.alerts import AlertSink
 from models.settings import Settings
 from streaming.brokers import make_broker
 from streaming.cassandra_sink import CassandraSink
@@ -17,11 +18,17 @@ from streaming.risk import RiskLimits
 
 
 def start_live_trader(
-    settings: Settings, source: ModelSource, *, online: bool = True, trader_id: str | None = None
+    settings: Settings,
+    source: ModelSource,
+    *,
+    online: bool = True,
+    trader_id: str | None = None,
+    alerts: AlertSink | None = None,
 ) -> OnlineTrader:
     """Restore (or start) the trader of ``settings`` on ``source``'s model, trading through the mode's broker.
 
-    ``trader_id`` defaults to ``<mode>-<symbol>`` (see :meth:`TraderConfig.from_settings`).
+    ``trader_id`` defaults to ``<mode>-<symbol>`` (see :meth:`TraderConfig.from_settings`); ``alerts`` receives
+    its quarantined hours (default: the log).
     """
     extra = {} if trader_id is None else {"trader_id": trader_id}
     config = TraderConfig.from_settings(settings, online=OnlineConfig(enabled=online), **extra)
@@ -34,4 +41,5 @@ def start_live_trader(
         sink,
         RiskLimits.from_settings(settings),
         controls=sink.controls_for(config.trader_id),
+        alerts=alerts,
     )

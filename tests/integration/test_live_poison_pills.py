@@ -100,7 +100,7 @@ def run_job(world: World, settings: Settings, name: str, alerts: ListAlerts | No
     from streaming.spark_job import StreamOptions, run_stream
 
     source = DirectoryModelSource({"1": world.model_dir}, "1")
-    trader = start_live_trader(settings, source, online=False, trader_id=f"poison-{name}")
+    trader = start_live_trader(settings, source, online=False, trader_id=f"poison-{name}", alerts=alerts)
     try:
         options = StreamOptions(name=f"poison-{name}", available_now=True, max_offsets_per_trigger=250,
                                 checkpoint_dir=world.work / name)  # fmt: skip
@@ -206,7 +206,8 @@ def test_one_bad_record_then_a_week_of_real_klines(world: World, case: str) -> N
             i for i, k in enumerate(world.week) if (k.symbol, k.open_time) == (TRADED, MIDDLE))  # fmt: skip
         records.insert(index, signed(live, key, value))
         offsets = publish(live, records)
-        decisions = run_job(world, live, case.replace("_", "-"))
+        alerts = ListAlerts()
+        decisions = run_job(world, live, case.replace("_", "-"), alerts)
         dlq = dlq_by_offset(live)
 
     assert_same_decisions(world, decisions)
@@ -214,6 +215,8 @@ def test_one_bad_record_then_a_week_of_real_klines(world: World, case: str) -> N
     assert bad.headers["dlq.reason"].decode().split(":")[0] == CASES[case], bad.headers["dlq.reason"]
     assert set(dlq) == {offsets[index]}, "only the bad record goes to the DLQ"
     assert bad.headers["dlq.sha256"] == hashlib.sha256(value).hexdigest().encode()
+    clock = CASES[case] in ("out_of_range", "before_start", "future")
+    assert alerts.kinds() == (["clock_outlier"] if clock else []), "the trader had nothing to quarantine"
     if case == "one_mib":
         assert len(value) > 1_000_000 and bad.headers["dlq.truncated"] == b"true"
         assert bad.value == value[: len(bad.value or b"")] and len(bad.value or b"") <= 64 * 1024
