@@ -17,7 +17,9 @@ batch under replay). Per batch:
    degraded hour is decided with the feature transform's gap filling, like the backtest (the traded
    symbol's missing hour is a forced hold); an hour with no kline at all is decided once a later
    kline gives the feature grid that hour. Hours without a full state (warm-up, or a context symbol
-   with no kline yet at all) are passed over.
+   with no kline yet at all) are passed over. A kline the model cannot use (a field its features need is
+   missing, a value out of range) is quarantined (streaming/quarantine.py): kept out of the history, its
+   hour decided degraded as a hold, with an alert; so is an hour whose Q-values are not finite.
 4. **Decide** with the policy's feature path (:meth:`~models.policy.Policy.feature_rows`) and the
    **target** network, epsilon-greedy with the agent's seeded generator (greedy when online learning
    is off: then the actions equal the offline backtest of the same version hour for hour).

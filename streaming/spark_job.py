@@ -5,13 +5,16 @@ The stream reads ``klines.1h`` through the spark-sql-kafka connector (``starting
 contract (:func:`kline_value_schema`, generated from :class:`models.kline.Kline`'s fields). Each
 micro-batch is collected to the driver — hourly klines of a handful of symbols, bounded by
 ``maxOffsetsPerTrigger`` — and handed to :class:`streaming.micro_batch.MicroBatchProcessor`, which decides
-validity with :func:`models.kline.parse_record` / :func:`models.kline.check_kline` (so Spark and Python
-cannot disagree on routing), writes bad records to ``klines.dlq``, aligns hours and calls the trader. Spark's
+validity with :func:`streaming.dlq.judge` (the signature, then the strict record contract of
+models/kline_record.py, so Spark and Python cannot disagree on routing), writes bad records to
+``klines.dlq``, aligns hours and calls the trader. The source reads the record headers (``includeHeaders``)
+for the signature. Spark's
 own parse of every accepted record is compared with Python's: a difference is logged as an error (schema
 drift).
 
 Durable state lives under ``<home>/checkpoints/<name>/``: ``spark/`` (Spark's offset and commit logs)
-and ``aligner/`` (the driver's per-batch state, see :mod:`streaming.batch_state`).
+and ``aligner/`` (the driver's per-batch state and the failed attempts of micro-batches, see
+:mod:`streaming.batch_state`).
 """
 
 from __future__ import annotations
