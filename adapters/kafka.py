@@ -9,6 +9,7 @@ kafka-python errors are translated at this boundary into :class:`~models.errors.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from models.errors import KlineParseError, TemporaryError
 from models.kline import Kline, parse_record
 from models.settings import Settings
+from models.signing import KlineSigner
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,8 @@ class DlqRecord:
     key: bytes | None
     value: bytes | None
     reason: str
+    extra_headers: tuple[tuple[str, bytes], ...] = ()
+    """More headers (streaming/dlq.py: the payload's hash and size, whether the value was cut, the source key)."""
 
     @property
     def dlq_key(self) -> bytes:
@@ -52,6 +56,7 @@ class DlqRecord:
             (DLQ_TOPIC, self.topic.encode()),
             (DLQ_PARTITION, str(self.partition).encode()),
             (DLQ_OFFSET, str(self.offset).encode()),
+            *self.extra_headers,
         ]
 
 
@@ -145,9 +150,14 @@ def _consumer(settings: Settings) -> Iterator[KafkaConsumer]:
         consumer.close()
 
 
-def last_published_hours(settings: Settings, lookback: int = 2000) -> dict[str, int]:
+def last_published_hours(
+    settings: Settings, lookback: int = 2000, signer: KlineSigner | None = None, now_ms: int | None = None
+) -> dict[str, int]:
     """The latest ``open_time`` per symbol among the last ``lookback`` records of each partition of
-    ``klines.1h`` (unparseable records are ignored). Empty when the topic is empty or missing."""
+    ``klines.1h``. Empty when the topic is empty or missing. Ignored: unparseable records, records without a
+    valid signature when ``signer`` is set, and klines closing after ``now_ms`` (default: now) plus the
+    clock skew — a forged record dated 2030 must not make the ingestor believe it has published up to 2030."""
+    limit = (now_ms if now_ms is not None else int(time.time() * 1000)) + int(settings.clock_skew_seconds * 1000)
     topic = settings.kafka_topic_klines
     latest: dict[str, int] = {}
     with _consumer(settings) as consumer:
@@ -167,33 +177,38 @@ def last_published_hours(settings: Settings, lookback: int = 2000) -> dict[str, 
                 break
             for tp, messages in batch.items():
                 for message in messages:
-                    _note_latest(latest, message.value)
+                    headers = message.headers or []
+                    if signer is None or signer.verify(message.key, message.value or b"", headers) is None:
+                        _note_latest(latest, message.value, limit)
                     if message.offset >= ends[tp] - 1:
                         remaining.discard(tp)
     return latest
 
 
-def _note_latest(latest: dict[str, int], value: bytes | None) -> None:
+def _note_latest(latest: dict[str, int], value: bytes | None, close_limit: int) -> None:
     if value is None:
         return
     try:
         kline = parse_record(value)
     except KlineParseError:
         return
-    if kline.open_time > latest.get(kline.symbol, -1):
+    if kline.event_time <= close_limit and kline.open_time > latest.get(kline.symbol, -1):
         latest[kline.symbol] = kline.open_time
 
 
 class KafkaKlineSink:
-    """Publishes klines to ``topic``: key = symbol, value = :meth:`Kline.to_json`."""
+    """Publishes klines to ``topic``: key = symbol, value = :meth:`Kline.to_json`, signed when ``signer`` is set."""
 
-    def __init__(self, producer: KafkaProducer, topic: str) -> None:
+    def __init__(self, producer: KafkaProducer, topic: str, signer: KlineSigner | None = None) -> None:
         self.producer = producer
         self.topic = topic
+        self.signer = signer
         self._pending: list[Any] = []
 
     def publish(self, kline: Kline, source: str) -> None:
-        self._pending.append(self.producer.send(self.topic, key=kline.symbol.encode(), value=kline.to_json(source)))
+        key, value = kline.symbol.encode(), kline.to_json(source)
+        headers = self.signer.headers(key, value) if self.signer is not None else None
+        self._pending.append(self.producer.send(self.topic, key=key, value=value, headers=headers))
 
     def flush(self) -> None:
         pending, self._pending = self._pending, []
@@ -209,7 +224,7 @@ def publish_klines(settings: Settings, klines: Iterable[Kline], source: str, cli
     """Publish ``klines`` to ``klines.1h`` with a short-lived idempotent producer, and wait until durable."""
     producer = build_producer(settings, client_id=client_id)
     try:
-        sink = KafkaKlineSink(producer, settings.kafka_topic_klines)
+        sink = KafkaKlineSink(producer, settings.kafka_topic_klines, settings.kline_signer())
         for kline in klines:
             sink.publish(kline, source)
         sink.flush()

@@ -256,6 +256,12 @@ def check_kline(kline: Kline) -> list[str]:
         problems.append("low <= open, close <= high violated")
     if kline.volume < 0:
         problems.append("volume must be >= 0")
+    negative = [name for name in OPTIONAL_COLUMNS if (getattr(kline, name) or 0) < 0]
+    if negative:
+        problems.append(f"{', '.join(negative)} must be >= 0")
+    interval = INTERVAL_MS.get(kline.interval, HOUR_MS)
+    if kline.close_time is not None and not kline.open_time <= kline.close_time < kline.open_time + interval:
+        problems.append("close_time must fall within the kline's interval")
     return problems
 
 

@@ -8,6 +8,7 @@ logs or ``model_dump`` output.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -15,12 +16,15 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from models.errors import SettingsError
+from models.signing import MIN_SECRET_BYTES, KlineSigner, signer_from_secret
 
 ENV_PREFIX = "KLINESTREAM_"
 
 DEFAULT_SYMBOLS = ("BNBUSDT", "BTCUSDT", "ETHUSDT", "LTCUSDT", "XRPUSDT")
 
 TradingMode = Literal["paper", "testnet", "live"]
+#: Fields whose values are never echoed in an error message.
+SECRET_FIELDS = frozenset({"binance_api_key", "binance_api_secret", "kline_signing_key"})
 
 
 def env_name(field: str) -> str:
@@ -67,6 +71,24 @@ class Settings(BaseSettings):
     mlflow_model_name: str = "klinestream-dqn"
     airflow_api_url: str = "http://127.0.0.1:8080"
 
+    # --- the record path ------------------------------------------------------------------------
+    kline_signing_key: SecretStr | None = Field(
+        None,
+        description=f"Secret (at least {MIN_SECRET_BYTES} bytes) of the HMAC-SHA256 signature every klines.1h "
+        "record carries; the stream refuses records without a valid one. Unset: records are not authenticated.",
+    )
+    stream_start: datetime | None = Field(
+        None,
+        description="First hour a new stream takes (UTC, ISO-8601, on the hour); a checkpointed stream goes on "
+        "from its checkpoint. Unset: the first hour on which a majority of the symbols agree.",
+    )
+    clock_skew_seconds: float = Field(
+        60.0, ge=0.0, le=3600.0, description="How far a kline's close time may be after the time it was written."
+    )
+    max_batch_attempts: int = Field(
+        3, ge=1, le=100, description="Failures of one micro-batch before its records are set aside in the DLQ."
+    )
+
     # --- trading and risk ------------------------------------------------------------------------
     trading_mode: TradingMode = "paper"
     live_confirm: bool = Field(False, description="Second explicit consent required for live trading.")
@@ -87,6 +109,8 @@ class Settings(BaseSettings):
         "binance_ws_url",
         "binance_api_key",
         "binance_api_secret",
+        "kline_signing_key",
+        "stream_start",
         mode="before",
     )
     @classmethod
@@ -109,6 +133,23 @@ class Settings(BaseSettings):
         bad = [s for s in value if not s.isalnum() or s.upper() != s]
         if bad:
             raise ValueError(f"symbols must be upper-case alphanumeric, got {bad}")
+        return value
+
+    @field_validator("kline_signing_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < MIN_SECRET_BYTES:
+            raise ValueError(f"must be at least {MIN_SECRET_BYTES} bytes long")
+        return value
+
+    @field_validator("stream_start")
+    @classmethod
+    def _on_the_hour(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        if (value.minute, value.second, value.microsecond) != (0, 0, 0):
+            raise ValueError("must be on the hour, e.g. 2023-01-01T00:00:00Z")
         return value
 
     @field_validator("home", "data_dir", "lake_dir")
@@ -145,6 +186,16 @@ class Settings(BaseSettings):
         return self.home / "stack"
 
     @property
+    def stream_start_ms(self) -> int | None:
+        """:attr:`stream_start` in epoch milliseconds."""
+        return None if self.stream_start is None else int(self.stream_start.timestamp() * 1000)
+
+    def kline_signer(self) -> KlineSigner | None:
+        """The signer of klines.1h records (None when no signing key is set)."""
+        key = self.kline_signing_key
+        return signer_from_secret(key.get_secret_value() if key is not None else None)
+
+    @property
     def traded_index(self) -> int:
         """Position of the traded symbol among the context symbols."""
         return self.symbols.index(self.traded_symbol)
@@ -167,7 +218,7 @@ def _describe(error: ValidationError) -> str:
         message = str(item.get("msg", "invalid"))
         if loc:
             value = item.get("input")
-            shown = "" if loc[0].startswith("binance_api") else f" (got {value!r})"
+            shown = "" if loc[0] in SECRET_FIELDS else f" (got {value!r})"
             lines.append(f"{env_name(loc[0])}: {message}{shown}")
         else:
             # model-level checks already name their variable

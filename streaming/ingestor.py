@@ -291,12 +291,15 @@ async def run_ingestor(
     from adapters.kafka import KafkaKlineSink, build_producer, ensure_topics, last_published_hours
 
     ensure_topics(settings)
-    last = last_published_hours(settings)
+    signer = settings.kline_signer()
+    if signer is None:
+        log.warning("kline signing off: KLINESTREAM_KLINE_SIGNING_KEY is unset, klines are published unsigned")
+    last = last_published_hours(settings, signer=signer)
     log.info("last published hours: %s", " ".join(f"{s}={t}" for s, t in sorted(last.items())) or "none")
     producer = build_producer(settings, client_id="klinestream-ingestor")
     client = make_async_client(settings.binance_base_url)
     symbols = list(settings.symbols)
-    sink = KafkaKlineSink(producer, settings.kafka_topic_klines)
+    sink = KafkaKlineSink(producer, settings.kafka_topic_klines, signer)
     ingestor = Ingestor(symbols, sink, BinanceRest(client), last, max_attempts, idle_seconds)
     try:
         await ingestor.run(lambda syms: open_kline_stream(client, syms, settings.binance_ws_url), stop)

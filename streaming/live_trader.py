@@ -12,6 +12,7 @@ from adapters.cassandra.checkpoints import CassandraCheckpointStore
 from adapters.cassandra.controls import CassandraControls
 from adapters.cassandra.session import CassandraSession
 from adapters.cassandra.trade_sink import CassandraTradeSink
+from models.alerts import AlertSink
 from models.ports import ModelSource
 from models.settings import Settings
 from streaming.brokers import make_broker
@@ -21,11 +22,17 @@ from streaming.risk import RiskLimits
 
 
 def start_live_trader(
-    settings: Settings, source: ModelSource, *, online: bool = True, trader_id: str | None = None
+    settings: Settings,
+    source: ModelSource,
+    *,
+    online: bool = True,
+    trader_id: str | None = None,
+    alerts: AlertSink | None = None,
 ) -> OnlineTrader:
     """Restore (or start) the trader of ``settings`` on ``source``'s model, trading through the mode's broker.
 
-    ``trader_id`` defaults to ``<mode>-<symbol>`` (see :meth:`TraderConfig.from_settings`).
+    ``trader_id`` defaults to ``<mode>-<symbol>`` (see :meth:`TraderConfig.from_settings`); ``alerts`` receives
+    its quarantined hours (default: the log).
     """
     extra = {} if trader_id is None else {"trader_id": trader_id}
     config = TraderConfig.from_settings(settings, online=OnlineConfig(enabled=online), **extra)
@@ -38,4 +45,5 @@ def start_live_trader(
         CassandraCheckpointStore(db),
         RiskLimits.from_settings(settings),
         controls=CassandraControls(db).for_trader(config.trader_id),
+        alerts=alerts,
     )

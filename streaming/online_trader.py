@@ -17,7 +17,9 @@ batch under replay). Per batch:
    degraded hour is decided with the feature transform's gap filling, like the backtest (the traded
    symbol's missing hour is a forced hold); an hour with no kline at all is decided once a later
    kline gives the feature grid that hour. Hours without a full state (warm-up, or a context symbol
-   with no kline yet at all) are passed over.
+   with no kline yet at all) are passed over. A kline the model cannot use (a field its features need is
+   missing, a value out of range) is quarantined (streaming/quarantine.py): kept out of the history, its
+   hour decided degraded as a hold, with an alert; so is an hour whose Q-values are not finite.
 4. **Decide** with the policy's feature path (:meth:`~models.policy.Policy.feature_rows`) and the
    **target** network, epsilon-greedy with the agent's seeded generator (greedy when online learning
    is off: then the actions equal the offline backtest of the same version hour for hour).
@@ -43,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from models.accounting import TradingRules, check_rules
+from models.alerts import AlertSink, LoggingAlertSink, emit
 from models.broker import Broker, OrderRequest
 from models.checkpoint import Checkpoint, InFlight, decode_state, encode_state
 from models.config import DEFAULT_CAPITAL, EnvConfig, config_from_dict
@@ -57,6 +60,7 @@ from streaming.history import History
 from streaming.model_source import NoOnlineLogging
 from streaming.online_learner import OnlineConfig, OnlineLearner
 from streaming.portfolio import Portfolio
+from streaming.quarantine import quarantine_alert, required_columns, unusable
 from streaming.risk import KILL_SWITCH, AccountView, CachedKillSwitch, NoControls, RiskLimits, check_order
 
 log = logging.getLogger(__name__)
@@ -123,8 +127,11 @@ class OnlineTrader:
 
     def __init__(self, config: TraderConfig, model_source: ModelSource, broker: Broker, sink: TradeSink,
                  checkpoints: CheckpointStore, limits: RiskLimits, controls: Controls | None = None,
-                 online_logger: OnlineLogger | None = None) -> None:  # fmt: skip
+                 online_logger: OnlineLogger | None = None, alerts: AlertSink | None = None) -> None:  # fmt: skip
         self.config, self.model_source, self.broker, self.sink = config, model_source, broker, sink
+        self.alerts: AlertSink = alerts or LoggingAlertSink()
+        self.quarantined: dict[int, str] = {}
+        """Hours decided (or to decide) degraded as a hold, with why (streaming/quarantine.py)."""
         self.checkpoints, self.limits = checkpoints, limits
         self.kill_switch = CachedKillSwitch(controls or NoControls(), config.control_ttl_seconds)
         self.online_logger = online_logger or NoOnlineLogging()
@@ -146,9 +153,9 @@ class OnlineTrader:
     @classmethod
     def start(cls, config: TraderConfig, model_source: ModelSource, broker: Broker, sink: TradeSink,
               checkpoints: CheckpointStore, limits: RiskLimits, controls: Controls | None = None,
-              online_logger: OnlineLogger | None = None) -> OnlineTrader:  # fmt: skip
+              online_logger: OnlineLogger | None = None, alerts: AlertSink | None = None) -> OnlineTrader:  # fmt: skip
         """A trader restored from its last checkpoint, or a fresh one on the current champion."""
-        trader = cls(config, model_source, broker, sink, checkpoints, limits, controls, online_logger)
+        trader = cls(config, model_source, broker, sink, checkpoints, limits, controls, online_logger, alerts)
         checkpoint = checkpoints.load_checkpoint(config.trader_id)
         if checkpoint is None:
             trader._use_version(model_source.current_version())
@@ -174,6 +181,11 @@ class OnlineTrader:
         assert self.policy is not None
         return self.policy.spec.traded_symbol
 
+    def required_fields(self) -> dict[str, tuple[str, ...]]:
+        """The optional kline columns each symbol must carry for the loaded model's features."""
+        assert self.policy is not None
+        return required_columns(self.policy.spec)
+
     @property
     def online_updates(self) -> int:
         return self.learner.updates if self.learner is not None else 0
@@ -187,17 +199,38 @@ class OnlineTrader:
             return BatchResult(batch_id, True, self.version, online_updates=self.online_updates)
         swapped_from = self._check_swap(batch_id)
         self.checkpoints.mark_in_flight(self.config.trader_id, batch_id, self.version)
-        self.history.add(klines)
-        decisions, orders = self._decide_ready_hours(batch_id, degraded or set())
+        degraded = set(degraded or ())
+        self.history.add(self._screen(batch_id, klines, degraded))
+        decisions, orders = self._decide_ready_hours(batch_id, degraded)
         self.sink.flush()
         durable_at = time.time()
         self.history.trim(self.last_hour, self._keep_hours())
+        if self.last_hour is not None:
+            oldest = self.last_hour - self._keep_hours() * HOUR_MS
+            self.quarantined = {h: why for h, why in self.quarantined.items() if h >= oldest}
         self.last_batch_id = batch_id
         self._maybe_log_online()
         self.checkpoints.save_checkpoint(self.config.trader_id, self._checkpoint())
         waiting = tuple(self.history.hours_after(self.last_hour))
         return BatchResult(batch_id, False, self.version, tuple(decisions), tuple(orders), self.online_updates,
                            waiting, swapped_from, durable_at)  # fmt: skip
+
+    def _screen(self, batch_id: int, klines: list[Kline], degraded: set[int]) -> list[Kline]:
+        """The klines the model can use; the others are quarantined and their hours decided degraded."""
+        assert self.policy is not None
+        usable = []
+        for kline in klines:
+            why = unusable(kline, self.policy.spec)
+            if why is None:
+                usable.append(kline)
+            elif self.history.close(kline.symbol, kline.open_time) is None:  # not a repeat of a kept kline
+                self._quarantine(batch_id, kline.open_time, kline.symbol, why)
+                degraded.add(kline.open_time)
+        return usable
+
+    def _quarantine(self, batch_id: int, hour: int, symbol: str | None, why: str) -> None:
+        self.quarantined[hour] = why if hour not in self.quarantined else f"{self.quarantined[hour]}; {why}"
+        emit(self.alerts, quarantine_alert(self.config.trader_id, batch_id, hour, symbol, why))
 
     def _check_swap(self, batch_id: int) -> str | None:
         pinned, self._pinned = self._pinned, None
@@ -278,6 +311,9 @@ class OnlineTrader:
         account = self.portfolio.account(price, self.rules)
         self._complete_transition(hour_number, account, equity_before)
         q = self.learner.q_values(hour_number, account)
+        if not np.isfinite(q).all():
+            self._quarantine(batch_id, hour, None, "non-finite Q-values")
+        tradable, degraded = tradable and hour not in self.quarantined, degraded or hour in self.quarantined
         action, greedy, explored = self.learner.act(q, tradable)
         self.portfolio.mark(hour, price)
         order, profit = self._order(batch_id, hour, action, price) if action else (None, 0.0)
@@ -380,6 +416,7 @@ class OnlineTrader:
             "history": self.history.to_state(),
             "swapped_from": self.swapped_from,
             "logged_updates": self.logged_updates,
+            "quarantined": {str(h): why for h, why in self.quarantined.items()},
         }
         return Checkpoint(self.last_batch_id, self.version, self.online_updates, encode_state(state))
 
@@ -399,6 +436,7 @@ class OnlineTrader:
         self.last_batch_id = int(state["batch_id"])
         self.swapped_from = state["swapped_from"]
         self.logged_updates = int(state["logged_updates"])
+        self.quarantined = {int(h): str(why) for h, why in state.get("quarantined", {}).items()}
         log.info("trader restored trader_id=%s batch_id=%d model_version=%s online_updates=%d",
                  self.config.trader_id, self.last_batch_id, self.version, self.online_updates)  # fmt: skip
 

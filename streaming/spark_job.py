@@ -5,13 +5,16 @@ The stream reads ``klines.1h`` through the spark-sql-kafka connector (``starting
 contract (:func:`kline_value_schema`, generated from :class:`models.kline.Kline`'s fields). Each
 micro-batch is collected to the driver — hourly klines of a handful of symbols, bounded by
 ``maxOffsetsPerTrigger`` — and handed to :class:`streaming.micro_batch.MicroBatchProcessor`, which decides
-validity with :func:`models.kline.parse_record` / :func:`models.kline.check_kline` (so Spark and Python
-cannot disagree on routing), writes bad records to ``klines.dlq``, aligns hours and calls the trader. Spark's
+validity with :func:`streaming.dlq.judge` (the signature, then the strict record contract of
+models/kline_record.py, so Spark and Python cannot disagree on routing), writes bad records to
+``klines.dlq``, aligns hours and calls the trader. The source reads the record headers (``includeHeaders``)
+for the signature. Spark's
 own parse of every accepted record is compared with Python's: a difference is logged as an error (schema
 drift).
 
 Durable state lives under ``<home>/checkpoints/<name>/``: ``spark/`` (Spark's offset and commit logs)
-and ``aligner/`` (the driver's per-batch state, see :mod:`streaming.batch_state`).
+and ``aligner/`` (the driver's per-batch state and the failed attempts of micro-batches, see
+:mod:`streaming.batch_state`).
 """
 
 from __future__ import annotations
@@ -34,10 +37,11 @@ from pyspark.sql.streaming import StreamingQuery
 from pyspark.sql.types import DataType, DoubleType, LongType, StringType, StructField, StructType
 
 from adapters.kafka import KafkaDlqWriter, KafkaProducer, build_producer
+from models.alerts import AlertSink
 from models.errors import KlineParseError, PermanentError, ServiceError
 from models.kline import Kline, parse_record
 from models.settings import Settings
-from streaming.batch_state import BatchStateStore
+from streaming.batch_state import BatchFailures, BatchStateStore
 from streaming.dlq import MAX_RECORD_BYTES, RawRecord
 from streaming.micro_batch import AlignerConfig, BatchOutcome, BatchTrader, MicroBatchProcessor
 
@@ -84,6 +88,8 @@ class StreamOptions:
     """Process what the topic holds, then stop (replays, tests) instead of running forever."""
     timeout_hours: int = 2
     max_record_bytes: int = MAX_RECORD_BYTES
+    max_ahead_hours: int = 24
+    """A kline further than this past the stream's trusted clock is dead-lettered as a clock outlier."""
     starting_offsets: str = "earliest"
     checkpoint_dir: Path | None = None
     """Where the query's durable state goes; default ``<home>/checkpoints/<name>``."""
@@ -106,6 +112,7 @@ def read_klines(spark: SparkSession, settings: Settings, options: StreamOptions)
         .option("maxOffsetsPerTrigger", str(options.max_offsets_per_trigger))
         .option("failOnDataLoss", "true")
         .option("kafka.fetch.max.wait.ms", str(options.fetch_max_wait_ms))
+        .option("includeHeaders", "true")
         .load()
     )
     return raw.select(
@@ -114,6 +121,7 @@ def read_klines(spark: SparkSession, settings: Settings, options: StreamOptions)
         "offset",
         "key",
         "value",
+        "headers",
         F.unix_millis("timestamp").alias("timestamp_ms"),
         F.from_json(F.col("value").cast("string"), kline_value_schema(), {"mode": "PERMISSIVE"}).alias("kline"),
     )
@@ -122,7 +130,7 @@ def read_klines(spark: SparkSession, settings: Settings, options: StreamOptions)
 def collect_batch(batch: DataFrame) -> tuple[list[RawRecord], dict[tuple[int, int], Row | None]]:
     """Collect a micro-batch to the driver: the :class:`RawRecord` in (partition, offset) order, and Spark's
     own parse of each value with :func:`kline_value_schema`, keyed by (partition, offset)."""
-    rows = batch.select("topic", "partition", "offset", "key", "value", "timestamp_ms", "kline").collect()
+    rows = batch.select("topic", "partition", "offset", "key", "value", "timestamp_ms", "headers", "kline").collect()
     # sorted on the driver: a Spark ``orderBy`` would add a sampling job and a shuffle to every micro-batch
     rows.sort(key=lambda r: (r["partition"], r["offset"]))
     records: list[RawRecord] = []
@@ -132,7 +140,8 @@ def collect_batch(batch: DataFrame) -> tuple[list[RawRecord], dict[tuple[int, in
         key, value = row["key"], row["value"]
         key = None if key is None else bytes(key)
         value = None if value is None else bytes(value)
-        records.append(RawRecord(row["topic"], partition, offset, key, value, int(row["timestamp_ms"] or 0)))
+        headers = tuple((h["key"], None if h["value"] is None else bytes(h["value"])) for h in row["headers"] or ())
+        records.append(RawRecord(row["topic"], partition, offset, key, value, int(row["timestamp_ms"] or 0), headers))
         parsed[(partition, offset)] = row["kline"]
     return records, parsed
 
@@ -154,13 +163,22 @@ def spark_disagrees(spark_kline: Row | None, value: bytes | None, kline: Kline |
 
 
 def build_processor(
-    settings: Settings, trader: BatchTrader, options: StreamOptions, producer: KafkaProducer
+    settings: Settings,
+    trader: BatchTrader,
+    options: StreamOptions,
+    producer: KafkaProducer,
+    alerts: AlertSink | None = None,
 ) -> MicroBatchProcessor:
+    signer = settings.kline_signer()
+    if signer is None:
+        log.warning("kline signing off: KLINESTREAM_KLINE_SIGNING_KEY is unset, every well-formed record is trusted")
     config = AlignerConfig(
-        tuple(settings.symbols), settings.traded_symbol, options.timeout_hours, options.max_record_bytes
-    )
+        tuple(settings.symbols), settings.traded_symbol, options.timeout_hours, options.max_record_bytes,
+        options.max_ahead_hours, settings.stream_start_ms, signer, int(settings.clock_skew_seconds * 1000),
+        live=not options.available_now, max_batch_attempts=settings.max_batch_attempts,
+    )  # fmt: skip
     state = BatchStateStore(checkpoint_root(settings, options) / "aligner")
-    return MicroBatchProcessor(config, trader, KafkaDlqWriter(producer, settings.kafka_topic_dlq), state)
+    return MicroBatchProcessor(config, trader, KafkaDlqWriter(producer, settings.kafka_topic_dlq), state, alerts)
 
 
 def foreach_batch(
@@ -192,10 +210,12 @@ def start_stream(
     options: StreamOptions,
     producer: KafkaProducer,
     on_outcome: Callable[[BatchOutcome], None] | None = None,
+    alerts: AlertSink | None = None,
+    processor: MicroBatchProcessor | None = None,
 ) -> StreamingQuery:
     """Start the query (checkpointed under ``<home>/checkpoints/<name>/spark``) and return it."""
     check_checkpoint_pair(settings, options, trader)
-    processor = build_processor(settings, trader, options, producer)
+    processor = processor or build_processor(settings, trader, options, producer, alerts)
     writer = (
         read_klines(spark, settings, options)
         .writeStream.queryName(options.name.replace("-", "_"))
@@ -248,12 +268,15 @@ def run_stream(
     options: StreamOptions,
     on_outcome: Callable[[BatchOutcome], None] | None = None,
     stop: threading.Event | None = None,
+    alerts: AlertSink | None = None,
 ) -> None:
     """Run the job until ``stop`` is set (then the query is stopped within about a second) or,
-    with ``available_now``, until the topic is drained."""
+    with ``available_now``, until the topic is drained. A run that read records and kept none raises
+    :class:`~streaming.micro_batch.EmptyRunError` (after an ``empty_run`` alert): it never reports success."""
     producer = build_producer(settings, client_id=f"klinestream-{options.name}-dlq")
     try:
-        query = start_stream(spark, settings, trader, options, producer, on_outcome)
+        processor = build_processor(settings, trader, options, producer, alerts)
+        query = start_stream(spark, settings, trader, options, producer, on_outcome, processor=processor)
         while not query.awaitTermination(1):
             if stop is not None and stop.is_set():
                 log.info("stream stopping name=%s: asked to stop", options.name)
@@ -264,3 +287,31 @@ def run_stream(
     finally:
         producer.flush()
         producer.close()
+    processor.finish()
+
+
+def run_stream_restarting(
+    spark: SparkSession,
+    settings: Settings,
+    make_trader: Callable[[], BatchTrader],
+    options: StreamOptions,
+    close_trader: Callable[[BatchTrader], None] = lambda trader: None,
+    stop: threading.Event | None = None,
+    alerts: AlertSink | None = None,
+) -> None:
+    """:func:`run_stream` with a fresh trader (restored from its checkpoint) after each micro-batch failure the
+    processor recorded: like a supervisor's restart, so a batch that keeps failing is set aside after
+    ``max_batch_attempts`` (streaming/micro_batch.py) and the stream goes on. Other failures are raised."""
+    failures = BatchFailures(checkpoint_root(settings, options) / "aligner" / "failures.json")
+    for restart in range(settings.max_batch_attempts + 1):
+        trader = make_trader()
+        try:
+            run_stream(spark, settings, trader, options, stop=stop, alerts=alerts)
+            return
+        except ServiceError as exc:
+            if not failures.failed_batches() or restart == settings.max_batch_attempts:
+                raise
+            log.warning("stream restarting name=%s after a failed micro-batch (%s): %s", options.name,
+                        failures.failed_batches(), exc)  # fmt: skip
+        finally:
+            close_trader(trader)

@@ -71,7 +71,7 @@ def stream(
     """Run the Spark job: Kafka klines.1h → DLQ for bad records → hour alignment → online trader → Cassandra."""
     from adapters.kafka import ensure_topics
     from models.settings import load_settings
-    from streaming.spark_job import StreamOptions, run_stream
+    from streaming.spark_job import StreamOptions, run_stream_restarting
     from streaming.spark_session import build_spark_session, stop_spark
 
     settings = load_settings()
@@ -84,13 +84,14 @@ def stream(
         available_now=available_now,
     )
     ensure_topics(settings)
-    trader = build_trader(settings, model_dir, online)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):  # a service manager's stop, or Ctrl-C: stop cleanly
         signal.signal(sig, lambda *_: stop.set())
     spark = build_spark_session(settings, f"klinestream-{name}")
     try:
-        run_stream(spark, settings, trader, options, stop=stop)
+        # a micro-batch that fails is retried on a trader restored from its checkpoint, then set aside
+        run_stream_restarting(spark, settings, lambda: build_trader(settings, model_dir, online), options,
+                              close_trader=_close_trader, stop=stop)  # fmt: skip
     finally:
         stop_spark(spark)
     log.info("stream stopped name=%s", name)
@@ -112,6 +113,12 @@ def build_trader(settings: Settings, model_dir: Path | None = None, online: bool
 
         source = PollingModelSource(MlflowModelSource(settings.mlflow_tracking_uri, settings.mlflow_model_name))
     return start_live_trader(settings, source, online=online)
+
+
+def _close_trader(trader: BatchTrader) -> None:
+    sink = getattr(trader, "sink", None)
+    if sink is not None and hasattr(sink, "close"):
+        sink.close()
 
 
 def _quiet_libraries() -> None:

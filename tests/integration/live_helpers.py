@@ -108,6 +108,12 @@ def wait_for(predicate: Callable[[], Any], timeout: float) -> None:
     raise AssertionError(f"condition not met within {timeout} s")
 
 
+def signature_headers(settings: Settings, key: bytes | None, value: bytes) -> list[tuple[str, bytes]] | None:
+    """The headers that sign a ``klines.1h`` record when ``settings`` has a signing key (None otherwise)."""
+    signer = settings.kline_signer()
+    return signer.headers(key, value) if signer is not None else None
+
+
 def seed(settings: Settings, klines: list[Kline]) -> None:
     """What an earlier ingestor run left in ``klines.1h``."""
     from adapters.kafka import publish_klines

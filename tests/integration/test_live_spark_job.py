@@ -13,7 +13,7 @@ import pytest
 
 from models.kline import HOUR_MS, Kline
 from models.settings import Settings
-from tests.integration.live_helpers import live_topics, read_topic
+from tests.integration.live_helpers import live_topics, read_topic, signature_headers
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -86,7 +86,9 @@ def produce(settings: Settings, hours: range, rng: random.Random, n_hostile: int
         records.insert(rng.randrange(len(records) + 1), (key, value, kind))
     producer = build_producer(settings, client_id="test-producer")
     try:
-        futures = [(producer.send(settings.kafka_topic_klines, key=k, value=v), why) for k, v, why in records]
+        topic = settings.kafka_topic_klines
+        futures = [(producer.send(topic, key=k, value=v, headers=signature_headers(settings, k, v)), why)
+                   for k, v, why in records]  # fmt: skip
         producer.flush()
         return {f.get(timeout=30).offset: why for f, why in futures if why is not None}
     finally:

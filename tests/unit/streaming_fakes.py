@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+from adapters.kafka import DlqRecord
+from models.alerts import Alert
 from models.kline import HOUR_MS, Kline
 
 T0 = 1_672_531_200_000  # 2023-01-01T00:00Z
@@ -110,3 +113,27 @@ class RecordingTrader:
 
     def klines(self) -> list[Kline]:
         return [k for _, klines, _ in self.batches for k in klines]
+
+
+class ListDlq:
+    """Stand-in of the DLQ writer: keeps what would be written to ``klines.dlq``."""
+
+    def __init__(self) -> None:
+        self.records: list[DlqRecord] = []
+
+    def write(self, records: Sequence[DlqRecord]) -> int:
+        self.records.extend(records)
+        return len(records)
+
+
+class ListAlerts:
+    """An alert sink that keeps the alerts (the record path's sinks are plugged in the same way)."""
+
+    def __init__(self) -> None:
+        self.alerts: list[Alert] = []
+
+    def emit(self, alert: Alert) -> None:
+        self.alerts.append(alert)
+
+    def kinds(self) -> list[str]:
+        return [a.kind for a in self.alerts]
