@@ -1,0 +1,283 @@
+"""A batched ensemble of independent DQN agents: K members (one per seed) trained as one.
+
+Each member has its own policy and target nets, replay, epsilon and random generators, and learns by
+exactly the rule of :class:`models.agent.DqnAgent` (Huber loss, RMSprop, gradient-norm clipping per
+member, hard or Polyak target sync, optional double DQN). The members' parameters are stacked along
+a leading member dimension, ``[K, *shape]`` in the layout of the single network of
+:mod:`models.networks`, so one optimiser step, one clip and one batched matrix product serve all
+members, and member ``k`` becomes an ordinary :class:`~models.policy.Policy` (or a whole
+:class:`~models.agent.DqnAgent`, optimiser state included) by slicing ``[k]``. Member ``k`` starts
+from the weights ``DqnAgent(seed=seeds[k])`` starts from and draws its exploration from the same
+generator, so an ensemble of one is the single agent.
+
+Variants (:class:`EnsembleQNetwork`):
+
+- ``linear``: each layer is one ``torch.baddbmm`` over the members; the first layer multiplies the
+  market window and the account features separately, so the state is never concatenated.
+- ``lstm``: the recurrence is the fused LSTM kernel (oneDNN on the CPU, cuDNN on CUDA) called once per
+  member on its weight slices; the head is batched. A hand-written LSTM cell batched over members
+  (``[K, ...]`` weights, ``baddbmm`` per time step) was measured 2.4× slower per member on the CPU at
+  batch 512: the gate arithmetic, not the call overhead, dominates there, and batching does not
+  reduce it (the figures are in bench/training.py's report).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.agent import CHECKPOINT_VERSION, DqnAgent
+from models.config import AgentConfig, config_to_dict
+from models.features import FeatureSpec, Normalizer
+from models.networks import N_ACTIONS, LinearQNetwork, LstmQNetwork, build_network
+from models.policy import Policy, resolve_device
+from models.replay import Batch
+
+
+class EnsembleQNetwork(nn.Module):
+    """K Q-networks of one variant with stacked parameters; ``forward`` maps ``[K, B, ...]`` → ``[K, B, 3]``.
+
+    ``market``: ``[K, B, window, n_features]`` (or flattened ``[K, B, window × n_features]``);
+    ``account``: ``[K, B, n_account]`` (ignored when ``n_account`` is 0).
+    """
+
+    def __init__(self, members: Sequence[nn.Module]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        template = members[0]
+        if not isinstance(template, (LinearQNetwork, LstmQNetwork)):
+            raise ValueError(f"unsupported member network {type(template).__name__}")
+        self.variant = "linear" if isinstance(template, LinearQNetwork) else "lstm"
+        self.window, self.n_features, self.n_account = template.window, template.n_features, template.n_account
+        self.members = len(members)
+        self.names = list(template.state_dict())
+        states = [m.state_dict() for m in members]
+        self.stacked = nn.ParameterList(
+            nn.Parameter(torch.stack([s[name].detach() for s in states]).clone()) for name in self.names
+        )
+        self.hidden = template.lstm.hidden_size if isinstance(template, LstmQNetwork) else 0
+
+    def forward(self, market: torch.Tensor, account: torch.Tensor | None = None) -> torch.Tensor:
+        if self.n_account and account is None:
+            raise ValueError("this network needs account features")
+        if self.variant == "linear":
+            return self._linear(market, account)
+        return self._lstm(market, account)
+
+    def _linear(self, market: torch.Tensor, account: torch.Tensor | None) -> torch.Tensor:
+        k, b = market.shape[:2]
+        flat = market.reshape(k, b, -1)
+        params = list(self.stacked)
+        first = params[0]
+        width = flat.shape[2]
+        hidden = torch.baddbmm(params[1].unsqueeze(1), flat, first[:, :, :width].transpose(1, 2))
+        if self.n_account:
+            assert account is not None
+            hidden = torch.baddbmm(hidden, account, first[:, :, width:].transpose(1, 2))
+        for i in range(2, len(params), 2):
+            hidden = torch.baddbmm(params[i + 1].unsqueeze(1), F.leaky_relu(hidden), params[i].transpose(1, 2))
+        return hidden
+
+    def _lstm(self, market: torch.Tensor, account: torch.Tensor | None) -> torch.Tensor:
+        k, b = market.shape[:2]
+        sequence = market.reshape(k, b, self.window, self.n_features)
+        w_ih, w_hh, b_ih, b_hh, head_w, head_b = self.stacked
+        zeros = sequence.new_zeros(1, b, self.hidden)
+        last = torch.stack(
+            [
+                torch.lstm(
+                    sequence[m],
+                    (zeros, zeros),
+                    [w_ih[m], w_hh[m], b_ih[m], b_hh[m]],
+                    True,
+                    1,
+                    0.0,
+                    self.training,
+                    False,
+                    True,
+                )[0][:, -1]
+                for m in range(k)
+            ]
+        )
+        if self.n_account:
+            assert account is not None
+            last = torch.cat([last, account], dim=2)
+        return torch.baddbmm(head_b.unsqueeze(1), last, head_w.transpose(1, 2))
+
+    def member_state_dict(self, k: int) -> dict[str, torch.Tensor]:
+        """The ``state_dict`` of member ``k`` as the single network of its variant would hold it."""
+        return {name: p[k].detach().clone() for name, p in zip(self.names, self.stacked, strict=True)}
+
+    def member_network(self, k: int) -> nn.Module:
+        """A copy of member ``k`` as an ordinary :mod:`models.networks` Q-network (same device)."""
+        network = build_network(self.variant, self.window, self.n_features, self.n_account)
+        network.load_state_dict(self.member_state_dict(k))
+        return network.to(self.stacked[0].device)
+
+
+def member_norms(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Per-member 2-norm ``[K]`` over all of ``tensors`` (each ``[K, ...]``)."""
+    squares = torch.stack([t.reshape(t.shape[0], -1).pow(2).sum(dim=1) for t in tensors])
+    return squares.sum(dim=0).sqrt()
+
+
+class EnsembleAgent:
+    """K :class:`~models.agent.DqnAgent` learners of one config (one per seed), stepped together."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        window: int,
+        n_features: int,
+        n_account: int = 0,
+        device: str = "auto",
+        seeds: Sequence[int] = (0,),
+    ) -> None:
+        if not seeds:
+            raise ValueError("an ensemble needs at least one seed")
+        self.config, self.window, self.n_features, self.n_account = config, window, n_features, n_account
+        self.seeds = tuple(int(s) for s in seeds)
+        self.device = resolve_device(device)
+        members = []
+        for seed in self.seeds:  # the initial weights of DqnAgent(seed=seed)
+            torch.manual_seed(seed)
+            members.append(build_network(config.variant, window, n_features, n_account))
+        self.policy_net = EnsembleQNetwork(members).to(self.device)
+        self.target_net = EnsembleQNetwork(members).to(self.device)
+        self.target_net.eval().requires_grad_(False)
+        self.optimizer = torch.optim.RMSprop(self.policy_net.parameters(), lr=config.learning_rate)
+        self.generators = [torch.Generator(device="cpu").manual_seed(seed + 1) for seed in self.seeds]
+        self.epsilon = np.full(len(self.seeds), config.epsilon_start)
+        self.updates = 0
+        self.env_steps = 0  # per member
+        self.target_version = 0
+
+    @property
+    def members(self) -> int:
+        return len(self.seeds)
+
+    # --- acting (target nets) -------------------------------------------------------------------
+    @torch.inference_mode()
+    def q_values(self, states: torch.Tensor, accounts: torch.Tensor | None = None) -> torch.Tensor:
+        """Target-net Q-values ``[K, B, 3]`` of market windows ``[K, B, window, n_features]`` + accounts."""
+        return self.target_net(states.to(self.device), None if accounts is None else accounts.to(self.device))
+
+    def act(self, states: torch.Tensor, accounts: torch.Tensor | None = None, explore: bool = True) -> np.ndarray:
+        """Epsilon-greedy (``explore``) or greedy actions of each member's target net, int64 ``[K, B]``."""
+        return self.act_from_q(self.q_values(states, accounts), explore)
+
+    def act_from_q(self, q_values: torch.Tensor, explore: bool = True) -> np.ndarray:
+        """Each member draws from its own generator exactly as :meth:`DqnAgent.act_from_q` does."""
+        greedy = q_values.argmax(dim=2).cpu()
+        if not explore:
+            return greedy.numpy()
+        actions = greedy.clone()
+        n = greedy.shape[1]
+        for k, generator in enumerate(self.generators):
+            epsilon = float(self.epsilon[k])
+            if epsilon <= 0.0:
+                continue
+            explore_mask = torch.rand(n, generator=generator) < epsilon
+            random = torch.randint(0, N_ACTIONS, (n,), generator=generator)
+            actions[k] = torch.where(explore_mask, random, greedy[k])
+        return actions.numpy()
+
+    def decay_epsilon(self) -> np.ndarray:
+        """One step of every member's multiplicative schedule, floored at ``epsilon_end``."""
+        self.epsilon = np.maximum(self.config.epsilon_end, self.epsilon * self.config.epsilon_decay)
+        return self.epsilon
+
+    # --- learning (policy nets) -----------------------------------------------------------------
+    @torch.no_grad()
+    def bootstrap_values(self, next_states: torch.Tensor, next_accounts: torch.Tensor) -> torch.Tensor:
+        """``[K, B]`` value of the next states (max target Q, or double DQN)."""
+        target_q = self.target_net(next_states, next_accounts)
+        if self.config.double_dqn:
+            choice = self.policy_net(next_states, next_accounts).argmax(dim=2, keepdim=True)
+            return target_q.gather(2, choice).squeeze(2)
+        return target_q.max(dim=2).values
+
+    def learn(self, batch: Batch) -> torch.Tensor:
+        """One gradient step of every member on its ``[K, B, ...]`` batch; returns the losses ``[K]``."""
+        cfg = self.config
+        next_values = self.bootstrap_values(batch.next_states, batch.next_accounts)
+        targets = batch.rewards * cfg.reward_scale + cfg.gamma * (1.0 - batch.terminals) * next_values
+        q = self.policy_net(batch.states, batch.accounts).gather(2, batch.actions.unsqueeze(2)).squeeze(2)
+        losses = F.huber_loss(q, targets, delta=cfg.huber_delta, reduction="none").mean(dim=1)
+        self.optimizer.zero_grad(set_to_none=True)
+        losses.sum().backward()  # members share no parameter: each gets the gradient of its own loss
+        self._clip_gradients(cfg.max_grad_norm)
+        self.optimizer.step()
+        self.updates += 1
+        if cfg.tau < 1.0 or self.updates % cfg.target_sync_every == 0:
+            self.sync_target()
+        return losses.detach()
+
+    @torch.no_grad()
+    def _clip_gradients(self, max_norm: float) -> None:
+        """``clip_grad_norm_`` of each member on its own gradients."""
+        grads = [p.grad for p in self.policy_net.parameters() if p.grad is not None]
+        coef = (max_norm / (member_norms(grads) + 1e-6)).clamp(max=1.0)
+        for grad in grads:
+            grad.mul_(coef.view(-1, *([1] * (grad.dim() - 1))))
+
+    @torch.no_grad()
+    def sync_target(self) -> None:
+        """Copy (hard) or blend (Polyak, ``tau`` < 1) every member's policy net into its target net."""
+        tau = self.config.tau
+        for target, source in zip(self.target_net.parameters(), self.policy_net.parameters(), strict=True):
+            if tau >= 1.0:
+                target.copy_(source)
+            else:
+                target.lerp_(source, tau)
+        self.target_version += 1
+
+    # --- members as ordinary agents and policies -------------------------------------------------
+    def to_policy(
+        self, k: int, spec: FeatureSpec, normalizer: Normalizer, metadata: dict[str, Any] | None = None
+    ) -> Policy:
+        """Member ``k``'s serving :class:`Policy` (a copy of its acting target network)."""
+        return Policy(spec, normalizer, self.config, self.target_net.member_network(k), metadata)
+
+    def member_state(self, k: int) -> dict[str, Any]:
+        """Member ``k`` as a :meth:`DqnAgent.state_dict` checkpoint (nets, optimiser, epsilon, counters)."""
+        params = list(self.policy_net.parameters())
+        names = self.policy_net.names
+        optimizer = self.optimizer.state_dict()
+        member_opt_state = {
+            index: {key: _member_slice(value, k, params[index]) for key, value in state.items()}
+            for index, state in optimizer["state"].items()
+        }
+        groups = [{**group, "params": list(range(len(names)))} for group in optimizer["param_groups"]]
+        return {
+            "version": CHECKPOINT_VERSION,
+            "config": config_to_dict(self.config),
+            "shape": [self.window, self.n_features, self.n_account],
+            "policy_net": self.policy_net.member_state_dict(k),
+            "target_net": self.target_net.member_state_dict(k),
+            "optimizer": {"state": member_opt_state, "param_groups": groups},
+            "epsilon": float(self.epsilon[k]),
+            "counters": {"updates": self.updates, "env_steps": self.env_steps, "target_version": self.target_version},
+            "generator": self.generators[k].get_state(),
+        }
+
+    def member_agent(self, k: int) -> DqnAgent:
+        """Member ``k`` as an independent :class:`DqnAgent` (checkpointable, can keep learning online)."""
+        agent = DqnAgent(
+            self.config, self.window, self.n_features, self.n_account, str(self.device), seed=self.seeds[k]
+        )
+        agent.load_state_dict(self.member_state(k))
+        return agent
+
+
+def _member_slice(value: Any, k: int, param: torch.Tensor) -> Any:
+    """Member ``k``'s part of an optimiser state entry (per-element tensors are stacked like ``param``)."""
+    if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape == param.shape:
+        return value[k].detach().clone()
+    return value.clone() if isinstance(value, torch.Tensor) else value
