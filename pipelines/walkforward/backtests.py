@@ -78,7 +78,7 @@ def run_curve(close: np.ndarray, tradable: np.ndarray, rows: np.ndarray, decide:
 
 
 @dataclass(frozen=True)
-class TestMarket:
+class FoldMarket:
     """The traded symbol's closes and the test rows (hours with a state) of one fold."""
 
     open_time: np.ndarray  # int64 [T]
@@ -87,7 +87,7 @@ class TestMarket:
     rows: np.ndarray  # int64 [N] consecutive test rows
 
     @classmethod
-    def from_klines(cls, klines: pd.DataFrame, spec: FeatureSpec, test: TimeRange) -> TestMarket:
+    def from_klines(cls, klines: pd.DataFrame, spec: FeatureSpec, test: TimeRange) -> FoldMarket:
         table = compute_feature_table(klines, spec)
         inside = (table.open_time >= test.start_ms) & (table.open_time < test.end_ms)
         rows = np.flatnonzero(inside & state_rows(table, spec.window))
@@ -104,7 +104,7 @@ def moving_average(close: np.ndarray, hours: int) -> np.ndarray:
     return out
 
 
-def baseline_decider(kind: str, market: TestMarket, trend_hours: int = DEFAULT_TREND_HOURS) -> DecideFn:
+def baseline_decider(kind: str, market: FoldMarket, trend_hours: int = DEFAULT_TREND_HOURS) -> DecideFn:
     """The decision function of a baseline over ``market.rows`` (one decision per row but the last)."""
     n = len(market.rows) - 1
     if kind == "cash":
@@ -128,7 +128,7 @@ def baseline_decider(kind: str, market: TestMarket, trend_hours: int = DEFAULT_T
 
 
 def baseline_curve(
-    kind: str, market: TestMarket, fee_rate: float, slippage_bps: float = 0.0, trend_hours: int = DEFAULT_TREND_HOURS
+    kind: str, market: FoldMarket, fee_rate: float, slippage_bps: float = 0.0, trend_hours: int = DEFAULT_TREND_HOURS
 ) -> Curve:
     """A baseline's :class:`Curve`; buy-and-hold and the trend rule go all in (position step = 1)."""
     config = portfolio_config(fee_rate, slippage_bps)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import re
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -32,8 +33,8 @@ from models.errors import PermanentError
 from models.features import WARMUP_HOURS
 from models.kline import HOUR_MS
 from models.networks import NETWORKS
-from models.settings import DEFAULT_SYMBOLS
-from pipelines.dataset import build_dataset, parse_range
+from models.settings import DEFAULT_SYMBOLS, Settings
+from pipelines.dataset import MarketDataset, build_dataset, parse_range
 from pipelines.train import default_configs, train_ensemble
 from pipelines.walkforward.backtests import DEFAULT_TREND_HOURS, fee_rates, policy_curves
 from pipelines.walkforward.folds import Fold, FoldPlan, WindowKind, min_embargo_hours, plan_folds
@@ -117,6 +118,20 @@ class WalkForwardConfig:
         return cls(**values)
 
 
+def config_from_params(params: Mapping[str, Any], fee_rate: float = 0.001) -> WalkForwardConfig:
+    """A :class:`WalkForwardConfig` from DAG params (lists from JSON; blank or missing means "default")."""
+    given = {k: v for k, v in params.items() if v not in (None, "", [])}
+    given.setdefault("fee_rate", fee_rate)
+    return WalkForwardConfig.from_dict(given)
+
+
+def work_dir(home: Path, run_id: str) -> Path:
+    """``<home>/walkforward/<run id with only safe characters>`` (created)."""
+    path = home / "walkforward" / re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def history_hours(config: WalkForwardConfig) -> int:
     """Hours of klines read before a range so its first hours have features, states and a trend average."""
     return max(2 * WARMUP_HOURS + 48, config.trend_hours + WARMUP_HOURS + 48)
@@ -154,8 +169,25 @@ def write_snapshot(klines: pd.DataFrame, config: WalkForwardConfig, work: Path) 
     return path
 
 
+def snapshot_from_lake(settings: Settings, config: WalkForwardConfig, work: Path) -> Path:
+    """:func:`write_snapshot` of the validated lake's klines (the retrain DAG's reader)."""
+    from pipelines.retrain import read_validated_klines
+
+    folds = config.folds()
+    start = min(f.train.start_ms for f in folds) - history_hours(config) * HOUR_MS
+    return write_snapshot(read_validated_klines(settings, start, folds[-1].test.end_ms), config, work)
+
+
 def slice_klines(klines: pd.DataFrame, start_ms: int, end_ms: int) -> pd.DataFrame:
     return klines[(klines["open_time"] >= start_ms) & (klines["open_time"] < end_ms)]
+
+
+def fold_dataset(config: WalkForwardConfig, klines: pd.DataFrame, fold: Fold) -> MarketDataset:
+    """The fold's training dataset: klines up to the training window's end only (the trainer never sees
+    a later kline), normalisation fitted on the training window."""
+    start = fold.train.start_ms - history_hours(config) * HOUR_MS
+    train_klines = slice_klines(klines, start, fold.train.end_ms)
+    return build_dataset(train_klines, fold.train, config.symbols, config.traded_symbol)
 
 
 def train_fold_variant(
@@ -170,9 +202,7 @@ def train_fold_variant(
     """Train ``variant``'s seeds on ``fold``'s training window (one ensemble), backtest each on the test step."""
     klines = pd.read_parquet(snapshot)
     pad = history_hours(config) * HOUR_MS
-    # the trainer never sees a kline at or after the training window's end
-    train_klines = slice_klines(klines, fold.train.start_ms - pad, fold.train.end_ms)
-    dataset = build_dataset(train_klines, fold.train, config.symbols, config.traded_symbol)
+    dataset = fold_dataset(config, klines, fold)
     agent, env, train = member_configs(variant, config, device, threads)
     results = train_ensemble(dataset, fold.train, agent, env, train, seeds=config.seeds)
     test_klines = slice_klines(klines, fold.test.start_ms - pad, fold.test.end_ms)

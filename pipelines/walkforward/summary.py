@@ -22,7 +22,7 @@ import pandas as pd
 
 from models.kline import HOUR_MS
 from models.policy import Policy
-from pipelines.walkforward.backtests import BASELINES, FEE_MULTIPLES, Curve, TestMarket, baseline_curve
+from pipelines.walkforward.backtests import BASELINES, FEE_MULTIPLES, Curve, FoldMarket, baseline_curve
 from pipelines.walkforward.folds import Fold, iso
 from pipelines.walkforward.runner import (
     CURVES_FILE,
@@ -89,7 +89,7 @@ def load_baselines(
     for fold in folds:
         member_dir = work / fold.name / config.variants[0] / f"seed{config.seeds[0]}" / "policy"
         spec = Policy.load(member_dir).spec  # the agents' feature spec: the same test hours
-        market = TestMarket.from_klines(
+        market = FoldMarket.from_klines(
             slice_klines(klines, fold.test.start_ms - pad, fold.test.end_ms), spec, fold.test
         )
         hours.append(market.open_time[market.rows])
