@@ -13,7 +13,8 @@ generator, so an ensemble of one is the single agent.
 Variants (:class:`EnsembleQNetwork`):
 
 - ``linear``: each layer is one ``torch.baddbmm`` over the members; the first layer multiplies the
-  market window and the account features separately, so the state is never concatenated.
+  market window and the account features separately, so the state is never concatenated, and its
+  backward computes the weight gradient only (:class:`_FirstLayer`).
 - ``lstm``: the recurrence is the fused LSTM kernel (oneDNN on the CPU, cuDNN on CUDA) called once per
   member on its weight slices; the head is batched. A hand-written LSTM cell batched over members
   (``[K, ...]`` weights, ``baddbmm`` per time step) was measured 2.4× slower per member on the CPU at
@@ -72,14 +73,9 @@ class EnsembleQNetwork(nn.Module):
 
     def _linear(self, market: torch.Tensor, account: torch.Tensor | None) -> torch.Tensor:
         k, b = market.shape[:2]
-        flat = market.reshape(k, b, -1)
         params = list(self.stacked)
-        first = params[0]
-        width = flat.shape[2]
-        hidden = torch.baddbmm(params[1].unsqueeze(1), flat, first[:, :, :width].transpose(1, 2))
-        if self.n_account:
-            assert account is not None
-            hidden = torch.baddbmm(hidden, account, first[:, :, width:].transpose(1, 2))
+        inputs = market.reshape(k, b, -1), account if self.n_account else market.new_zeros(k, b, 0)
+        hidden = _FirstLayer.apply(*inputs, params[0], params[1])
         for i in range(2, len(params), 2):
             hidden = torch.baddbmm(params[i + 1].unsqueeze(1), F.leaky_relu(hidden), params[i].transpose(1, 2))
         return hidden
@@ -119,6 +115,27 @@ class EnsembleQNetwork(nn.Module):
         network = build_network(self.variant, self.window, self.n_features, self.n_account)
         network.load_state_dict(self.member_state_dict(k))
         return network.to(self.stacked[0].device)
+
+
+class _FirstLayer(torch.autograd.Function):
+    """The first linear layer of K members: ``market @ W_m^T + account @ W_a^T + b`` per member, with
+    ``W = [W_m | W_a]`` stored ``[K, out, in]`` like ``nn.Linear``. The inputs never need a gradient, so
+    the backward computes only the weight gradient, as ``grad^T @ input`` directly in the weight's
+    layout (autograd's generic ``input^T @ grad`` then transpose was measured 1.4× slower at K = 5)."""
+
+    @staticmethod
+    def forward(ctx: Any, market: torch.Tensor, account: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> Any:
+        ctx.save_for_backward(market, account)
+        width = market.shape[2]
+        out = torch.baddbmm(bias.unsqueeze(1), market, weight[:, :, :width].transpose(1, 2))
+        return torch.baddbmm(out, account, weight[:, :, width:].transpose(1, 2)) if account.shape[2] else out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> Any:
+        market, account = ctx.saved_tensors
+        grad_t = grad.transpose(1, 2)
+        weight = torch.cat([torch.bmm(grad_t, market), torch.bmm(grad_t, account)], dim=2)
+        return None, None, weight, grad.sum(dim=1)
 
 
 def member_norms(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
