@@ -111,15 +111,22 @@ def walkforward_section(args: argparse.Namespace) -> None:
         f"{steps:,} env steps, {steps / wall:,.0f} env steps/s overall",
         flush=True,
     )
-    tasks = [(t["fold"], t["variant"], t["seconds"], t["env_steps"]) for t in run_tasks(run)]
-    for fold, variant, seconds, env_steps in tasks:
-        print(f"  fold {fold:2d} {variant:6s}: {seconds:7.1f} s training, {env_steps / seconds:,.0f} env steps/s")
-    per_fold = sum(seconds for _, _, seconds, _ in tasks) / len(config.folds())
-    other = wall - sum(seconds for _, _, seconds, _ in tasks) / args.workers
-    if len(config.folds()) < 13 or args.steps or args.seeds != 5:
+    tasks = run_tasks(run)
+    for t in tasks:
         print(
-            f"projection to 13 folds (same seeds and steps): {13 * per_fold / args.workers / 60:.1f} min of "
-            f"training on {args.workers} workers + about {other:.0f} s of start-up, evaluation and report"
+            f"  fold {t['fold']:2d} {t['variant']:6s}: {t['seconds']:7.1f} s training wall, {t['cpu']:7.1f} CPU-s, "
+            f"{t['env_steps'] / t['seconds']:,.0f} env steps/s wall [{t['env_steps'] / t['cpu']:,.0f} per CPU-s]"
+        )
+    folds = len(config.folds())
+    wall_per_fold = sum(t["seconds"] for t in tasks) / folds
+    cpu_per_fold = sum(t["cpu"] for t in tasks) / folds
+    other = wall - sum(t["seconds"] for t in tasks) / args.workers
+    if folds < 13 or args.steps or args.seeds != 5:
+        print(
+            f"projection to 13 folds (same seeds and steps) on {args.workers} workers: training "
+            f"{13 * wall_per_fold / args.workers / 60:.1f} min at this load, "
+            f"{13 * cpu_per_fold / args.workers / 60:.1f} min with a whole core per worker (its CPU time), "
+            f"+ about {other:.0f} s of start-up, evaluation and report"
         )
 
 
@@ -133,6 +140,7 @@ def run_tasks(run: WalkForwardRun) -> list[dict[str, float]]:
                 "fold": result["fold"]["index"],
                 "variant": result["variant"],
                 "seconds": result["train_seconds"],
+                "cpu": result["train_cpu_seconds"],
                 "env_steps": result["env_steps"],
             }
         )
@@ -148,7 +156,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", default=None, help="Keep the work folder (report included) here.")
-    parser.add_argument("--throughput-steps", type=int, default=100, help="Learning steps per throughput run.")
+    parser.add_argument("--throughput-steps", type=int, default=200, help="Learning steps per throughput run.")
     parser.add_argument("--throughput-only", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
     args = parser.parse_args()

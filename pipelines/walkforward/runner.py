@@ -154,12 +154,16 @@ def member_configs(
     return agent, env, replace(train, threads=threads)
 
 
-def write_snapshot(klines: pd.DataFrame, config: WalkForwardConfig, work: Path) -> Path:
-    """The klines the walk-forward reads (first training window − history … last test hour), as Parquet."""
+def snapshot_span(config: WalkForwardConfig) -> tuple[int, int]:
+    """``[start, end)`` (ms) of the klines the walk-forward reads: the first training window's history to
+    the last test hour."""
     folds = config.folds()
-    start = min(f.train.start_ms for f in folds) - history_hours(config) * HOUR_MS
-    end = folds[-1].test.end_ms
-    frame = klines[(klines["open_time"] >= start) & (klines["open_time"] < end)]
+    return min(f.train.start_ms for f in folds) - history_hours(config) * HOUR_MS, folds[-1].test.end_ms
+
+
+def write_snapshot(klines: pd.DataFrame, config: WalkForwardConfig, work: Path) -> Path:
+    """The klines of :func:`snapshot_span` as one Parquet file in ``work``."""
+    frame = slice_klines(klines, *snapshot_span(config))
     missing = [s for s in config.symbols if not (frame["symbol"] == s).any()]
     if missing:
         raise PermanentError(f"no klines of {missing} between the first training hour and the last test hour")
@@ -173,9 +177,7 @@ def snapshot_from_lake(settings: Settings, config: WalkForwardConfig, work: Path
     """:func:`write_snapshot` of the validated lake's klines (the retrain DAG's reader)."""
     from pipelines.retrain import read_validated_klines
 
-    folds = config.folds()
-    start = min(f.train.start_ms for f in folds) - history_hours(config) * HOUR_MS
-    return write_snapshot(read_validated_klines(settings, start, folds[-1].test.end_ms), config, work)
+    return write_snapshot(read_validated_klines(settings, *snapshot_span(config)), config, work)
 
 
 def slice_klines(klines: pd.DataFrame, start_ms: int, end_ms: int) -> pd.DataFrame:
@@ -204,7 +206,9 @@ def train_fold_variant(
     pad = history_hours(config) * HOUR_MS
     dataset = fold_dataset(config, klines, fold)
     agent, env, train = member_configs(variant, config, device, threads)
+    cpu = time.process_time()
     results = train_ensemble(dataset, fold.train, agent, env, train, seeds=config.seeds)
+    cpu = time.process_time() - cpu
     test_klines = slice_klines(klines, fold.test.start_ms - pad, fold.test.end_ms)
     out = Path(work) / fold.name / variant
     members: list[dict[str, Any]] = []
@@ -229,6 +233,7 @@ def train_fold_variant(
         "seeds": list(config.seeds),
         "members": members,
         "train_seconds": results[0].seconds,
+        "train_cpu_seconds": cpu,
         "env_steps": results[0].env_steps * len(results),
         "updates": results[0].updates,
         "device": str(results[0].agent.device),
@@ -247,6 +252,7 @@ def train_fold_variant(
         "variant": variant,
         "result": str(out / RESULT_FILE),
         "seconds": results[0].seconds,
+        "cpu_seconds": cpu,
         "env_steps": summary["env_steps"],
     }
 

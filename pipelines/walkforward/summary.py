@@ -218,6 +218,7 @@ def training_figures(trained: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return {
         "tasks": len(trained),
         "train_seconds": seconds,
+        "train_cpu_seconds": float(sum(t.get("cpu_seconds", 0.0) for t in trained)),
         "env_steps": steps,
         "env_steps_per_second": steps / seconds if seconds > 0 else 0.0,
     }

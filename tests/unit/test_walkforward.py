@@ -6,6 +6,8 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -205,3 +207,24 @@ def test_a_small_walk_forward_writes_a_report_with_every_strategy(tmp_path: Path
     assert "buy-and-hold" in text and "linear-DQN" in text and "DSR" in text
     assert {"equity.png", "monthly.png", "fees.png"} <= {p.name for p in run.report.parent.iterdir()}
     assert isinstance(pd.read_parquet(tmp_path / "klines.parquet"), pd.DataFrame)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--window", "rolling"], "--window"),
+        (["--embargo-hours", "12"], "feature window"),
+    ],
+)
+def test_bad_walkforward_arguments_exit_non_zero_with_one_line(args: list[str], message: str) -> None:
+    repo = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-m", "klinestream.cli", "walkforward", *args, "--data-dir", str(repo), "--no-tracking"],
+        capture_output=True,
+        text=True,
+        cwd=repo,
+        timeout=120,
+    )
+    assert done.returncode != 0
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0]
