@@ -14,7 +14,7 @@ Variants (:class:`EnsembleQNetwork`):
 
 - ``linear``: each layer is one ``torch.baddbmm`` over the members; the first layer multiplies the
   market window and the account features separately, so the state is never concatenated, and its
-  backward computes the weight gradient only (:class:`_FirstLayer`).
+  backward computes the weight gradient only (:class:`_MarketProduct`).
 - ``lstm``: the recurrence is the fused LSTM kernel (oneDNN on the CPU, cuDNN on CUDA) called once per
   member on its weight slices; the head is batched. A hand-written LSTM cell batched over members
   (``[K, ...]`` weights, ``baddbmm`` per time step) was measured 2.4× slower per member on the CPU at
@@ -24,7 +24,7 @@ Variants (:class:`EnsembleQNetwork`):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -37,7 +37,7 @@ from models.config import AgentConfig, config_to_dict
 from models.features import FeatureSpec, Normalizer
 from models.networks import N_ACTIONS, LinearQNetwork, LstmQNetwork, build_network
 from models.policy import Policy, resolve_device
-from models.replay import Batch
+from models.replay import Batch, IndexBatch
 
 
 class EnsembleQNetwork(nn.Module):
@@ -65,46 +65,44 @@ class EnsembleQNetwork(nn.Module):
         self.hidden = template.lstm.hidden_size if isinstance(template, LstmQNetwork) else 0
 
     def forward(self, market: torch.Tensor, account: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.embed(market), account)
+
+    def embed(self, market: torch.Tensor) -> torch.Tensor:
+        """``[K, B, E]``: what the network computes from the market window alone (linear: the first
+        layer's product with the window, before its bias; LSTM: the last hidden state). It depends on the
+        window only, so a frozen target net's embedding of every row can be computed once and reused."""
+        k, b = market.shape[:2]
+        if self.variant == "linear":
+            return _MarketProduct.apply(market.reshape(k, b, -1), self.stacked[0])
+        return self._lstm_last(market.reshape(k, b, self.window, self.n_features))
+
+    def head(self, embedding: torch.Tensor, account: torch.Tensor | None = None) -> torch.Tensor:
+        """Q-values ``[K, B, 3]`` from :meth:`embed`'s output and the account features."""
         if self.n_account and account is None:
             raise ValueError("this network needs account features")
-        if self.variant == "linear":
-            return self._linear(market, account)
-        return self._lstm(market, account)
-
-    def _linear(self, market: torch.Tensor, account: torch.Tensor | None) -> torch.Tensor:
-        k, b = market.shape[:2]
         params = list(self.stacked)
-        inputs = market.reshape(k, b, -1), account if self.n_account else market.new_zeros(k, b, 0)
-        hidden = _FirstLayer.apply(*inputs, params[0], params[1])
+        if self.variant == "lstm":
+            if self.n_account:
+                embedding = torch.cat([embedding, account], dim=2)  # type: ignore[list-item]
+            return torch.baddbmm(params[5].unsqueeze(1), embedding, params[4].transpose(1, 2))
+        hidden = embedding + params[1].unsqueeze(1)
+        if self.n_account:
+            width = self.window * self.n_features
+            hidden = torch.baddbmm(hidden, account, params[0][:, :, width:].transpose(1, 2))  # type: ignore[arg-type]
         for i in range(2, len(params), 2):
             hidden = torch.baddbmm(params[i + 1].unsqueeze(1), F.leaky_relu(hidden), params[i].transpose(1, 2))
         return hidden
 
-    def _lstm(self, market: torch.Tensor, account: torch.Tensor | None) -> torch.Tensor:
-        k, b = market.shape[:2]
-        sequence = market.reshape(k, b, self.window, self.n_features)
-        w_ih, w_hh, b_ih, b_hh, head_w, head_b = self.stacked
-        zeros = sequence.new_zeros(1, b, self.hidden)
-        last = torch.stack(
+    def _lstm_last(self, sequence: torch.Tensor) -> torch.Tensor:
+        w_ih, w_hh, b_ih, b_hh = list(self.stacked)[:4]
+        zeros = sequence.new_zeros(1, sequence.shape[1], self.hidden)
+        weights = [[w_ih[m], w_hh[m], b_ih[m], b_hh[m]] for m in range(sequence.shape[0])]
+        return torch.stack(
             [
-                torch.lstm(
-                    sequence[m],
-                    (zeros, zeros),
-                    [w_ih[m], w_hh[m], b_ih[m], b_hh[m]],
-                    True,
-                    1,
-                    0.0,
-                    self.training,
-                    False,
-                    True,
-                )[0][:, -1]
-                for m in range(k)
+                torch.lstm(sequence[m], (zeros, zeros), w, True, 1, 0.0, self.training, False, True)[0][:, -1]
+                for m, w in enumerate(weights)
             ]
         )
-        if self.n_account:
-            assert account is not None
-            last = torch.cat([last, account], dim=2)
-        return torch.baddbmm(head_b.unsqueeze(1), last, head_w.transpose(1, 2))
 
     def member_state_dict(self, k: int) -> dict[str, torch.Tensor]:
         """The ``state_dict`` of member ``k`` as the single network of its variant would hold it."""
@@ -117,25 +115,24 @@ class EnsembleQNetwork(nn.Module):
         return network.to(self.stacked[0].device)
 
 
-class _FirstLayer(torch.autograd.Function):
-    """The first linear layer of K members: ``market @ W_m^T + account @ W_a^T + b`` per member, with
-    ``W = [W_m | W_a]`` stored ``[K, out, in]`` like ``nn.Linear``. The inputs never need a gradient, so
-    the backward computes only the weight gradient, as ``grad^T @ input`` directly in the weight's
-    layout (autograd's generic ``input^T @ grad`` then transpose was measured 1.4× slower at K = 5)."""
+class _MarketProduct(torch.autograd.Function):
+    """``market @ W_m^T`` per member, ``W_m`` the market columns of the first linear layer's weight
+    ``[K, out, market + account]`` (stored like ``nn.Linear``'s). The market never needs a gradient, so
+    the backward computes only the weight's, as ``grad^T @ market`` directly in the weight's layout
+    (autograd's generic ``market^T @ grad`` then transpose was measured 1.4× slower at K = 5)."""
 
     @staticmethod
-    def forward(ctx: Any, market: torch.Tensor, account: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> Any:
-        ctx.save_for_backward(market, account)
-        width = market.shape[2]
-        out = torch.baddbmm(bias.unsqueeze(1), market, weight[:, :, :width].transpose(1, 2))
-        return torch.baddbmm(out, account, weight[:, :, width:].transpose(1, 2)) if account.shape[2] else out
+    def forward(ctx: Any, market: torch.Tensor, weight: torch.Tensor) -> Any:
+        ctx.save_for_backward(market)
+        ctx.weight_shape = weight.shape
+        return torch.bmm(market, weight[:, :, : market.shape[2]].transpose(1, 2))
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> Any:
-        market, account = ctx.saved_tensors
-        grad_t = grad.transpose(1, 2)
-        weight = torch.cat([torch.bmm(grad_t, market), torch.bmm(grad_t, account)], dim=2)
-        return None, None, weight, grad.sum(dim=1)
+        (market,) = ctx.saved_tensors
+        weight = grad.new_zeros(ctx.weight_shape)
+        torch.bmm(grad.transpose(1, 2), market, out=weight[:, :, : market.shape[2]])
+        return None, weight
 
 
 def member_norms(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -210,22 +207,72 @@ class EnsembleAgent:
         self.epsilon = np.maximum(self.config.epsilon_end, self.epsilon * self.config.epsilon_decay)
         return self.epsilon
 
+    # --- acting and bootstrapping by feature-table row ------------------------------------------
+    def attach_states(self, states: torch.Tensor) -> None:
+        """Act and learn by row of ``states`` ``[T, window, n_features]`` (every row's window; shared by
+        the members): :meth:`act_rows`, :meth:`learn_rows`. With hard target syncs that sample at least
+        ``T`` rows in between, the target nets' :meth:`EnsembleQNetwork.embed` of every row is computed
+        once per sync and the target values of a batch need only the head (the embedding depends on the
+        window alone); the result is the same function, computed in another order."""
+        self.states = states.to(self.device)
+        cfg = self.config
+        self._cache_enabled = cfg.tau >= 1.0 and cfg.target_sync_every * cfg.batch_size >= len(states)
+        self._cache: torch.Tensor | None = None
+        self._cache_version = -1
+
+    def _windows(self, rows: torch.Tensor) -> torch.Tensor:
+        return self.states.index_select(0, rows.reshape(-1)).view(*rows.shape, *self.states.shape[1:])
+
+    @torch.no_grad()
+    def _target_embedding(self, rows: torch.Tensor) -> torch.Tensor:
+        """Target nets' embedding ``[K, B, E]`` of the rows ``[K, B]`` (from the per-sync cache when enabled)."""
+        if not self._cache_enabled:
+            return self.target_net.embed(self._windows(rows))
+        if self._cache is None or self._cache_version != self.target_version:
+            k, chunks = self.members, torch.arange(len(self.states), device=self.device).split(4096)
+            self._cache = torch.cat([self.target_net.embed(self._windows(c.expand(k, -1))) for c in chunks], dim=1)
+            self._cache_version = self.target_version
+        return self._cache.gather(1, rows.unsqueeze(2).expand(-1, -1, self._cache.shape[2]))
+
+    def act_rows(self, rows: torch.Tensor, accounts: torch.Tensor, explore: bool = True) -> np.ndarray:
+        """:meth:`act` on the attached states' rows ``[K, B]``."""
+        with torch.no_grad():
+            q_values = self.target_net.head(self._target_embedding(rows), accounts.to(self.device))
+        return self.act_from_q(q_values, explore)
+
     # --- learning (policy nets) -----------------------------------------------------------------
     @torch.no_grad()
     def bootstrap_values(self, next_states: torch.Tensor, next_accounts: torch.Tensor) -> torch.Tensor:
         """``[K, B]`` value of the next states (max target Q, or double DQN)."""
         target_q = self.target_net(next_states, next_accounts)
+        return self._bootstrap(target_q, lambda: self.policy_net(next_states, next_accounts))
+
+    def _bootstrap(self, target_q: torch.Tensor, policy_q: Callable[[], torch.Tensor]) -> torch.Tensor:
         if self.config.double_dqn:
-            choice = self.policy_net(next_states, next_accounts).argmax(dim=2, keepdim=True)
+            choice = policy_q().argmax(dim=2, keepdim=True)
             return target_q.gather(2, choice).squeeze(2)
         return target_q.max(dim=2).values
 
     def learn(self, batch: Batch) -> torch.Tensor:
         """One gradient step of every member on its ``[K, B, ...]`` batch; returns the losses ``[K]``."""
-        cfg = self.config
         next_values = self.bootstrap_values(batch.next_states, batch.next_accounts)
+        return self._gradient_step(batch.states, batch, next_values)
+
+    def learn_rows(self, batch: IndexBatch) -> torch.Tensor:
+        """:meth:`learn` on a ``[K, B]`` index batch of the attached states (see :meth:`attach_states`)."""
+        with torch.no_grad():
+            target_q = self.target_net.head(self._target_embedding(batch.next_rows), batch.next_accounts)
+            next_values = self._bootstrap(
+                target_q, lambda: self.policy_net(self._windows(batch.next_rows), batch.next_accounts)
+            )
+        return self._gradient_step(self._windows(batch.rows), batch, next_values)
+
+    def _gradient_step(
+        self, states: torch.Tensor, batch: Batch | IndexBatch, next_values: torch.Tensor
+    ) -> torch.Tensor:
+        cfg = self.config
         targets = batch.rewards * cfg.reward_scale + cfg.gamma * (1.0 - batch.terminals) * next_values
-        q = self.policy_net(batch.states, batch.accounts).gather(2, batch.actions.unsqueeze(2)).squeeze(2)
+        q = self.policy_net(states, batch.accounts).gather(2, batch.actions.unsqueeze(2)).squeeze(2)
         losses = F.huber_loss(q, targets, delta=cfg.huber_delta, reduction="none").mean(dim=1)
         self.optimizer.zero_grad(set_to_none=True)
         losses.sum().backward()  # members share no parameter: each gets the gradient of its own loss

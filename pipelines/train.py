@@ -144,6 +144,7 @@ def train_ensemble(
     agent = EnsembleAgent(agent_config, spec.window, spec.n_features, spec.n_account, train_config.device, seeds)
     rows = dataset.range_rows(train_range)
     states = torch.from_numpy(dataset.windows(upto=int(rows[-1]))).to(agent.device)
+    agent.attach_states(states)
     env = EnsembleEnv(dataset, env_config, n, rows, seeds)
     replay = EnsembleReplayBuffer(seeds, agent_config.buffer_size, spec.n_account, agent.device)
     account_of = _account_source(env, spec.n_account)
@@ -153,11 +154,8 @@ def train_ensemble(
     current, account = env.reset(), account_of()
     loss, started = torch.full((k,), float("nan")), time.perf_counter()
     for step in range(1, n_steps + 1):
-        market = states[torch.from_numpy(current).to(agent.device)]
-        actions = agent.act(
-            market.view(k, n, *market.shape[1:]), torch.from_numpy(account).view(k, n, account.shape[1])
-        )
-        actions = actions.reshape(-1)
+        current_rows = torch.from_numpy(current).to(agent.device).view(k, n)
+        actions = agent.act_rows(current_rows, torch.from_numpy(account).view(k, n, account.shape[1])).reshape(-1)
         result = env.step(actions)
         next_account = result.next_accounts if spec.n_account else account
         replay.add(
@@ -172,7 +170,7 @@ def train_ensemble(
         agent.decay_epsilon()
         if len(replay) >= train_config.learning_starts:
             for _ in range(updates_per_step):
-                loss = agent.learn(replay.gather(replay.sample(agent_config.batch_size), states))
+                loss = agent.learn_rows(replay.sample(agent_config.batch_size))
         if step % 100 == 0 or step == n_steps:
             for history, member_loss, epsilon in zip(histories, loss.tolist(), agent.epsilon, strict=True):
                 history.append({"env_steps": agent.env_steps, "loss": member_loss, "epsilon": float(epsilon)})

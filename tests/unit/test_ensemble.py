@@ -87,6 +87,32 @@ def test_a_member_learns_like_an_independent_dqn_agent(variant: str, rule: dict[
         assert ensemble.target_version == agent.target_version
 
 
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("rule", [{}, {"double_dqn": True}, {"tau": 0.5}], ids=["cached", "cached-double", "polyak"])
+def test_learning_by_row_equals_learning_on_the_gathered_windows(variant: str, rule: dict[str, Any]) -> None:
+    """The per-sync embedding cache of the target nets (hard syncs) changes nothing but the order of sums."""
+    config = AgentConfig(variant=variant, batch_size=32, target_sync_every=4, learning_rate=0.01, **rule)
+    table = torch.randn(100, WINDOW, FEATURES)
+    by_row = EnsembleAgent(config, WINDOW, FEATURES, ACCOUNT, "cpu", (1, 2))
+    by_row.attach_states(table)
+    assert by_row._cache_enabled == (config.tau >= 1.0)  # 4 syncs × 32 rows >= 100 rows
+    by_window = EnsembleAgent(config, WINDOW, FEATURES, ACCOUNT, "cpu", (1, 2))
+    replay = EnsembleReplayBuffer((1, 2), capacity=200, n_account=ACCOUNT)
+    rng = np.random.default_rng(0)
+    rows = rng.integers(0, 99, (2, 150))
+    accounts = rng.random((2, 150, ACCOUNT))
+    replay.add(rows, accounts, rows % 3, rng.random((2, 150)), rows + 1, accounts, np.zeros((2, 150)))
+    for _ in range(9):  # across two target syncs
+        batch = replay.sample(32)
+        torch.testing.assert_close(by_row.learn_rows(batch), by_window.learn(replay.gather(batch, table)))
+        accounts_now = torch.rand(2, 8, ACCOUNT)
+        current = torch.from_numpy(rows[:, :8])
+        q_rows = by_row.target_net.head(by_row._target_embedding(current), accounts_now)
+        torch.testing.assert_close(q_rows, by_window.q_values(table[current], accounts_now), rtol=1e-4, atol=1e-5)
+    for name, value in by_window.policy_net.state_dict().items():
+        torch.testing.assert_close(by_row.policy_net.state_dict()[name], value, rtol=1e-4, atol=1e-5)
+
+
 def test_members_explore_with_their_own_generators_like_single_agents() -> None:
     config = AgentConfig(variant="linear")
     ensemble = EnsembleAgent(config, WINDOW, FEATURES, 0, "cpu", (0, 1))
