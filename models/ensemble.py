@@ -171,6 +171,9 @@ class EnsembleAgent:
         self.updates = 0
         self.env_steps = 0  # per member
         self.target_version = 0
+        self.states: torch.Tensor | None = None  # see attach_states
+        self._cache_enabled, self._cache_version = False, -1
+        self._cache: torch.Tensor | None = None
 
     @property
     def members(self) -> int:
@@ -217,10 +220,11 @@ class EnsembleAgent:
         self.states = states.to(self.device)
         cfg = self.config
         self._cache_enabled = cfg.tau >= 1.0 and cfg.target_sync_every * cfg.batch_size >= len(states)
-        self._cache: torch.Tensor | None = None
-        self._cache_version = -1
+        self._cache, self._cache_version = None, -1
 
     def _windows(self, rows: torch.Tensor) -> torch.Tensor:
+        if self.states is None:
+            raise ValueError("act_rows/learn_rows need the states table: call attach_states first")
         return self.states.index_select(0, rows.reshape(-1)).view(*rows.shape, *self.states.shape[1:])
 
     @torch.no_grad()
@@ -229,6 +233,7 @@ class EnsembleAgent:
         if not self._cache_enabled:
             return self.target_net.embed(self._windows(rows))
         if self._cache is None or self._cache_version != self.target_version:
+            assert self.states is not None
             k, chunks = self.members, torch.arange(len(self.states), device=self.device).split(4096)
             self._cache = torch.cat([self.target_net.embed(self._windows(c.expand(k, -1))) for c in chunks], dim=1)
             self._cache_version = self.target_version
