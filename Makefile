@@ -71,12 +71,12 @@ status: ## Ports, pids, memory and health of the local services
 	$(BIN)/klinestream stack status
 
 BENCH := bench/training.py bench/backfill.py bench/streaming.py bench/stack_startup.py
-BENCH_LONG := bench/reference_protocol.py bench/retrain.py
+BENCH_LONG := bench/reference_protocol.py bench/retrain.py bench/walkforward.py
 
 bench: install ## Benchmarks that print their figures (minutes; see bench/)
 	@for script in $(BENCH); do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
-bench-long: install ## The reference protocol over 5 seeds and a full retrain DAG run (about an hour on 2 cores)
+bench-long: install ## The reference protocol over 5 seeds, a full retrain DAG run and the walk-forward (hours on 2 cores)
 	@for script in $(BENCH_LONG); do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 compose-check: ## Validate docker-compose.yml (needs the docker client with the compose plugin)

@@ -17,7 +17,7 @@ from typer._click.exceptions import ClickException, NoArgsIsHelpError
 from models.errors import KlinestreamError
 
 #: Modules under ``klinestream.commands`` whose ``register(app)`` adds commands.
-COMMAND_MODULES: tuple[str, ...] = ("stack", "market", "live", "registry", "dqn", "demo")
+COMMAND_MODULES: tuple[str, ...] = ("stack", "market", "live", "registry", "dqn", "walkforward", "demo")
 
 app = typer.Typer(
     name="klinestream",

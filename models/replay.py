@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -182,6 +183,85 @@ class IndexReplayBuffer(_Ring):
 
     def load_state_dict(self, state: dict[str, object]) -> None:
         _load_ring(self, state, _INDEX)
+
+
+class EnsembleReplayBuffer(_Ring):
+    """One :class:`IndexReplayBuffer` per ensemble member, stored as ``[K, capacity]`` rings.
+
+    Every member adds the same number of transitions per step, so the rings share one position and
+    size; member ``k`` samples with its own generator seeded ``seeds[k]``, drawing exactly what an
+    ``IndexReplayBuffer(seed=seeds[k])`` would.
+    """
+
+    def __init__(
+        self, seeds: Sequence[int], capacity: int, n_account: int = 0, device: torch.device | str = "cpu"
+    ) -> None:
+        if not seeds:
+            raise ValueError("an ensemble replay needs at least one seed")
+        super().__init__(capacity, device, int(seeds[0]))
+        self.generators = [torch.Generator(device="cpu").manual_seed(int(s)) for s in seeds]
+        k = len(seeds)
+        self.accounts = torch.zeros((k, capacity, n_account), dtype=torch.float32, device=self.device)
+        self.next_accounts = torch.zeros_like(self.accounts)
+        self.rows = torch.zeros((k, capacity), dtype=torch.int64, device=self.device)
+        self.next_rows = torch.zeros_like(self.rows)
+        self.actions = torch.zeros_like(self.rows)
+        self.rewards = torch.zeros((k, capacity), dtype=torch.float32, device=self.device)
+        self.terminals = torch.zeros_like(self.rewards)
+        self._members = torch.arange(k, device=self.device).unsqueeze(1)
+
+    def add(
+        self,
+        rows: np.ndarray,
+        accounts: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        next_rows: np.ndarray,
+        next_accounts: np.ndarray,
+        terminals: np.ndarray,
+    ) -> None:
+        """Add ``[K, n]`` transitions (``[K, n, n_account]`` accounts): n per member."""
+        slots = self._slots(actions.shape[1])
+        for name, values, dtype in (
+            ("rows", rows, torch.int64),
+            ("accounts", accounts, torch.float32),
+            ("actions", actions, torch.int64),
+            ("rewards", rewards, torch.float32),
+            ("next_rows", next_rows, torch.int64),
+            ("next_accounts", next_accounts, torch.float32),
+            ("terminals", terminals, torch.float32),
+        ):
+            getattr(self, name)[:, slots] = torch.as_tensor(values, dtype=dtype).to(self.device)
+
+    def sample(self, batch_size: int) -> IndexBatch:
+        """Each member's uniform sample with replacement, as ``[K, batch_size]`` row indices."""
+        if self.size == 0:
+            raise ValueError("cannot sample from an empty replay buffer")
+        draws = [torch.randint(0, self.size, (batch_size,), generator=g) for g in self.generators]
+        i, k = torch.stack(draws).to(self.device), self._members
+        return IndexBatch(
+            self.rows[k, i],
+            self.accounts[k, i],
+            self.actions[k, i],
+            self.rewards[k, i],
+            self.next_rows[k, i],
+            self.next_accounts[k, i],
+            self.terminals[k, i],
+        )
+
+    @staticmethod
+    def gather(batch: IndexBatch, states: torch.Tensor) -> Batch:
+        """States ``[K, B, ...]`` of an ensemble index batch from the shared table ``states`` ``[T, ...]``."""
+        shape = (*batch.rows.shape, *states.shape[1:])
+        return Batch(
+            states.index_select(0, batch.rows.reshape(-1)).view(shape),
+            batch.accounts,
+            batch.actions,
+            batch.rewards,
+            states.index_select(0, batch.next_rows.reshape(-1)).view(shape),
+            batch.next_accounts,
+            batch.terminals,
+        )
 
 
 _FULL = ("states", "accounts", "actions", "rewards", "next_states", "next_accounts", "terminals")

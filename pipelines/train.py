@@ -4,6 +4,11 @@ Reads like the algorithm: ``n_envs`` environments act with the target net (epsil
 transitions go into an index replay buffer, and after each vectorised step the policy net takes
 ``replay_ratio × n_envs / batch_size`` gradient steps. The replay stores feature-table rows and
 account features; windows are gathered from one preallocated tensor of all training states.
+
+Several seeds train together as a batched ensemble (:func:`train_ensemble`, models/ensemble.py): K
+independent agents whose K × ``n_envs`` environments step as one and whose networks learn in one
+batched step; :func:`train_agent` is the ensemble of one seed, so every caller trains through the
+same loop.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -20,9 +25,10 @@ import torch
 
 from models.agent import DqnAgent
 from models.config import REWARD_KINDS, AgentConfig, EnvConfig, TrainConfig, config_to_dict
+from models.ensemble import EnsembleAgent
 from models.env import VectorTradingEnv
 from models.policy import Policy
-from models.replay import IndexReplayBuffer
+from models.replay import EnsembleReplayBuffer
 from models.time_range import TimeRange
 from pipelines.dataset import MarketDataset
 
@@ -82,57 +88,123 @@ def train_agent(
     train_config: TrainConfig,
     progress: ProgressFn | None = None,
 ) -> TrainResult:
-    """Train one agent on ``train_range`` of ``dataset``; returns it with its serving policy."""
+    """Train one agent (seed ``train_config.seed``) on ``train_range``: an ensemble of one."""
+    return train_ensemble(dataset, train_range, agent_config, env_config, train_config, progress=progress)[0]
+
+
+class EnsembleEnv(VectorTradingEnv):
+    """K blocks of ``n_envs`` environments, one block per ensemble member; block ``k`` draws its episode
+    starts from its own generator seeded ``seeds[k]``, as a separate ``VectorTradingEnv(seed=seeds[k])``
+    would."""
+
+    def __init__(self, dataset: MarketDataset, config: EnvConfig, n_envs: int, rows: np.ndarray, seeds: Sequence[int]):
+        super().__init__(
+            dataset.table.close,
+            dataset.table.tradable,
+            config,
+            n_envs * len(seeds),
+            rows[:-1],
+            seed=int(seeds[0]),
+            last_row=int(rows[-1]),
+        )
+        self.block = n_envs
+        self.member_rngs = [np.random.default_rng(int(s)) for s in seeds]
+
+    def _reset(self, mask: np.ndarray, starts: np.ndarray | None = None, stops: np.ndarray | None = None) -> None:
+        if starts is None:
+            blocks = np.asarray(mask, dtype=bool).reshape(len(self.member_rngs), self.block)
+            starts = np.concatenate(
+                [
+                    rng.choice(self.start_rows, size=int(b.sum())) if b.any() else np.zeros(0, np.int64)
+                    for rng, b in zip(self.member_rngs, blocks, strict=True)
+                ]
+            )
+        super()._reset(mask, starts, stops)
+
+
+def train_ensemble(
+    dataset: MarketDataset,
+    train_range: TimeRange,
+    agent_config: AgentConfig,
+    env_config: EnvConfig,
+    train_config: TrainConfig,
+    seeds: Sequence[int] = (),
+    progress: ProgressFn | None = None,
+) -> list[TrainResult]:
+    """Train one agent per seed (default ``train_config.seed``) as a batched ensemble; one result each.
+
+    Every member has its own networks, replay, epsilon, exploration generator and episode starts (see
+    models/ensemble.py); the K × ``n_envs`` environments step as one vectorised env and the members
+    learn in one batched step. ``seconds`` of each result is the ensemble's wall time.
+    """
+    seeds = tuple(seeds) or (train_config.seed,)
     torch.set_num_threads(train_config.threads)
     torch.set_flush_denormal(True)
-    np.random.seed(train_config.seed)
-    spec = dataset.spec
-    agent = DqnAgent(agent_config, spec.window, spec.n_features, spec.n_account, train_config.device, train_config.seed)
+    np.random.seed(seeds[0])
+    spec, k, n = dataset.spec, len(seeds), train_config.n_envs
+    agent = EnsembleAgent(agent_config, spec.window, spec.n_features, spec.n_account, train_config.device, seeds)
     rows = dataset.range_rows(train_range)
     states = torch.from_numpy(dataset.windows(upto=int(rows[-1]))).to(agent.device)
-    env = VectorTradingEnv(
-        dataset.table.close,
-        dataset.table.tradable,
-        env_config,
-        train_config.n_envs,
-        rows[:-1],
-        seed=train_config.seed,
-        last_row=int(rows[-1]),
-    )
-    replay = IndexReplayBuffer(agent_config.buffer_size, spec.n_account, agent.device, seed=train_config.seed)
+    agent.attach_states(states)
+    env = EnsembleEnv(dataset, env_config, n, rows, seeds)
+    replay = EnsembleReplayBuffer(seeds, agent_config.buffer_size, spec.n_account, agent.device)
     account_of = _account_source(env, spec.n_account)
-    updates_per_step = max(1, math.ceil(train_config.replay_ratio * train_config.n_envs / agent_config.batch_size))
-    n_steps = max(1, train_config.total_env_steps // train_config.n_envs)
-    history: list[dict[str, float]] = []
-    current = env.reset()
-    account = account_of()
-    loss, started = float("nan"), time.perf_counter()
+    updates_per_step = max(1, math.ceil(train_config.replay_ratio * n / agent_config.batch_size))
+    n_steps = max(1, train_config.total_env_steps // n)
+    histories: list[list[dict[str, float]]] = [[] for _ in seeds]
+    current, account = env.reset(), account_of()
+    loss, started = torch.full((k,), float("nan")), time.perf_counter()
     for step in range(1, n_steps + 1):
-        actions = agent.act(states[current], torch.from_numpy(account), explore=True)
+        current_rows = torch.from_numpy(current).to(agent.device).view(k, n)
+        actions = agent.act_rows(current_rows, torch.from_numpy(account).view(k, n, account.shape[1])).reshape(-1)
         result = env.step(actions)
         next_account = result.next_accounts if spec.n_account else account
-        replay.add(current, account, actions, result.rewards, result.next_rows, next_account, result.terminal)
+        replay.add(
+            *(
+                a.reshape(k, n, *a.shape[1:])
+                for a in (current, account, actions, result.rewards, result.next_rows, next_account, result.terminal)
+            )
+        )
         current = env.rows.copy()
         account = account_of() if result.truncated.any() else next_account
-        agent.env_steps += train_config.n_envs
+        agent.env_steps += n
         agent.decay_epsilon()
         if len(replay) >= train_config.learning_starts:
             for _ in range(updates_per_step):
-                loss = agent.learn(replay.gather(replay.sample(agent_config.batch_size), states))
+                loss = agent.learn_rows(replay.sample(agent_config.batch_size))
         if step % 100 == 0 or step == n_steps:
-            history.append({"env_steps": agent.env_steps, "loss": loss, "epsilon": agent.epsilon})
+            for history, member_loss, epsilon in zip(histories, loss.tolist(), agent.epsilon, strict=True):
+                history.append({"env_steps": agent.env_steps, "loss": member_loss, "epsilon": float(epsilon)})
             if progress is not None:
-                progress(agent.env_steps, n_steps * train_config.n_envs, loss)
+                progress(agent.env_steps, n_steps * n, float(loss.mean()))
     seconds = time.perf_counter() - started
     agent.sync_target()  # the served network is the final policy net
     logger.info(
-        "trained variant=%s seed=%d env_steps=%d updates=%d seconds=%.1f",
+        "trained variant=%s seeds=%s env_steps=%d per member updates=%d seconds=%.1f",
         agent_config.variant,
-        train_config.seed,
+        list(seeds),
         agent.env_steps,
         agent.updates,
         seconds,
     )
+    return [
+        _member_result(
+            agent, i, dataset, train_range, env_config, replace(train_config, seed=seed), seconds, histories[i]
+        )
+        for i, seed in enumerate(seeds)
+    ]
+
+
+def _member_result(
+    agent: EnsembleAgent,
+    k: int,
+    dataset: MarketDataset,
+    train_range: TimeRange,
+    env_config: EnvConfig,
+    train_config: TrainConfig,
+    seconds: float,
+    history: list[dict[str, float]],
+) -> TrainResult:
     metadata: dict[str, Any] = {
         "train_range": str(train_range),
         "env_config": config_to_dict(env_config),
@@ -140,9 +212,8 @@ def train_agent(
         "env_steps": agent.env_steps,
         "updates": agent.updates,
     }
-    return TrainResult(
-        agent, agent.to_policy(spec, dataset.normalizer, metadata), seconds, agent.env_steps, agent.updates, history
-    )
+    policy = agent.to_policy(k, dataset.spec, dataset.normalizer, metadata)
+    return TrainResult(agent.member_agent(k), policy, seconds, agent.env_steps, agent.updates, history)
 
 
 def _account_source(env: VectorTradingEnv, n_account: int) -> Callable[..., np.ndarray]:

@@ -130,8 +130,7 @@ def dlq_by_offset(settings: Settings) -> dict[int, Consumed]:
 def world(
     settings: Settings, stack: Any, spark: Any, shared_klines_dir: Path, tmp_path_factory: Any
 ) -> Iterator[World]:
-    from pipelines.kline_files import read_kline_dirs
-
+    from adapters.kline_files import read_kline_dirs
     from tests.unit.trader_fakes import to_klines
 
     stack.require("kafka", "cassandra", "spark")

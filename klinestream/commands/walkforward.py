@@ -1,0 +1,114 @@
+"""``klinestream walkforward`` — walk-forward evaluation of the DQN variants against cash, buy-and-hold
+and a trend rule, on a folder of kline files.
+
+Heavy imports (torch, pandas, matplotlib, mlflow) happen inside the command body.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from klinestream.commands.dqn import RANGE_HELP, _data_dir, _klines
+
+
+def _ints(value: str, option: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in value.split(",") if part.strip())
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a comma-separated list of integers", param_hint=option) from None
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"walk-forward {summary['config']['test_range']} ({len(summary['folds'])} folds)")
+    for column in ("strategy", "return", "Sharpe [95% CI]", "max DD", "PSR", "DSR", "months > buy-and-hold"):
+        table.add_column(column)
+    for name, strategy in summary["strategies"].items():
+        s = strategy["stitched"]
+        beats = strategy.get("beats", {}).get("buy_and_hold")
+        table.add_row(
+            name,
+            f"{s['total_return'] * 100:+.1f}%",
+            f"{s['sharpe']:.2f} [{s['sharpe_ci_low']:.2f}, {s['sharpe_ci_high']:.2f}]",
+            f"{s['max_drawdown'] * 100:.1f}%",
+            f"{s['psr']:.2f}",
+            "–" if strategy["kind"] != "agent" else f"{s['dsr']:.2f}",
+            "–" if beats is None else f"{sum(beats)}/{len(beats)}",
+        )
+    Console().print(table)
+
+
+def walkforward(
+    test_range: str = typer.Option("2022-01-01:2023-02-01", "--range", help=f"Test months. {RANGE_HELP}"),
+    train_months: int = typer.Option(12, "--train-months", min=1, help="Months of klines in each training window."),
+    window: str = typer.Option("sliding", "--window", help="sliding (the last N months) or expanding."),
+    embargo_hours: int | None = typer.Option(
+        None, "--embargo-hours", min=1, help="Hours between training and test (default: feature window + 1 h)."
+    ),
+    test_months: int = typer.Option(1, "--test-months", min=1, help="Calendar months per test step."),
+    variants: str = typer.Option("linear,lstm", "--variants", help="Comma-separated Q-network variants."),
+    seeds: str = typer.Option("0,1,2,3,4", "--seeds", help="Comma-separated seeds (one ensemble per fold)."),
+    steps: int | None = typer.Option(None, "--steps", min=1, help="Env steps per member (default: the preset)."),
+    fee_rate: float | None = typer.Option(None, "--fee-rate", min=0.0, max=0.1, help="Fee per side."),
+    slippage_bps: float = typer.Option(0.0, "--slippage-bps", min=0.0, help="Slippage in bps."),
+    extra_trials: int = typer.Option(0, "--extra-trials", min=0, help="Trials tried elsewhere (deflated Sharpe)."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="Folder of <SYMBOL>.csv kline files."),
+    out: Path | None = typer.Option(None, "--out", help="Output folder (default var/walkforward/<range>)."),
+    workers: int = typer.Option(2, "--workers", min=1, help="Worker processes (one torch thread each)."),
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda or auto (default: KLINESTREAM_DEVICE)."),
+    tracking: bool = typer.Option(True, "--tracking/--no-tracking", help="Log the runs to MLflow."),
+) -> None:
+    """Walk-forward: train each variant × seed per fold, backtest the test months beside the baselines,
+    write the report (and log MLflow runs)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from models.settings import load_settings
+    from pipelines.walkforward.folds import min_embargo_hours
+    from pipelines.walkforward.runner import WalkForwardConfig, run_walkforward
+
+    if window not in ("sliding", "expanding"):
+        raise typer.BadParameter(f"{window!r} is not sliding or expanding", param_hint="--window")
+    settings = load_settings()
+    device = device or settings.device
+    if device not in ("cpu", "cuda", "auto"):
+        raise typer.BadParameter(f"{device!r} is not cpu, cuda or auto", param_hint="--device")
+    config = WalkForwardConfig(
+        test_range=test_range,
+        train_months=train_months,
+        window=window,  # type: ignore[arg-type]
+        embargo_hours=embargo_hours or min_embargo_hours(),
+        test_months=test_months,
+        variants=tuple(v.strip() for v in variants.split(",") if v.strip()),
+        seeds=_ints(seeds, "--seeds"),
+        steps=steps,
+        fee_rate=settings.fee_rate if fee_rate is None else fee_rate,
+        slippage_bps=slippage_bps,
+        extra_trials=extra_trials,
+        symbols=settings.symbols,
+        traded_symbol=settings.traded_symbol,
+    )
+    klines = _klines(_data_dir(data_dir))
+    out = out or settings.home / "walkforward" / test_range.replace(":", "_")
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns) as bars:
+        task = bars.add_task("walk-forward (fold × variant)", total=None)
+
+        def progress(done: int, total: int, item: dict[str, Any]) -> None:
+            bars.update(task, completed=done, total=total, description=f"fold {item['fold']} {item['variant']} done")
+
+        run = run_walkforward(
+            config, klines, out, workers, device, settings.mlflow_tracking_uri if tracking else None, progress
+        )
+    _print_summary(run.summary)
+    typer.echo(f"report: {run.report} ({run.wall_seconds:.0f} s)")
+    if run.parent_run_id:
+        typer.echo(f"MLflow parent run: {run.parent_run_id}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("walkforward")(walkforward)
