@@ -61,3 +61,53 @@ def synthetic_klines(
             frame["taker_buy_volume"] = volume * rng.uniform(0.3, 0.7, hours)
         frames.append(frame.drop(index=list(missing_hours)))
     return conform_frame(pd.concat(frames, ignore_index=True))
+
+
+def random_walk_klines(
+    symbols: tuple[str, ...] | list[str],
+    start_ms: int,
+    hours: int,
+    seed: int = 0,
+    drift: float = 0.0,
+    vol: float = 0.01,
+    price: float | None = None,
+    with_optional: bool = True,
+) -> pd.DataFrame:
+    """Plausible hourly klines with no pattern: one geometric random walk per symbol (``drift`` and ``vol`` per
+    hour), starting at ``price`` (default 100 × the symbol's position + 1), prices and volumes rounded to 6
+    decimals so a CSV round trip is exact; low ≤ open, close ≤ high; ``close_time = open_time + 3,599,999``.
+
+    Symbol ``i`` draws from its own generator (``seed``, ``i``), so adding a symbol leaves the others' klines
+    unchanged. The one random-walk generator of the test suite (the sine-wave :func:`synthetic_klines` is for
+    tests where something must be learnable)."""
+    open_time = start_ms + np.arange(hours, dtype=np.int64) * HOUR_MS
+    frames = []
+    for index, symbol in enumerate(symbols):
+        rng = np.random.default_rng((seed, index))
+        start = price if price is not None else 100.0 * (index + 1)
+        close = start * np.exp(np.cumsum(rng.normal(drift, vol, hours)))
+        open_ = np.r_[start, close[:-1]]
+        spread = np.abs(rng.normal(0.0, 0.004, hours)) * close
+        volume = rng.uniform(10, 1000, hours).round(6)
+        frame = pd.DataFrame(
+            {
+                "symbol": symbol,
+                "interval": "1h",
+                "open_time": open_time,
+                "open": open_.round(6),
+                "high": (np.maximum(open_, close) + spread).round(6),
+                "low": (np.minimum(open_, close) - spread).round(6),
+                "close": close.round(6),
+                "volume": volume,
+                "close_time": open_time + HOUR_MS - 1,
+            }
+        )
+        frame["high"] = np.maximum(frame["high"], np.maximum(frame["open"], frame["close"]))
+        frame["low"] = np.minimum(frame["low"], np.minimum(frame["open"], frame["close"]))
+        if with_optional:
+            frame["quote_volume"] = (volume * close).round(6)
+            frame["count"] = rng.integers(100, 10_000, hours)
+            frame["taker_buy_volume"] = (volume * rng.uniform(0.3, 0.7, hours)).round(6)
+            frame["taker_buy_quote_volume"] = (frame["taker_buy_volume"] * close).round(6)
+        frames.append(frame)
+    return conform_frame(pd.concat(frames, ignore_index=True))

@@ -1,5 +1,6 @@
-"""Helpers for the market-data tests: synthetic klines the project generates itself, and a simulator
-started in-process on a free port."""
+"""Helpers for the market-data tests: UTC hours as epoch ms, a simulator started in-process on a free port, and
+the comparison of the validated lake with kline files. Synthetic klines come from
+:func:`models.synthetic.random_walk_klines`."""
 
 from __future__ import annotations
 
@@ -8,54 +9,14 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from models.kline import HOUR_MS, conform_frame
 from simulator import KlineStore, ReplayClock, SimulatorServer
 
 
 def ms(text: str) -> int:
     """``2022-03-04T05:00`` (UTC) → epoch ms."""
     return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp() * 1000)
-
-
-def make_klines(
-    symbol: str, start: str, hours: int, seed: int = 0, with_optional: bool = True, price: float = 100.0
-) -> pd.DataFrame:
-    """Plausible hourly klines (random walk, low <= open/close <= high, close_time = open_time + 3599999)."""
-    rng = np.random.default_rng(seed)
-    open_time = ms(start) + np.arange(hours, dtype=np.int64) * HOUR_MS
-    closes = price * np.exp(np.cumsum(rng.normal(0, 0.01, hours)))
-    opens = np.r_[price, closes[:-1]]
-    spread = np.abs(rng.normal(0, 0.004, hours)) * closes
-    volume = rng.uniform(10, 1000, hours).round(6)
-    frame = pd.DataFrame(
-        {
-            "symbol": symbol,
-            "interval": "1h",
-            "open_time": open_time,
-            "open": opens.round(6),
-            "high": (np.maximum(opens, closes) + spread).round(6),
-            "low": (np.minimum(opens, closes) - spread).round(6),
-            "close": closes.round(6),
-            "volume": volume,
-            "close_time": open_time + HOUR_MS - 1,
-        }
-    )
-    frame["high"] = np.maximum(frame["high"], np.maximum(frame["open"], frame["close"]))
-    frame["low"] = np.minimum(frame["low"], np.minimum(frame["open"], frame["close"]))
-    if with_optional:
-        frame["quote_volume"] = (volume * closes).round(6)
-        frame["count"] = rng.integers(100, 10_000, hours)
-        frame["taker_buy_volume"] = (volume / 2).round(6)
-        frame["taker_buy_quote_volume"] = (volume * closes / 2).round(6)
-    return conform_frame(frame)
-
-
-def make_market(symbols: Sequence[str], start: str, hours: int, with_optional: bool = True) -> pd.DataFrame:
-    frames = [make_klines(s, start, hours, seed=i, with_optional=with_optional) for i, s in enumerate(symbols)]
-    return conform_frame(pd.concat(frames, ignore_index=True))
 
 
 @contextmanager

@@ -135,3 +135,27 @@ def spark(stack: StackHandle, settings: Settings) -> Iterator[SparkSession]:
         yield session
     finally:
         session.stop()
+
+
+@pytest.fixture
+def keyspace_settings(request: pytest.FixtureRequest, stack: StackHandle, settings: Settings) -> Iterator[Settings]:
+    """``settings`` on a throwaway Cassandra keyspace named after the test module, dropped after the test."""
+    from tests.integration.live_stream_helpers import fresh_keyspace
+
+    stack.require("cassandra")
+    module = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
+    with fresh_keyspace(settings, f"test_{module}"[:24]) as ours:
+        yield ours
+
+
+@pytest.fixture(scope="module")
+def module_keyspace_settings(
+    request: pytest.FixtureRequest, stack: StackHandle, settings: Settings
+) -> Iterator[Settings]:
+    """Like :func:`keyspace_settings`, shared by the tests of one module."""
+    from tests.integration.live_stream_helpers import fresh_keyspace
+
+    stack.require("cassandra")
+    module = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
+    with fresh_keyspace(settings, f"test_{module}"[:24]) as ours:
+        yield ours

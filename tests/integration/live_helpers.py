@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from models.kline import Kline
 from models.settings import Settings
@@ -97,15 +96,6 @@ class IngestorThread:
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(timeout=30)
         assert not self._thread.is_alive(), "the ingestor did not stop"
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"condition not met within {timeout} s")
 
 
 def signature_headers(settings: Settings, key: bytes | None, value: bytes) -> list[tuple[str, bytes]] | None:

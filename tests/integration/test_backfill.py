@@ -10,16 +10,17 @@ import pytest
 
 from adapters import lake
 from models.kline import HOUR_MS
+from models.synthetic import random_walk_klines
 from pipelines.backfill import KlineSource, backfill
 from pipelines.validation import KlineValidator
 from simulator import FaultPlan
-from tests.market_data import make_market, ms, running_simulator
+from tests.market_data import ms, running_simulator
 
 pytestmark = pytest.mark.integration
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
 START, END = ms("2022-06-01T00:00"), ms("2022-06-04T00:00")
-MARKET = make_market(SYMBOLS, "2022-06-01T00:00", 72)
+MARKET = random_walk_klines(SYMBOLS, ms("2022-06-01T00:00"), 72)
 
 
 @pytest.fixture(scope="module")

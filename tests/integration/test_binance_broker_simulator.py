@@ -12,14 +12,15 @@ from models.broker import OrderRequest
 from models.kline import HOUR_MS
 from models.records import client_order_id
 from models.settings import load_settings
+from models.synthetic import random_walk_klines
 from simulator import ReplayClock
 from streaming.brokers import make_broker
-from tests.market_data import make_market, ms, running_simulator
+from tests.market_data import ms, running_simulator
 
 pytestmark = pytest.mark.integration
 
 T0 = ms("2022-01-01T00:00")
-MARKET = make_market(["BTCUSDT", "ETHUSDT"], "2022-01-01T00:00", 24)
+MARKET = random_walk_klines(("BTCUSDT", "ETHUSDT"), ms("2022-01-01T00:00"), 24)
 
 
 def test_a_resent_order_fills_once_at_the_exchange() -> None:

@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +22,6 @@ import requests
 
 from models.kline import HOUR_MS
 from models.settings import Settings
-from tests.integration.conftest import StackHandle
-from tests.integration.live_stream_helpers import fresh_keyspace
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -66,13 +63,6 @@ def write_trading_days(sink: Any) -> dict[str, Any]:
     sink.flush()
     return {"buys": filled["BUY"], "sells": filled["SELL"], "equity": cash + units * price,
             "buy_hold": 100_000.0 * price / first_price, "last_hour": T0 + (HOURS - 1) * HOUR_MS}  # fmt: skip
-
-
-@pytest.fixture
-def keyspace_settings(settings: Settings, stack: StackHandle) -> Iterator[Settings]:
-    stack.require("cassandra")
-    with fresh_keyspace(settings, "test_dash") as live:
-        yield live
 
 
 def render_page(url: str, tmp_path: Path) -> tuple[str, Path]:

@@ -20,7 +20,7 @@ from klinestream.airflow_dags import load_dag
 from models.kline import HOUR_MS
 from models.settings import Settings
 from tests.integration.conftest import StackHandle
-from tests.registry_helpers import TEST_RANGE, TRAIN_RANGE, synthetic_klines
+from tests.registry_helpers import TEST_RANGE, TRAIN_RANGE, registry_klines
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -49,7 +49,7 @@ def test_dag_test_registers_one_version_per_variant_and_applies_the_gate(
 ) -> None:
     stack.require("mlflow")
     uri, name = settings.mlflow_tracking_uri, f"klinestream-dag-test-{uuid.uuid4().hex[:8]}"
-    klines = synthetic_klines(seed=21)
+    klines = registry_klines(seed=21)
     start, end = int(klines["open_time"].min()), int(klines["open_time"].max()) + HOUR_MS
     lake.write_range(tmp_path / "lake", "validated", klines, start, end)
     lake.write_range(tmp_path / "lake", "raw", klines.assign(close=klines["close"] * 2), start, end)  # never read

@@ -18,9 +18,10 @@ import requests
 from adapters import lake
 from klinestream.airflow_dags import load_dag
 from models.kline import HOUR_MS
-from models.settings import Settings
+from models.settings import DEFAULT_SYMBOLS, Settings
+from models.synthetic import random_walk_klines
+from models.time_range import parse_time
 from tests.integration.conftest import StackHandle
-from tests.registry_helpers import synthetic_klines
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -54,7 +55,7 @@ def test_dag_test_logs_a_parent_run_and_one_nested_run_per_fold_and_registers_no
 ) -> None:
     stack.require("mlflow")
     uri, name = settings.mlflow_tracking_uri, f"klinestream-walkforward-test-{uuid.uuid4().hex[:8]}"
-    klines = synthetic_klines(start="2021-12-15", hours=24 * 110, seed=31)
+    klines = random_walk_klines(DEFAULT_SYMBOLS, parse_time("2021-12-15"), 24 * 110, seed=31, drift=0.0005)
     start, end = int(klines["open_time"].min()), int(klines["open_time"].max()) + HOUR_MS
     lake.write_range(tmp_path / "lake", "validated", klines, start, end)
     for variable, value in {

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,18 +12,10 @@ import pytest
 from adapters.cassandra.controls import CassandraControls
 from adapters.cassandra.session import CassandraSession
 from models.settings import Settings
-from tests.integration.live_stream_helpers import fresh_keyspace
 
 pytestmark = pytest.mark.integration
 
 KLINESTREAM = str(Path(sys.executable).with_name("klinestream"))
-
-
-@pytest.fixture
-def keyspace_settings(stack, settings: Settings) -> Iterator[Settings]:  # type: ignore[no-untyped-def]
-    stack.require("cassandra")
-    with fresh_keyspace(settings, "test_kill") as ours:
-        yield ours
 
 
 def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:

@@ -10,7 +10,8 @@ import pytest
 from adapters import lake
 from klinestream.airflow_dags import load_dag
 from models.kline import HOUR_MS
-from tests.market_data import make_market, ms, running_simulator
+from models.synthetic import random_walk_klines
+from tests.market_data import ms, running_simulator
 
 pytestmark = pytest.mark.integration
 
@@ -20,7 +21,7 @@ SYMBOLS = ["BTCUSDT", "ETHUSDT"]
 def test_dag_test_for_one_hour_writes_exactly_that_hour_to_raw_and_validated(
     airflow_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    market = make_market(SYMBOLS, "2022-03-04T00:00", 48)
+    market = random_walk_klines(SYMBOLS, ms("2022-03-04T00:00"), 48)
     root = tmp_path / "lake"
     monkeypatch.setenv("KLINESTREAM_LAKE_DIR", str(root))
     monkeypatch.setenv("KLINESTREAM_SYMBOLS", ",".join(SYMBOLS))

@@ -28,6 +28,7 @@ from models.kline import HOUR_MS
 from models.settings import Settings
 from tests.integration.live_helpers import live_topics, seed
 from tests.integration.live_stream_helpers import TRADED, keyspace_dropped_after, new_keyspace, read_rows
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -123,14 +124,16 @@ def run_with_kills(settings: Settings, name: str, model_dir: Path, log_file: Pat
     try:
         for threshold in thresholds:
             stream = StreamProcess(settings, name, model_dir, log_file)
-            deadline = time.monotonic() + 240
             # the restarted stream must have written decisions of its own before it is killed again
             threshold = max(threshold, (killed_at[-1] + 1) if killed_at else 0)
+
+            def reached(stream: StreamProcess = stream, threshold: int = threshold) -> bool:
+                assert stream.process.poll() is None, f"seed={seed_value}: stream ended early:\n{stream.tail()}"
+                return count() >= threshold
+
             try:
-                while count() < threshold:
-                    assert stream.process.poll() is None, f"seed={seed_value}: stream ended early:\n{stream.tail()}"
-                    assert time.monotonic() < deadline, f"seed={seed_value}: no {threshold} decisions:\n{stream.tail()}"
-                    time.sleep(0.2)
+                why = f"seed={seed_value}: no {threshold} decisions"
+                wait_for(reached, 240, message=lambda stream=stream, why=why: f"{why}:\n{stream.tail()}")  # type: ignore[misc]
                 time.sleep(rng.uniform(0.0, 0.3))
                 assert stream.process.poll() is None, f"seed={seed_value}: the stream ended before the kill"
             finally:
@@ -147,7 +150,7 @@ def run_with_kills(settings: Settings, name: str, model_dir: Path, log_file: Pat
 def test_a_stream_killed_three_times_writes_what_an_uninterrupted_run_writes(
     settings: Settings, stack: Any, tmp_path: Path
 ) -> None:
-    from tests.unit.trader_fakes import make_policy, market, to_klines
+    from tests.trader_fakes import make_policy, market, to_klines
 
     stack.require("kafka", "cassandra", "spark")
     seed_value = int(os.environ.get("KLINESTREAM_CRASH_SEED", random.SystemRandom().randrange(2**31)))

@@ -13,8 +13,9 @@ import torch
 
 from models.kline import HOUR_MS, Kline
 from models.settings import Settings
-from tests.integration.live_helpers import IngestorThread, live_topics, read_topic, seed, wait_for
+from tests.integration.live_helpers import IngestorThread, live_topics, read_topic, seed
 from tests.integration.live_stream_helpers import close_trader, trader_rows
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -38,7 +39,7 @@ def test_january_2023_flows_to_one_decision_per_hour_in_cassandra_across_a_resta
     from klinestream.commands.live import build_trader
     from simulator.server import SimulatorServer
     from simulator.store import KlineStore, ReplayClock
-    from tests.unit.trader_fakes import make_policy
+    from tests.trader_fakes import make_policy
 
     stack.require("kafka", "cassandra", "spark")
     torch.set_num_threads(1)

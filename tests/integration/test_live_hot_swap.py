@@ -17,13 +17,14 @@ from models.config import AgentConfig, EnvConfig, TrainConfig
 from models.kline import HOUR_MS, Kline
 from models.policy import Policy
 from models.settings import Settings
-from tests.integration.live_helpers import live_topics, seed, wait_for
+from tests.integration.live_helpers import live_topics, seed
 from tests.integration.live_stream_helpers import (
     close_trader,
     keyspace_dropped_after,
     new_keyspace,
     trader_rows,
 )
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -56,7 +57,7 @@ def test_promoting_v2_while_the_stream_runs_swaps_later_micro_batches_to_v2_with
     from streaming.live_trader import start_live_trader
     from streaming.model_source import PollingModelSource
     from streaming.spark_job import StreamOptions, start_stream
-    from tests.unit.trader_fakes import make_policy, market, to_klines
+    from tests.trader_fakes import make_policy, market, to_klines
 
     stack.require("kafka", "cassandra", "mlflow", "spark")
     torch.set_num_threads(1)

@@ -10,7 +10,8 @@ import pytest
 
 from models.kline import HOUR_MS, Kline, klines_to_frame, parse_record
 from models.settings import Settings
-from tests.integration.live_helpers import IngestorThread, live_topics, read_topic, seed, wait_for
+from tests.integration.live_helpers import IngestorThread, live_topics, read_topic, seed
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -21,13 +21,14 @@ import torch
 
 from models.kline import HOUR_MS
 from models.settings import Settings
-from tests.integration.live_helpers import live_topics, read_topic, seed, wait_for
+from tests.integration.live_helpers import live_topics, read_topic, seed
 from tests.integration.live_stream_helpers import (
     close_trader,
     keyspace_dropped_after,
     new_keyspace,
     trader_rows,
 )
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -60,7 +61,7 @@ def test_every_hour_gets_exactly_one_decision_across_a_kafka_broker_restart(
     from adapters.kafka import build_producer
     from klinestream.commands.live import build_trader
     from streaming.spark_job import StreamOptions, start_stream
-    from tests.unit.trader_fakes import make_policy, market, to_klines
+    from tests.trader_fakes import make_policy, market, to_klines
 
     stack.require("kafka", "cassandra", "spark")
     torch.set_num_threads(1)

@@ -57,7 +57,7 @@ def test_stream_actions_equal_the_offline_backtest_hour_for_hour_when_online_lea
     from adapters.kline_files import read_kline_dirs
     from klinestream.commands.live import build_trader
     from streaming.spark_job import StreamOptions, run_stream
-    from tests.unit.trader_fakes import make_policy, to_klines
+    from tests.trader_fakes import make_policy, to_klines
 
     stack.require("kafka", "cassandra", "spark")
     torch.set_num_threads(1)

@@ -30,7 +30,7 @@ from models.kline import HOUR_MS, Kline
 from models.settings import Settings
 from tests.integration.live_helpers import Consumed, live_topics, read_topic
 from tests.integration.live_stream_helpers import LOOSE_LIMITS, TRADED, fresh_keyspace
-from tests.unit.streaming_fakes import ListAlerts
+from tests.streaming_fakes import ListAlerts
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -131,7 +131,7 @@ def world(
     settings: Settings, stack: Any, spark: Any, shared_klines_dir: Path, tmp_path_factory: Any
 ) -> Iterator[World]:
     from adapters.kline_files import read_kline_dirs
-    from tests.unit.trader_fakes import to_klines
+    from tests.trader_fakes import to_klines
 
     stack.require("kafka", "cassandra", "spark")
     torch.set_num_threads(1)

@@ -13,8 +13,6 @@ import os
 import signal
 import socket
 import subprocess
-import time
-from collections.abc import Iterator
 
 import pytest
 import requests
@@ -22,23 +20,14 @@ import requests
 from klinestream.demo.summary import trade_figures
 from models.kline import HOUR_MS
 from models.settings import Settings
-from tests.integration.conftest import StackHandle
-from tests.integration.live_helpers import wait_for
-from tests.integration.live_stream_helpers import fresh_keyspace
 from tests.integration.test_dashboard import HOURS, SYMBOL, T0, TRADER, VERSION, write_trading_days
 from tests.readme import README, REPO_ROOT
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
 URL = "http://127.0.0.1:8050/"
 SECOND_DAY = T0 + 24 * HOUR_MS  # the README's dashboard address (klinestream dashboard's default port)
-
-
-@pytest.fixture
-def keyspace_settings(settings: Settings, stack: StackHandle) -> Iterator[Settings]:
-    stack.require("cassandra")
-    with fresh_keyspace(settings, "test_make_dash") as ours:
-        yield ours
 
 
 def _get(url: str) -> requests.Response | None:
@@ -78,10 +67,7 @@ def test_make_dashboard_serves_the_page_and_the_summary_of_the_keyspace(keyspace
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         output = process.communicate(timeout=30)[0]
-    deadline = time.monotonic() + 10
-    while _get(URL) is not None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert _get(URL) is None, "the dashboard outlived its process group"
+    wait_for(lambda: _get(URL) is None, 10, message="the dashboard outlived its process group")
 
     assert "dashboard: http://127.0.0.1:8050/" in output, output[-2000:]
     assert page.headers["Content-Type"] == "text/html; charset=utf-8"

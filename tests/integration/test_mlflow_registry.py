@@ -28,7 +28,7 @@ from models.time_range import parse_range
 from pipelines import promotion
 from pipelines.retrain_config import GateConfig
 from tests.integration.conftest import StackHandle
-from tests.registry_helpers import TEST_RANGE, TRAIN_RANGE, constant_policy, random_policy, synthetic_klines
+from tests.registry_helpers import TEST_RANGE, TRAIN_RANGE, constant_policy, random_policy, registry_klines
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +52,7 @@ def model_name() -> str:
 @pytest.fixture(scope="module")
 def uptrend() -> pd.DataFrame:
     """Klines whose traded symbol rises steadily: holding it has a high Sharpe, staying out has 0."""
-    return synthetic_klines(drift=0.002, vol=0.004, seed=5)
+    return registry_klines(drift=0.002, vol=0.004, seed=5)
 
 
 def register(uri: str, name: str, policy: Policy, klines: pd.DataFrame, folder: Path) -> int:
@@ -79,7 +79,7 @@ def version_tags(uri: str, name: str, version: int) -> dict[str, str]:
 def test_a_model_loaded_by_alias_gives_exactly_the_in_memory_policys_q_values(
     mlflow_uri: str, model_name: str, tmp_path: Path
 ) -> None:
-    klines = synthetic_klines(seed=11)
+    klines = registry_klines(seed=11)
     policy = random_policy(klines, "lstm", seed=7)
     version = register(mlflow_uri, model_name, policy, klines, tmp_path)
     aliases.promote(registry.registry_client(mlflow_uri), model_name, version, "test", mlflow_uri)

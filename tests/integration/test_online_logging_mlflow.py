@@ -9,7 +9,7 @@ import pytest
 from adapters.mlflow.tracking import MlflowOnlineLogger
 from models.settings import Settings
 from tests.integration.conftest import StackHandle
-from tests.unit.trader_fakes import make_policy, market
+from tests.trader_fakes import make_policy, market
 
 pytestmark = pytest.mark.integration
 

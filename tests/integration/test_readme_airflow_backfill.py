@@ -30,8 +30,8 @@ from klinestream.stack.services import AirflowService
 from models.kline import HOUR_MS
 from models.settings import DEFAULT_SYMBOLS, Settings
 from tests.integration.conftest import StackHandle
-from tests.integration.live_helpers import wait_for
 from tests.readme import REPO_ROOT, section_blocks
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -147,18 +147,20 @@ def test_readme_airflow_backfill_create_runs_the_hours_on_the_stack_and_fills_it
     def ours() -> list[dict[str, Any]]:
         return sorted((r for r in api.runs() if _logical(r) in HOURS), key=lambda r: r["logical_date"])
 
-    deadline = time.monotonic() + 540
-    while time.monotonic() < deadline:
+    def all_succeeded() -> bool:
         runs = ours()
         failed = [r["dag_run_id"] for r in runs if r["state"] == "failed"]
         assert not failed, f"backfill runs failed: {failed} (see the task logs in the Airflow UI)"
-        if len(runs) == len(HOURS) and all(r["state"] == "success" for r in runs):
-            break
-        time.sleep(3)
-    else:
-        pytest.fail(
+        return len(runs) == len(HOURS) and all(r["state"] == "success" for r in runs)
+
+    wait_for(
+        all_succeeded,
+        540,
+        interval=3,
+        message=lambda: (
             f"the backfill's runs did not all succeed in 9 min: {[(r['dag_run_id'], r['state']) for r in ours()]}"
-        )
+        ),
+    )
 
     runs = ours()
     assert [r["run_type"] for r in runs] == ["backfill"] * len(HOURS)

@@ -38,9 +38,10 @@ import requests
 from models.kline import HOUR_MS, parse_record
 from models.settings import DEFAULT_SYMBOLS, Settings
 from tests.integration.conftest import StackHandle
-from tests.integration.live_helpers import read_topic, wait_for
+from tests.integration.live_helpers import read_topic
 from tests.market_data import assert_validated_equals_files
 from tests.readme import REPO_ROOT, klinestream_command
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -191,10 +192,10 @@ class LongRunning:
             os.killpg(self.pgid, signal.SIGKILL)
         if self.process.poll() is None:
             self.process.wait(timeout=30)
-        deadline = time.monotonic() + 30
-        while self.group_alive() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        self._out.close()
+        try:
+            wait_for(lambda: not self.group_alive(), 30, message=f"process group {self.pgid} outlived SIGKILL by 30 s")
+        finally:
+            self._out.close()
 
     def __enter__(self) -> LongRunning:
         return self

@@ -22,14 +22,16 @@ from binance.exceptions import BinanceAPIException
 from adapters.binance.endpoints import use_base_url
 from adapters.binance.rest import BinanceKlineClient
 from models.kline import HOUR_MS, parse_ws_kline
+from models.synthetic import random_walk_klines
 from simulator import FaultPlan, ReplayClock
-from tests.market_data import make_market, ms, running_simulator
+from tests.market_data import ms, running_simulator
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
 T0 = ms("2022-01-01T00:00")
-MARKET = make_market(SYMBOLS, "2022-01-01T00:00", 48)
+MARKET = random_walk_klines(SYMBOLS, ms("2022-01-01T00:00"), 48)
 
 
 def _python_binance(base_url: str, secret: str | None = None) -> Client:
@@ -191,15 +193,15 @@ def test_the_cli_runs_the_simulator_as_a_process(tmp_path: Path) -> None:
         env={**os.environ, "KLINESTREAM_HOME": str(tmp_path / "var")},
     )
     try:
-        deadline = time.monotonic() + 60
-        while True:
+
+        def answer() -> requests.Response | None:
             try:
-                response = requests.get(f"http://127.0.0.1:{port}/api/v3/klines?symbol=BTCUSDT&interval=1h", timeout=2)
-                break
+                return requests.get(f"http://127.0.0.1:{port}/api/v3/klines?symbol=BTCUSDT&interval=1h", timeout=2)
             except requests.ConnectionError:
                 assert process.poll() is None, process.stdout.read() if process.stdout else ""
-                assert time.monotonic() < deadline, "simulator did not start within 60 s"
-                time.sleep(0.5)
+                return None
+
+        response = wait_for(answer, 60, interval=0.5, message="simulator did not start within 60 s")
         assert response.status_code == 200 and len(response.json()) == 48
     finally:
         process.terminate()

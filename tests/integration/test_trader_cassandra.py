@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -23,23 +22,14 @@ from models.settings import Settings
 from streaming.online_learner import OnlineConfig
 from streaming.online_trader import OnlineTrader, TraderConfig
 from streaming.risk import RiskLimits
-from tests.integration.conftest import StackHandle
-from tests.integration.live_stream_helpers import fresh_keyspace
 from tests.integration.tcp_proxy import TcpProxy
-from tests.unit.trader_fakes import StaticModelSource, hourly_batches, make_policy, market, to_klines
+from tests.trader_fakes import StaticModelSource, hourly_batches, make_policy, market, to_klines
 
 pytestmark = pytest.mark.integration
 
 LIMITS = RiskLimits(max_position_units=5.0, max_order_notional=1e6, daily_loss_limit=1e6)
 ONLINE = OnlineConfig(enabled=True, epsilon=0.1, batch_size=8, learn_starts=8, target_sync_every=5, buffer_size=500)
 TRADER = "paper-BTCUSDT"
-
-
-@pytest.fixture(scope="module")
-def keyspace_settings(stack: StackHandle, settings: Settings) -> Iterator[Settings]:
-    stack.require("cassandra")
-    with fresh_keyspace(settings, "test_trader") as ours:
-        yield ours
 
 
 @pytest.fixture(scope="module")
@@ -71,14 +61,14 @@ def trader_on(cassandra: Cassandra, policy: object, trader_id: str = TRADER) -> 
                               controls=cassandra.controls.for_trader(trader_id))  # fmt: skip
 
 
-def test_schema_creation_is_idempotent(keyspace_settings: Settings) -> None:
-    cluster, session = connect_cluster(keyspace_settings, max_outage_seconds=60)
+def test_schema_creation_is_idempotent(module_keyspace_settings: Settings) -> None:
+    cluster, session = connect_cluster(module_keyspace_settings, max_outage_seconds=60)
     try:
-        ensure_schema(session, keyspace_settings.cassandra_keyspace)
-        ensure_schema(session, keyspace_settings.cassandra_keyspace)
+        ensure_schema(session, module_keyspace_settings.cassandra_keyspace)
+        ensure_schema(session, module_keyspace_settings.cassandra_keyspace)
         rows = session.execute(
             "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s",
-            (keyspace_settings.cassandra_keyspace,),
+            (module_keyspace_settings.cassandra_keyspace,),
         )
         assert sorted(r.table_name for r in rows) == sorted(TABLES)
     finally:
@@ -86,13 +76,13 @@ def test_schema_creation_is_idempotent(keyspace_settings: Settings) -> None:
 
 
 def test_replayed_batches_write_nothing_twice_and_positions_reconcile_with_orders(
-    keyspace_settings: Settings, market_klines
+    module_keyspace_settings: Settings, market_klines
 ) -> None:
     frame, klines = market_klines
     torch.set_num_threads(1)
     policy = make_policy(frame, seed=8)
     batches = hourly_batches(klines, 4)
-    cassandra = Cassandra.connect(keyspace_settings, max_outage_seconds=60)
+    cassandra = Cassandra.connect(module_keyspace_settings, max_outage_seconds=60)
     try:
         trader = trader_on(cassandra, policy, "replay-BTCUSDT")
         for batch_id, batch in enumerate(batches[:20]):
@@ -126,9 +116,11 @@ def test_replayed_batches_write_nothing_twice_and_positions_reconcile_with_order
         cassandra.db.close()
 
 
-def test_kill_switch_row_stops_orders_at_once_while_decisions_go_on(keyspace_settings: Settings, market_klines) -> None:
+def test_kill_switch_row_stops_orders_at_once_while_decisions_go_on(
+    module_keyspace_settings: Settings, market_klines
+) -> None:
     frame, klines = market_klines
-    cassandra = Cassandra.connect(keyspace_settings, max_outage_seconds=60)
+    cassandra = Cassandra.connect(module_keyspace_settings, max_outage_seconds=60)
     try:
         trader = trader_on(cassandra, make_policy(frame, seed=8), "kill-BTCUSDT")
         batches = hourly_batches(klines, 12)
@@ -145,11 +137,13 @@ def test_kill_switch_row_stops_orders_at_once_while_decisions_go_on(keyspace_set
 
 
 @pytest.mark.slow
-def test_a_30_second_cassandra_outage_delays_but_loses_nothing(keyspace_settings: Settings, market_klines) -> None:
+def test_a_30_second_cassandra_outage_delays_but_loses_nothing(
+    module_keyspace_settings: Settings, market_klines
+) -> None:
     frame, klines = market_klines
-    host = keyspace_settings.cassandra_hosts[0]
-    proxy = TcpProxy((host, keyspace_settings.cassandra_port)).start()
-    through_proxy = keyspace_settings.model_copy(
+    host = module_keyspace_settings.cassandra_hosts[0]
+    proxy = TcpProxy((host, module_keyspace_settings.cassandra_port)).start()
+    through_proxy = module_keyspace_settings.model_copy(
         update={"cassandra_hosts": ("127.0.0.1",), "cassandra_port": proxy.port}
     )
     cassandra = Cassandra.connect(through_proxy, max_outage_seconds=120)
@@ -176,11 +170,11 @@ def test_a_30_second_cassandra_outage_delays_but_loses_nothing(keyspace_settings
 
 
 def test_buffered_rows_are_durable_after_flush_in_batches_and_two_writes_to_one_key_merge(
-    keyspace_settings: Settings,
+    module_keyspace_settings: Settings,
 ) -> None:
     from models.records import DecisionRecord, OrderRecord
 
-    cassandra = Cassandra.connect(keyspace_settings, max_outage_seconds=60)
+    cassandra = Cassandra.connect(module_keyspace_settings, max_outage_seconds=60)
     sink, reader = cassandra.sink, cassandra.reader
     trader, t0 = "flush-test", 1_672_531_200_000
     try:

@@ -9,7 +9,7 @@ import pytest
 
 from models.kline import HOUR_MS
 from streaming.aligner import HourAligner, Rejection
-from tests.unit.streaming_fakes import SYMBOLS, T0, kline
+from tests.streaming_fakes import SYMBOLS, T0, kline
 
 
 def aligner(timeout_hours: int = 2) -> HourAligner:

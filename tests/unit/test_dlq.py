@@ -19,7 +19,7 @@ from streaming.dlq import (
     classify,
     judge,
 )
-from tests.unit.streaming_fakes import SYMBOLS, T0, kline
+from tests.streaming_fakes import SYMBOLS, T0, kline
 
 RULES = AcceptanceRules(frozenset(SYMBOLS))
 SIGNER = KlineSigner(b"0123456789abcdef-test-key")

@@ -12,7 +12,7 @@ import pytest
 from models.errors import TemporaryError
 from models.kline import HOUR_MS, Kline
 from streaming.ingestor import SOURCE_REST, SOURCE_STREAM, Ingestor, StreamInterrupted
-from tests.unit.streaming_fakes import T0, FakeRest, ListSink, kline, ws_message
+from tests.streaming_fakes import T0, FakeRest, ListSink, kline, ws_message
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
 

@@ -8,7 +8,7 @@ import asyncio
 
 from models.kline import HOUR_MS
 from streaming.ingestor import SOURCE_REST, Ingestor
-from tests.unit.streaming_fakes import T0, FakeRest, ListSink, kline
+from tests.streaming_fakes import T0, FakeRest, ListSink, kline
 
 SYMBOLS = ["BNBUSDT", "BTCUSDT", "ETHUSDT"]
 

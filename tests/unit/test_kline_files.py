@@ -11,7 +11,8 @@ import pytest
 
 from adapters.kline_files import read_kline_csv, read_kline_dir, read_vision_dump
 from models.errors import KlineParseError
-from tests.market_data import make_klines, ms
+from models.synthetic import random_walk_klines
+from tests.market_data import ms
 
 VISION_ROWS_MS = (
     "1704067200000,42283.58,42554.57,42261.02,42475.23,1271.68108,1704070799999,53957248.9,47134,682.57581,28957416.8,0\n"
@@ -54,7 +55,7 @@ def test_vision_zip_with_microsecond_timestamps_becomes_milliseconds(tmp_path: P
 
 
 def test_a_folder_mixing_header_csv_and_dumps_is_read_for_a_range(tmp_path: Path) -> None:
-    make_klines("BTCUSDT", "2023-12-31T20:00", 4).drop(columns=["symbol", "interval"]).to_csv(
+    random_walk_klines(("BTCUSDT",), ms("2023-12-31T20:00"), 4).drop(columns=["symbol", "interval"]).to_csv(
         tmp_path / "BTCUSDT.csv", index=False
     )
     (tmp_path / "BTCUSDT-1h-2024-01.csv").write_text(VISION_ROWS_MS)

@@ -9,7 +9,8 @@ import pytest
 
 from adapters import lake
 from models.kline import HOUR_MS
-from tests.market_data import make_klines, make_market, ms
+from models.synthetic import random_walk_klines
+from tests.market_data import ms
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -17,7 +18,7 @@ def _files(root: Path) -> dict[str, bytes]:
 
 
 def test_partitions_follow_the_layout_symbol_interval_date(tmp_path: Path) -> None:
-    frame = make_klines("BTCUSDT", "2022-01-01T22:00", 4)
+    frame = random_walk_klines(("BTCUSDT",), ms("2022-01-01T22:00"), 4)
     lake.write_range(tmp_path, "raw", frame, ms("2022-01-01T22:00"), ms("2022-01-02T02:00"))
     assert sorted(_files(tmp_path)) == [
         "raw/symbol=BTCUSDT/interval=1h/date=2022-01-01/part.parquet",
@@ -26,7 +27,7 @@ def test_partitions_follow_the_layout_symbol_interval_date(tmp_path: Path) -> No
 
 
 def test_read_range_returns_exactly_what_was_written_with_contract_dtypes(tmp_path: Path) -> None:
-    market = make_market(["BTCUSDT", "ETHUSDT"], "2022-01-01T00:00", 72)
+    market = random_walk_klines(("BTCUSDT", "ETHUSDT"), ms("2022-01-01T00:00"), 72)
     market.loc[market["symbol"] == "ETHUSDT", ["quote_volume", "count"]] = None  # optional columns may be empty
     start, end = ms("2022-01-01T00:00"), ms("2022-01-04T00:00")
     lake.write_range(tmp_path, "raw", market, start, end)
@@ -39,7 +40,7 @@ def test_read_range_returns_exactly_what_was_written_with_contract_dtypes(tmp_pa
 
 
 def test_rewriting_the_same_range_changes_no_byte_and_duplicates_no_row(tmp_path: Path) -> None:
-    frame = make_klines("BTCUSDT", "2022-01-01T00:00", 48)
+    frame = random_walk_klines(("BTCUSDT",), ms("2022-01-01T00:00"), 48)
     start, end = ms("2022-01-01T00:00"), ms("2022-01-03T00:00")
     lake.write_range(tmp_path, "raw", frame, start, end)
     before = _files(tmp_path)
@@ -49,7 +50,7 @@ def test_rewriting_the_same_range_changes_no_byte_and_duplicates_no_row(tmp_path
 
 
 def test_an_overlapping_range_replaces_only_its_hours(tmp_path: Path) -> None:
-    first = make_klines("BTCUSDT", "2022-01-01T00:00", 48)
+    first = random_walk_klines(("BTCUSDT",), ms("2022-01-01T00:00"), 48)
     lake.write_range(tmp_path, "raw", first, ms("2022-01-01T00:00"), ms("2022-01-03T00:00"))
     revised = first[(first["open_time"] >= ms("2022-01-01T20:00")) & (first["open_time"] < ms("2022-01-02T04:00"))]
     revised = revised.assign(close=revised["close"] + 1.0, high=revised["high"] + 1.0)
@@ -62,7 +63,7 @@ def test_an_overlapping_range_replaces_only_its_hours(tmp_path: Path) -> None:
 
 
 def test_an_hour_the_source_no_longer_has_disappears_on_rewrite(tmp_path: Path) -> None:
-    frame = make_klines("BTCUSDT", "2022-01-01T00:00", 24)
+    frame = random_walk_klines(("BTCUSDT",), ms("2022-01-01T00:00"), 24)
     start, end = ms("2022-01-01T00:00"), ms("2022-01-02T00:00")
     lake.write_range(tmp_path, "raw", frame, start, end)
     lake.write_range(tmp_path, "raw", frame.iloc[1:], start, end)
@@ -73,14 +74,14 @@ def test_an_hour_the_source_no_longer_has_disappears_on_rewrite(tmp_path: Path) 
 
 
 def test_writes_leave_no_temporary_files(tmp_path: Path) -> None:
-    frame = make_klines("BTCUSDT", "2022-01-01T00:00", 30)
+    frame = random_walk_klines(("BTCUSDT",), ms("2022-01-01T00:00"), 30)
     lake.write_range(tmp_path, "validated", frame, ms("2022-01-01T00:00"), ms("2022-01-02T06:00"))
     leftovers = [p.name for p in tmp_path.rglob("*") if p.is_file() and p.name.endswith(".tmp")]
     assert leftovers == []
 
 
 def test_rows_outside_the_range_are_refused(tmp_path: Path) -> None:
-    frame = make_klines("BTCUSDT", "2022-01-01T00:00", 3)
+    frame = random_walk_klines(("BTCUSDT",), ms("2022-01-01T00:00"), 3)
     with pytest.raises(ValueError, match="outside"):
         lake.write_range(tmp_path, "raw", frame, ms("2022-01-01T01:00"), ms("2022-01-01T03:00"))
 

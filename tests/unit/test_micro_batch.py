@@ -13,7 +13,7 @@ from models.kline import HOUR_MS, Kline
 from streaming.batch_state import BatchStateStore
 from streaming.dlq import RawRecord
 from streaming.micro_batch import AlignerConfig, EmptyRunError, MicroBatchProcessor
-from tests.unit.streaming_fakes import SYMBOLS, T0, ListAlerts, ListDlq, RecordingTrader, kline
+from tests.streaming_fakes import SYMBOLS, T0, ListAlerts, ListDlq, RecordingTrader, kline
 
 
 def records(items: Sequence[Kline | bytes], start_offset: int = 0) -> list[RawRecord]:

@@ -9,6 +9,7 @@ import pytest
 from adapters.mlflow.registry import RegistryError
 from models.policy import Policy
 from streaming.model_source import PollingModelSource
+from tests.waiting import wait_for
 
 
 class _Registry:
@@ -27,13 +28,6 @@ class _Registry:
         raise AssertionError("not used")
 
 
-def _until(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "not within the timeout"
-        time.sleep(0.01)
-
-
 def test_answers_at_once_from_the_latest_poll_and_sees_a_promotion_within_the_interval() -> None:
     registry = _Registry()
     source = PollingModelSource(registry, interval=0.1)
@@ -43,9 +37,9 @@ def test_answers_at_once_from_the_latest_poll_and_sees_a_promotion_within_the_in
         assert [source.current_version() for _ in range(100)] == ["1"] * 100
         assert time.perf_counter() - started < 0.05  # no call waited on the registry
         registry.version = "2"
-        _until(lambda: source.current_version() == "2")
+        wait_for(lambda: source.current_version() == "2", 5, interval=0.01)
         registry.version = RegistryError("alias unset")
-        _until(lambda: registry.calls >= 4 and isinstance(source._latest, Exception))
+        wait_for(lambda: registry.calls >= 4 and isinstance(source._latest, Exception), 5, interval=0.01)
         with pytest.raises(RegistryError, match="alias unset"):
             source.current_version()
     finally:

@@ -18,7 +18,7 @@ from pipelines.evaluate import policy_decider, run_backtest
 from streaming.online_learner import OnlineConfig
 from streaming.online_trader import OnlineTrader, TraderConfig
 from streaming.risk import RiskLimits
-from tests.unit.trader_fakes import (
+from tests.trader_fakes import (
     MemoryCheckpoints,
     MemorySink,
     StaticModelSource,

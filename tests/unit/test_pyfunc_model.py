@@ -24,12 +24,12 @@ from adapters.mlflow.pyfunc import (
     model_signature,
 )
 from models.errors import PermanentError
-from tests.registry_helpers import random_policy, synthetic_klines
+from tests.registry_helpers import random_policy, registry_klines
 
 
 @pytest.fixture(scope="module")
 def klines() -> pd.DataFrame:
-    return synthetic_klines(hours=24 * 16)
+    return registry_klines(hours=24 * 16)
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from models.signing import KlineSigner
 from streaming.batch_state import BatchStateStore
 from streaming.dlq import DLQ_REASON_LIMIT, DLQ_VALUE_LIMIT, REASON_CODES, AcceptanceRules, Accepted, RawRecord, judge
 from streaming.micro_batch import AlignerConfig, MicroBatchProcessor
-from tests.unit.streaming_fakes import SYMBOLS, T0, ListDlq, RecordingTrader, kline
+from tests.streaming_fakes import SYMBOLS, T0, ListDlq, RecordingTrader, kline
 
 SIGNER = KlineSigner(b"fuzzing-signing-key-0123")
 FUZZ = settings(max_examples=2500, deadline=None, database=None, suppress_health_check=list(HealthCheck))

@@ -13,7 +13,7 @@ from models.kline import HOUR_MS
 from models.settings import load_settings
 from pipelines.retrain import build_snapshot, read_snapshot
 from pipelines.retrain_config import config_from_params
-from tests.registry_helpers import TEST_RANGE, TRAIN_RANGE, synthetic_klines
+from tests.registry_helpers import TEST_RANGE, TRAIN_RANGE, registry_klines
 
 
 def _write(root: Path, zone: str, klines: pd.DataFrame) -> None:
@@ -22,7 +22,7 @@ def _write(root: Path, zone: str, klines: pd.DataFrame) -> None:
 
 
 def test_the_snapshot_holds_the_validated_klines_and_never_the_raw_ones(tmp_path: Path) -> None:
-    klines = synthetic_klines()
+    klines = registry_klines()
     _write(tmp_path / "lake", "validated", klines)
     _write(tmp_path / "lake", "raw", klines.assign(close=klines["close"] * 2))
     settings = load_settings(home=tmp_path, lake_dir=tmp_path / "lake")
@@ -40,7 +40,7 @@ def test_the_snapshot_holds_the_validated_klines_and_never_the_raw_ones(tmp_path
 
 
 def test_a_range_without_validated_klines_is_a_readable_error(tmp_path: Path) -> None:
-    klines = synthetic_klines()
+    klines = registry_klines()
     _write(tmp_path / "lake", "validated", klines[klines["symbol"] != "XRPUSDT"])
     settings = load_settings(home=tmp_path, lake_dir=tmp_path / "lake")
     with pytest.raises(PermanentError, match=r"no klines of \['XRPUSDT'\].*klines_backfill"):

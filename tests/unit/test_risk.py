@@ -12,7 +12,7 @@ from streaming.online_learner import OnlineConfig
 from streaming.online_trader import OnlineTrader, TraderConfig
 from streaming.portfolio import DAY_MS
 from streaming.risk import AccountView, CachedKillSwitch, RiskLimits, check_order
-from tests.unit.trader_fakes import (
+from tests.trader_fakes import (
     MemoryCheckpoints,
     MemorySink,
     StaticModelSource,

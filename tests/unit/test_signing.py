@@ -11,7 +11,7 @@ from adapters.kafka import KafkaKlineSink
 from models.errors import SettingsError
 from models.settings import load_settings
 from models.signing import SIGNATURE_HEADER, KlineSigner
-from tests.unit.streaming_fakes import kline
+from tests.streaming_fakes import kline
 
 KEY = "a-signing-key-of-enough-bytes"
 

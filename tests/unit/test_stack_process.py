@@ -27,6 +27,7 @@ from klinestream.stack.process import (
     tail,
     write_pid_file,
 )
+from tests.waiting import wait_for
 
 # a parent that starts two children and waits: a miniature `airflow standalone`
 _TREE = "sleep 60 & sleep 60 & wait"
@@ -58,9 +59,7 @@ def _spawn(tmp_path: Path, script: str) -> psutil.Process:
     )
     proc = live_process(read_pid_file(tmp_path / "s.pid"))
     assert proc is not None and proc.pid == record.pid
-    deadline = time.monotonic() + 5
-    while len(proc.children(recursive=True)) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: len(proc.children(recursive=True)) >= 2, 5, interval=0.05, message="the tree did not start")
     return proc
 
 

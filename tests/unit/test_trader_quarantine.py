@@ -14,8 +14,8 @@ from streaming.brokers import PaperBroker
 from streaming.online_learner import OnlineConfig
 from streaming.online_trader import OnlineTrader, TraderConfig
 from streaming.risk import RiskLimits
-from tests.unit.streaming_fakes import ListAlerts
-from tests.unit.trader_fakes import (
+from tests.streaming_fakes import ListAlerts
+from tests.trader_fakes import (
     MemoryCheckpoints,
     MemorySink,
     StaticModelSource,
@@ -23,7 +23,7 @@ from tests.unit.trader_fakes import (
     make_policy,
     market,
 )
-from tests.unit.trader_fakes import to_klines as frame_klines
+from tests.trader_fakes import to_klines as frame_klines
 
 WARMUP = 33
 HOURS = 60

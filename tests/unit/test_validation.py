@@ -12,9 +12,10 @@ import pytest
 
 from adapters import lake
 from models.errors import ValidationFailed
+from models.synthetic import random_walk_klines
 from pipelines.backfill import BackfillSummary, publish
 from pipelines.validation import KlineValidator, KnownOutages, load_known_outages
-from tests.market_data import make_klines, ms
+from tests.market_data import ms
 
 START, END = ms("2022-05-01T00:00"), ms("2022-05-04T00:00")
 OUTAGE = ms("2022-05-02T03:00")
@@ -28,7 +29,7 @@ def validator() -> Iterator[KlineValidator]:
 
 
 def _klines() -> pd.DataFrame:
-    return make_klines("BTCUSDT", "2022-05-01T00:00", 72)
+    return random_walk_klines(("BTCUSDT",), ms("2022-05-01T00:00"), 72)
 
 
 def _at(frame: pd.DataFrame, hour: str) -> pd.Index:
