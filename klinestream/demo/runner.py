@@ -24,6 +24,7 @@ from rich.console import Console
 from klinestream.demo import data, training
 from klinestream.demo.live import run_live
 from klinestream.demo.summary import DemoSummary, render, trade_figures
+from models.errors import KlinestreamError
 from models.settings import Settings
 from models.time_range import parse_range
 
@@ -229,6 +230,9 @@ def _start_dashboard(settings: Settings, config: DemoConfig, console: Console) -
         return open_dashboard(settings, port=config.dashboard_port, since=parse_range(config.test_range).start_ms)
     except OSError as exc:
         console.print(f"dashboard not started on port {config.dashboard_port} ({exc}); is one running already?")
+        return None
+    except KlinestreamError as exc:  # no chart library and no npm, or access settings that refuse to start
+        console.print(f"dashboard not started: {exc}")
         return None
 
 

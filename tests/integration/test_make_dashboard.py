@@ -23,9 +23,9 @@ from klinestream.demo.summary import trade_figures
 from models.kline import HOUR_MS
 from models.settings import Settings
 from tests.integration.conftest import StackHandle
+from tests.integration.dashboard_rows import HOURS, SYMBOL, T0, TRADER, VERSION, write_trading_days
 from tests.integration.live_helpers import wait_for
 from tests.integration.live_stream_helpers import fresh_keyspace
-from tests.integration.test_dashboard import HOURS, SYMBOL, T0, TRADER, VERSION, write_trading_days
 from tests.readme import README, REPO_ROOT
 
 pytestmark = pytest.mark.integration
