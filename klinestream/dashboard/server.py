@@ -237,8 +237,13 @@ class DashboardServer:
             self._runner = None
 
     def start_in_thread(self, timeout: float = 10.0) -> DashboardServer:
-        """Run the server on an event loop in a daemon thread; return once it listens."""
-        self._loop_thread.start(self.start, self.stop, timeout)
+        """Run the server on an event loop in a daemon thread; return once it listens (if it cannot, release
+        the Cassandra connection and raise)."""
+        try:
+            self._loop_thread.start(self.start, self.stop, timeout)
+        except BaseException:
+            self.close()
+            raise
         return self
 
     def stop_thread(self) -> None:
@@ -266,9 +271,11 @@ def dashboard_server(
     symbol: str | None = None,
     since: int | None = None,
 ) -> DashboardServer:
-    """The dashboard of ``settings`` (not started; ``close()`` releases its Cassandra connection): bounded reads,
-    candles from the lake, the login and the Host allow-list. Builds the chart library first if ``make
-    install`` has not, and checks the access settings, before it connects (clear errors, no connection left)."""
+    """The dashboard of ``settings``: bounded reads, candles from the lake, the login and the Host allow-list.
+
+    ``start_in_thread()`` or ``serve_forever()`` it; ``close()`` releases its Cassandra connection. ``since``
+    (epoch ms): P&L counts from that hour unless the page asks otherwise. Checks the access settings and builds
+    the chart library (if ``make install`` has not) before it connects: clear errors, no connection left open."""
     from adapters.cassandra.controls import CassandraControls
     from adapters.cassandra.reader import TradeReader
     from adapters.cassandra.session import CassandraSession
@@ -283,22 +290,3 @@ def dashboard_server(
     reader = DashboardReader(TradeReader(db), CassandraControls(db), LakeKlines(settings.lake_root),
                              settings.dashboard_window_hours, settings.dashboard_stale_after_seconds)  # fmt: skip
     return DashboardServer(reader, host, port, trader_id, symbol, on_close=db.close, since=since, access=access)
-
-
-def open_dashboard(
-    settings: Settings,
-    host: str = "127.0.0.1",
-    port: int = 8050,
-    trader_id: str | None = None,
-    symbol: str | None = None,
-    since: int | None = None,
-) -> DashboardServer:
-    """The dashboard on the Cassandra of ``settings``, serving from a background thread (close() it).
-
-    ``since`` (epoch ms): P&L counts from that hour on unless the page asks otherwise."""
-    server = dashboard_server(settings, host, port, trader_id, symbol, since)
-    try:
-        return server.start_in_thread()
-    except BaseException:
-        server.close()
-        raise

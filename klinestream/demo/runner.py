@@ -224,10 +224,11 @@ def _live(
 def _start_dashboard(settings: Settings, config: DemoConfig, console: Console) -> Any:
     if config.dashboard_port is None:
         return None
-    from klinestream.dashboard.server import open_dashboard
+    from klinestream.dashboard.server import dashboard_server
 
+    since = parse_range(config.test_range).start_ms
     try:  # its P&L counts from the replay's start, as the summary does
-        return open_dashboard(settings, port=config.dashboard_port, since=parse_range(config.test_range).start_ms)
+        return dashboard_server(settings, port=config.dashboard_port, since=since).start_in_thread()
     except OSError as exc:
         console.print(f"dashboard not started on port {config.dashboard_port} ({exc}); is one running already?")
         return None
