@@ -262,8 +262,8 @@ class DashboardReader:
         full = [int(r[-1]["open_time"]) for r in rows.values() if len(r) >= REFRESH_ROWS]
         # every decided hour has a decision and a position: the cursor is the newest hour both tables show (a
         # flush that is under way may have written one and not yet the other), lowered to where a table was cut
-        newest = [int(rows[t][-1]["open_time"]) for t in ("decisions", "positions") if rows[t]]
-        cursor = min(full + newest) if full or newest else after
+        newest = [int(rows[t][-1]["open_time"]) if rows[t] else after for t in ("decisions", "positions")]
+        cursor = min(full + newest)
         rows = {t: [r for r in found if int(r["open_time"]) <= cursor] for t, found in rows.items()}
         body = self._shape(trader_id, symbol, rows, after, cursor + HOUR_MS, previous=None)
         body["cursor"], body["truncated"] = cursor, bool(full)

@@ -130,6 +130,10 @@ def test_the_refresh_reads_from_the_newest_hour_on_and_stops_where_a_table_was_c
     lagging = reader.newer("paper-BTCUSDT", "BTCUSDT", after=T0 + 7 * H)
     assert lagging["cursor"] == T0 + 8 * H
     assert [d["open_time"] for d in lagging["decisions"]] == [T0 + 7 * H, T0 + 8 * H]
+    rows.tables["positions"] = rows.tables["positions"][:-1]  # no position of hour 8 or later yet
+    stalled = reader.newer("paper-BTCUSDT", "BTCUSDT", after=T0 + 8 * H)
+    assert stalled["cursor"] == T0 + 8 * H, "the page keeps asking from hour 8"
+    assert [d["open_time"] for d in stalled["decisions"]] == [T0 + 8 * H]
 
     many = trades(REFRESH_ROWS + 20)
     first = DashboardReader(many, many).newer("paper-BTCUSDT", "BTCUSDT", after=T0)
