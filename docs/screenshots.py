@@ -79,8 +79,15 @@ def shoot(browser: Any, shot: Shot, path: Path) -> None:
     print(f"{path.relative_to(REPO)}: {path.stat().st_size / 1024:.0f} KB  <- {shot.url}")
 
 
+#: the mouse on the bar of a rejected order near the middle of the chart (else the middle bar): its tooltip shows
+#: the reason beside the hour's kline, decision and account
 _CHART_MIDDLE = """(() => { const c = window.klinestream.chart, data = c.series.candles.data();
-  const bar = data[Math.floor(data.length * 0.6)], box = document.getElementById('chart').getBoundingClientRect();
+  const middle = data[Math.floor(data.length * 0.6)].time;
+  const box = document.getElementById('chart').getBoundingClientRect();
+  const rejected = [...window.klinestream.state.rows.orders.values()].filter(o => o.status === 'rejected')
+    .map(o => o.open_time / 1000).filter(t => data.some(d => d.time === t));
+  const t = rejected.sort((a, b) => Math.abs(a - middle) - Math.abs(b - middle))[0] ?? middle;
+  const bar = data.find(d => d.time === t);
   const x = c.chart.timeScale().timeToCoordinate(bar.time), y = c.series.candles.priceToCoordinate(bar.close);
   return [box.left + x, box.top + y];
 })()"""

@@ -53,7 +53,7 @@ export function renderDecisions(decisions) {
   const latest = decisions.slice(-15).reverse();
   document.querySelector("#decisions tbody").replaceChildren(...latest.map(d => row([
     [hour(d.open_time)], [d.action, "action-" + d.action], [d.greedy || "–"], [fixed(d.price, 2)],
-    [d.q.map(q => fixed(q, 2)).join(" / ")], [fixed(d.epsilon, 3)], [String(d.online_updates)], ["v" + d.model_version],
+    [d.q.map(q => fixed(q, 2)).join("/")], [fixed(d.epsilon, 3)], [String(d.online_updates)], ["v" + d.model_version],
     [d.order_status || "–"],
   ], "decision")));
 }
