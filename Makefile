@@ -26,8 +26,9 @@ demo: install ## The main job end to end: stack, backfill, validate, retrain, pr
 dashboard: install ## Serve the live dashboard (http://127.0.0.1:8050)
 	$(BIN)/klinestream dashboard
 
-install: $(STAMP) ## Install Python (locked) and JVM dependencies; a second run does nothing
+install: $(STAMP) ## Install Python (locked) and JVM dependencies, and the dashboard's chart library (npm ci); a second run does nothing
 	@$(BIN)/klinestream stack install
+	@$(BIN)/python -m klinestream.dashboard.assets
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install -q "uv>=0.5"

@@ -35,6 +35,7 @@ from pathlib import Path
 import torch
 
 from adapters.kline_files import read_kline_folder
+from models.settings import DEFAULT_SYMBOLS
 from models.time_range import TimeRange
 from pipelines.dataset import MarketDataset, build_dataset
 from pipelines.train import default_configs, train_ensemble

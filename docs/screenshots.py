@@ -1,24 +1,25 @@
-"""Retake the screenshots of docs/mlflow_airflow.md from the REAL Airflow and MLflow UIs of the local stack.
+"""Retake the docs' screenshots from the REAL UIs of the local stack: Airflow and MLflow, or the dashboard.
 
     .venv/bin/klinestream stack up mlflow airflow      # and one finished dqn_retrain run (see the doc)
     .venv/bin/python docs/screenshots.py [--run-id RUN_ID]
 
-Drives headless Chromium (Debian package ``chromium``) through the DevTools protocol: logs in to Airflow
-by setting the JWT cookie the simple auth manager issues for the admin password that ``klinestream stack
-up`` generated, opens each page, clicks where a page needs it (the Trigger form), waits for the UI to
-render and saves a PNG under docs/img/.
+    make demo                                          # a real demo run; then, with its dashboard serving
+    .venv/bin/klinestream dashboard &                  # (or `klinestream demo --keep-running`)
+    .venv/bin/python docs/screenshots.py --dashboard http://127.0.0.1:8050/   # → docs/img/dashboard.png
+
+Drives headless Chromium (Debian package ``chromium``) through the DevTools protocol
+(``klinestream.dashboard.headless``): logs in to Airflow by setting the JWT cookie the simple auth manager
+issues for the admin password that ``klinestream stack up`` generated, opens each page, clicks where a page
+needs it (the Trigger form), waits for the UI to render and saves a PNG under docs/img/. The dashboard shot
+waits for the page's candles and traders, points the mouse at the middle of the chart (so the tooltip shows)
+and saves docs/img/dashboard.png, the README's: the newest demo trader unless the URL names one.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import json
-import shutil
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,12 +27,12 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
-from websockets.sync.client import connect
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 IMG = REPO / "docs" / "img"
 WIDTH, HEIGHT = 1400, 900
+DASHBOARD_HEIGHT = 1250
 DAG_ID = "dqn_retrain"
 
 
@@ -42,62 +43,6 @@ class Shot:
     wait: float = 6.0
     click: str | None = None  # text of a button to click before the screenshot
     script: str | None = None  # JavaScript run before the screenshot (close a side panel, scroll)
-
-
-class Browser:
-    """One headless Chromium page driven over the DevTools websocket."""
-
-    def __init__(self) -> None:
-        binary = shutil.which("chromium") or shutil.which("chromium-browser")
-        if binary is None:
-            raise SystemExit("chromium not found: apt-get install -y chromium")
-        self.profile = tempfile.mkdtemp(prefix="klinestream-chromium-")
-        port = _free_port()
-        self.process = subprocess.Popen(
-            [binary, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", f"--user-data-dir={self.profile}",
-             f"--window-size={WIDTH},{HEIGHT}", f"--remote-debugging-port={port}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        self.socket = connect(_page_websocket(port), max_size=64 * 2**20).__enter__()
-        self.next_id = 0
-        self.call("Page.enable")
-        self.call("Network.enable")
-        self.call("Emulation.setDeviceMetricsOverride", width=WIDTH, height=HEIGHT, deviceScaleFactor=1, mobile=False)
-
-    def call(self, method: str, **params: Any) -> dict[str, Any]:
-        self.next_id += 1
-        self.socket.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
-        while True:
-            message = json.loads(self.socket.recv(timeout=60))
-            if message.get("id") == self.next_id:
-                if "error" in message:
-                    raise RuntimeError(f"{method}: {message['error']}")
-                return dict(message.get("result", {}))
-
-    def set_cookie(self, url: str, name: str, value: str) -> None:
-        self.call("Network.setCookie", url=url, name=name, value=value, path="/", httpOnly=True)
-
-    def shoot(self, shot: Shot, path: Path) -> None:
-        self.call("Page.navigate", url=shot.url)
-        time.sleep(shot.wait)
-        if shot.click:
-            clicked = self.call("Runtime.evaluate", expression=_CLICK % json.dumps(shot.click), returnByValue=True)
-            if not clicked.get("result", {}).get("value"):
-                raise RuntimeError(f"no button {shot.click!r} on {shot.url}")
-            time.sleep(3)
-        if shot.script:
-            self.call("Runtime.evaluate", expression=shot.script)
-            time.sleep(2)
-        data = self.call("Page.captureScreenshot", format="png")["data"]
-        path.write_bytes(base64.b64decode(data))
-        print(f"{path.relative_to(REPO)}: {path.stat().st_size / 1024:.0f} KB  <- {shot.url}")
-
-    def close(self) -> None:
-        self.socket.close()
-        self.process.terminate()
-        self.process.wait(timeout=20)
-        shutil.rmtree(self.profile, ignore_errors=True)
 
 
 _CLICK = """(() => { const text = %s;
@@ -121,23 +66,52 @@ _SCROLL_TAGS = """(() => {
 })()"""
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+def shoot(browser: Any, shot: Shot, path: Path) -> None:
+    browser.navigate(shot.url, shot.wait)
+    if shot.click:
+        if not browser.evaluate(_CLICK % json.dumps(shot.click)):
+            raise RuntimeError(f"no button {shot.click!r} on {shot.url}")
+        time.sleep(3)
+    if shot.script:
+        browser.evaluate(shot.script)
+        time.sleep(2)
+    browser.screenshot(path)
+    print(f"{path.relative_to(REPO)}: {path.stat().st_size / 1024:.0f} KB  <- {shot.url}")
 
 
-def _page_websocket(port: int) -> str:
-    for _ in range(100):
-        try:
-            pages = requests.get(f"http://127.0.0.1:{port}/json/list", timeout=2).json()
-            for page in pages:
-                if page.get("type") == "page":
-                    return str(page["webSocketDebuggerUrl"])
-        except requests.RequestException:
-            pass
-        time.sleep(0.3)
-    raise SystemExit("chromium did not open its DevTools port")
+#: the mouse on the bar of a rejected order near the middle of the chart (else the middle bar): its tooltip shows
+#: the reason beside the hour's kline, decision and account
+_CHART_MIDDLE = """(() => { const c = window.klinestream.chart, data = c.series.candles.data();
+  const middle = data[Math.floor(data.length * 0.6)].time;
+  const box = document.getElementById('chart').getBoundingClientRect();
+  const rejected = [...window.klinestream.state.rows.orders.values()].filter(o => o.status === 'rejected')
+    .map(o => o.open_time / 1000).filter(t => data.some(d => d.time === t));
+  const t = rejected.sort((a, b) => Math.abs(a - middle) - Math.abs(b - middle))[0] ?? middle;
+  const bar = data.find(d => d.time === t);
+  const x = c.chart.timeScale().timeToCoordinate(bar.time), y = c.series.candles.priceToCoordinate(bar.close);
+  return [box.left + x, box.top + y];
+})()"""
+
+
+def dashboard_shot(url: str, path: Path) -> None:
+    """The dashboard at ``url`` once its candles, tables and traders are drawn, with the tooltip showing."""
+    from klinestream.dashboard.headless import Browser
+
+    browser = Browser(WIDTH, DASHBOARD_HEIGHT)
+    try:
+        browser.navigate(url)
+        browser.wait_for("window.klinestream && window.klinestream.chart.series.candles.data().length > 0", 90)
+        browser.wait_for("document.querySelectorAll('#overview tbody tr').length > 0", 30)
+        time.sleep(2)
+        browser.move_mouse(*browser.evaluate(_CHART_MIDDLE))
+        time.sleep(1)
+        browser.screenshot(path)
+        trader = browser.evaluate("window.klinestream.state.trader")
+        print(f"{path.relative_to(REPO)}: {path.stat().st_size / 1024:.0f} KB  <- {url} (trader {trader})")
+        if browser.errors:
+            print(f"the page reported errors: {browser.errors}", file=sys.stderr)
+    finally:
+        browser.close()
 
 
 def airflow_token(base: str, password_file: Path) -> str:
@@ -182,12 +156,18 @@ def mlflow_shots(uri: str, name: str) -> list[Shot]:
 
 
 def main() -> None:
+    from klinestream.dashboard.headless import Browser
     from klinestream.stack.services import AirflowService
     from models.settings import load_settings
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run-id", help="dqn_retrain run to show (default: the latest)")
+    parser.add_argument("--dashboard", metavar="URL", help="only the dashboard serving at URL → docs/img/dashboard.png")
     args = parser.parse_args()
+    IMG.mkdir(parents=True, exist_ok=True)
+    if args.dashboard:
+        dashboard_shot(args.dashboard, IMG / "dashboard.png")
+        return
     settings = load_settings()
     airflow = settings.airflow_api_url.rstrip("/")
     token = airflow_token(airflow, AirflowService(settings).password_file)
@@ -198,12 +178,11 @@ def main() -> None:
         Shot("airflow_run.png", f"{airflow}/dags/{DAG_ID}/runs/{run_id}", wait=10),
         *mlflow_shots(settings.mlflow_tracking_uri.rstrip("/"), settings.mlflow_model_name),
     ]
-    IMG.mkdir(parents=True, exist_ok=True)
-    browser = Browser()
+    browser = Browser(WIDTH, HEIGHT)
     try:
         browser.set_cookie(airflow, "_token", token)
         for shot in shots:
-            browser.shoot(shot, IMG / shot.file)
+            shoot(browser, shot, IMG / shot.file)
     finally:
         browser.close()
 

@@ -22,9 +22,11 @@ ENV_PREFIX = "KLINESTREAM_"
 
 DEFAULT_SYMBOLS = ("BNBUSDT", "BTCUSDT", "ETHUSDT", "LTCUSDT", "XRPUSDT")
 
+MIN_DASHBOARD_PASSWORD = 8
+
 TradingMode = Literal["paper", "testnet", "live"]
 #: Fields whose values are never echoed in an error message.
-SECRET_FIELDS = frozenset({"binance_api_key", "binance_api_secret", "kline_signing_key"})
+SECRET_FIELDS = frozenset({"binance_api_key", "binance_api_secret", "kline_signing_key", "dashboard_password"})
 
 
 def env_name(field: str) -> str:
@@ -99,6 +101,25 @@ class Settings(BaseSettings):
     daily_loss_limit: float = Field(10_000.0, gt=0.0)
     kill_switch: bool = False
 
+    # --- dashboard -------------------------------------------------------------------------------
+    dashboard_password: SecretStr | None = Field(
+        None,
+        description="Password of the dashboard's login, which guards the kill-switch toggle (and every page when "
+        "the dashboard listens beyond loopback). Unset: no login, the toggle is off. Never logged.",
+    )
+    dashboard_allowed_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="Host names and addresses the dashboard answers to (comma-separated, no port); a request with "
+        "another Host header is refused (DNS rebinding). Unset: the address it listens on, localhost, 127.0.0.1, ::1.",
+    )
+    dashboard_window_hours: int = Field(
+        168, ge=1, le=8784, description="Hours of rows and klines the dashboard's first load reads (older on demand)."
+    )
+    dashboard_stale_after_seconds: float = Field(
+        3900.0, gt=0.0, description="A trader whose last decision was written longer ago than this shows as stale."
+    )
+    dashboard_session_hours: float = Field(12.0, gt=0.0, le=720.0, description="Lifetime of a dashboard login.")
+
     # --- compute ---------------------------------------------------------------------------------
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
@@ -111,6 +132,7 @@ class Settings(BaseSettings):
         "binance_api_secret",
         "kline_signing_key",
         "stream_start",
+        "dashboard_password",
         mode="before",
     )
     @classmethod
@@ -118,7 +140,7 @@ class Settings(BaseSettings):
         """``KLINESTREAM_DATA_DIR=`` (empty) means unset, not the current directory."""
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("symbols", "cassandra_hosts", mode="before")
+    @field_validator("symbols", "cassandra_hosts", "dashboard_allowed_hosts", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -133,6 +155,22 @@ class Settings(BaseSettings):
         bad = [s for s in value if not s.isalnum() or s.upper() != s]
         if bad:
             raise ValueError(f"symbols must be upper-case alphanumeric, got {bad}")
+        return value
+
+    @field_validator("dashboard_allowed_hosts")
+    @classmethod
+    def _host_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        names = tuple(host.strip().lower().removeprefix("[").removesuffix("]").rstrip(".") for host in value)
+        bad = [host for host in names if not host or any(c in host for c in "/@ ") or host.count(":") == 1]
+        if bad:
+            raise ValueError(f"must be host names or addresses without scheme or port, got {bad}")
+        return names
+
+    @field_validator("dashboard_password")
+    @classmethod
+    def _password_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_DASHBOARD_PASSWORD:
+            raise ValueError(f"must be at least {MIN_DASHBOARD_PASSWORD} characters long")
         return value
 
     @field_validator("kline_signing_key")

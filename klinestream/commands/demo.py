@@ -97,28 +97,24 @@ def dashboard(
     trader: str = typer.Option(None, "--trader", help="Trader id shown first (default: the newest demo trader)."),
     symbol: str = typer.Option(None, "--symbol", help="Traded symbol shown first (default KLINESTREAM_TRADED_SYMBOL)."),
 ) -> None:
-    """Serve the live dashboard (price with trades, equity vs buy-and-hold, decisions, kill switch) from Cassandra."""
+    """Serve the live dashboard from Cassandra: candlesticks with trades and model swaps, equity against
+    buy-and-hold, drawdown, every order, all traders' overview, and the kill switch behind a login."""
     import asyncio
 
-    from adapters.cassandra.controls import CassandraControls
-    from adapters.cassandra.reader import TradeReader
-    from adapters.cassandra.session import CassandraSession
-    from klinestream.dashboard.api import DashboardReader
-    from klinestream.dashboard.server import DashboardServer
+    from klinestream.dashboard.server import dashboard_server
     from models.settings import load_settings
 
     settings = load_settings()
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    db = CassandraSession.connect(settings, max_outage_seconds=60)
     chosen_symbol = symbol or (settings.traded_symbol if trader else None)
-    server = DashboardServer(DashboardReader(TradeReader(db), CassandraControls(db)), host, port, trader, chosen_symbol)
+    server = dashboard_server(settings, host, port, trader, chosen_symbol)
     typer.echo(f"dashboard: http://{host}:{port}/ (Ctrl-C to stop)")
     try:
         asyncio.run(server.serve_forever())
     except KeyboardInterrupt:
         typer.echo("dashboard stopped")
     finally:
-        db.close()
+        server.close()
 
 
 def register(app: typer.Typer) -> None:

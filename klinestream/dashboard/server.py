@@ -1,10 +1,18 @@
 """``klinestream dashboard``: a small aiohttp server — one static page and a JSON API over Cassandra.
 
-Routes: ``/`` (the page), ``/static/*`` (its JS and CSS, no CDN), ``/api/traders``,
-``/api/summary``, ``/api/decisions?limit=``, ``/api/series`` (each takes ``trader`` and ``symbol``;
-without them, the newest demo trader, else the first trader found). ``/api/summary?since=<epoch ms>`` counts
-decisions, orders and P&L from that hour on, as the demo's summary does for its replay (the page passes on
-its own ``?trader=&symbol=&since=``). The page polls every 2 s.
+Routes (each API route takes ``trader`` and ``symbol``; without them, the default trader the server was
+started with, else the newest demo trader, else the first trader found):
+
+- ``/`` (the page), ``/static/*`` (its JS, CSS and the chart library built by ``make install``: no CDN);
+- ``/api/window`` — the page's bounded reads of one trader: the last ``hours`` (first load, with the P&L base
+  of ``since``), ``?after=<open time>`` (the 2-second refresh: from the newest hour the page holds on) or
+  ``?before=<open time>`` (zooming out): decisions, orders, positions, model changes and candles;
+- ``/api/overview`` — every trader (equity, P&L against buy-and-hold, position, last decision, health);
+- ``/api/traders``, ``/api/decisions?limit=``; ``/api/summary?since=<epoch ms>`` (the demo's figures over the
+  whole partitions from that hour on: the demo's printed summary counts the same way; never polled);
+- ``POST /api/kill-switch`` (login + CSRF token), and the login routes of :mod:`klinestream.dashboard.security`,
+  which also guards every route with the Host allow-list.
+
 Cassandra calls are blocking, so they run in the default executor, off the event loop.
 """
 
@@ -12,21 +20,26 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 
 from adapters.loop_thread import LoopThread
 from klinestream.dashboard.api import DashboardReader
-from models.settings import Settings
+from klinestream.dashboard.security import AccessPolicy, add_access, json_body, require_control
+
+if TYPE_CHECKING:
+    from models.settings import Settings
 
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 MAX_LIMIT = 1000
+MAX_HOURS = 8784
 T = TypeVar("T")
 
 READER_KEY = web.AppKey("reader", DashboardReader)
@@ -55,6 +68,21 @@ def _no_trader() -> web.Response:
     return web.json_response({"error": "no trader has written positions yet; start `klinestream demo`"}, status=404)
 
 
+def _bad_request(message: str) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(text=json.dumps({"error": message}), content_type="application/json")
+
+
+def _int_param(request: web.Request, name: str, example: str) -> int | None:
+    """An integer query parameter, None when absent; 400 naming it when it is not an integer."""
+    text = request.query.get(name)
+    if text is None or text == "":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise _bad_request(f"{name} must be an integer, e.g. ?{name}={example}") from None
+
+
 async def index(request: web.Request) -> web.FileResponse:
     # the page is UTF-8: say so in the header too (aiohttp sends a bare text/html, read as Latin-1 by clients)
     return web.FileResponse(STATIC_DIR / "index.html", headers={"Content-Type": "text/html; charset=utf-8"})
@@ -72,10 +100,7 @@ def _since(request: web.Request) -> int | None:
     try:
         return int(text)
     except ValueError:
-        raise web.HTTPBadRequest(
-            text='{"error": "since must be epoch milliseconds, e.g. ?since=1672531200000"}',
-            content_type="application/json",
-        ) from None
+        raise _bad_request("since must be epoch milliseconds, e.g. ?since=1672531200000") from None
 
 
 async def summary(request: web.Request) -> web.Response:
@@ -97,26 +122,78 @@ async def decisions(request: web.Request) -> web.Response:
     return web.json_response(await _blocking(request.app[READER_KEY].decisions, *who, limit))
 
 
-async def series(request: web.Request) -> web.Response:
+async def window(request: web.Request) -> web.Response:
+    """One trader's hours: ``?after=`` (refresh), ``?before=`` (older), else the first load."""
+    after = _int_param(request, "after", "1672531200000")
+    before = _int_param(request, "before", "1672531200000")
+    hours = _int_param(request, "hours", "168")
+    if hours is not None:
+        hours = max(1, min(MAX_HOURS, hours))
+    since = _since(request)
     who = await _who(request)
     if who is None:
         return _no_trader()
-    return web.json_response(await _blocking(request.app[READER_KEY].series, *who))
+    reader = request.app[READER_KEY]
+    if after is not None:
+        body = await _blocking(reader.newer, *who, after)
+    elif before is not None:
+        body = await _blocking(reader.older, *who, before, hours)
+    else:
+        body = await _blocking(reader.window, *who, since, hours)
+    return web.json_response(body)
 
 
-def build_app(
-    reader: DashboardReader, trader_id: str | None = None, symbol: str | None = None, since: int | None = None
-) -> web.Application:
-    app = web.Application()
-    app[READER_KEY] = reader
-    defaults = {"trader_id": trader_id, "symbol": symbol, "since": None if since is None else str(since)}
-    app[DEFAULTS_KEY] = {k: v for k, v in defaults.items() if v}
+async def overview(request: web.Request) -> web.Response:
+    return web.json_response(await _blocking(request.app[READER_KEY].overview))
+
+
+async def kill_switch(request: web.Request) -> web.Response:
+    """``POST /api/kill-switch {"active": bool, "trader_id": str | null, "reason": str}`` (login + CSRF)."""
+    require_control(request)
+    body = await json_body(request)
+    active, trader_id = body.get("active"), body.get("trader_id")
+    if not isinstance(active, bool):
+        raise _bad_request("active must be true or false")
+    if trader_id is not None and not (isinstance(trader_id, str) and 0 < len(trader_id) <= 200):
+        raise _bad_request("trader_id must be a trader id, or null for every trader")
+    reason = str(body.get("reason") or ("stop" if active else "resume"))[:200]
+    controls = request.app[READER_KEY].controls
+    await _blocking(controls.set_kill_switch, active, f"dashboard: {reason}", trader_id)
+    state = await _blocking(controls.kill_switch_active, trader_id)
+    return web.json_response({"trader_id": trader_id, "active": active, "kill_switch": state})
+
+
+def add_trading_routes(app: web.Application) -> None:
+    """The page and the read-only API."""
     app.router.add_get("/", index)
     app.router.add_get("/api/traders", traders)
     app.router.add_get("/api/summary", summary)
     app.router.add_get("/api/decisions", decisions)
-    app.router.add_get("/api/series", series)
+    app.router.add_get("/api/window", window)
+    app.router.add_get("/api/overview", overview)
     app.router.add_static("/static/", STATIC_DIR)
+
+
+def add_control_routes(app: web.Application) -> None:
+    """The kill-switch toggle (behind the login of :mod:`klinestream.dashboard.security`)."""
+    app.router.add_post("/api/kill-switch", kill_switch)
+
+
+def build_app(
+    reader: DashboardReader,
+    trader_id: str | None = None,
+    symbol: str | None = None,
+    since: int | None = None,
+    access: AccessPolicy | None = None,
+) -> web.Application:
+    """The dashboard's app; ``access`` defaults to a loopback dashboard without login (no controls)."""
+    app = web.Application()
+    app[READER_KEY] = reader
+    defaults = {"trader_id": trader_id, "symbol": symbol, "since": None if since is None else str(since)}
+    app[DEFAULTS_KEY] = {k: v for k, v in defaults.items() if v}
+    add_access(app, access or AccessPolicy.for_server("127.0.0.1"))
+    add_trading_routes(app)
+    add_control_routes(app)
     return app
 
 
@@ -132,8 +209,9 @@ class DashboardServer:
         symbol: str | None = None,
         on_close: Callable[[], None] | None = None,
         since: int | None = None,
+        access: AccessPolicy | None = None,
     ) -> None:
-        self.app = build_app(reader, trader_id, symbol, since)
+        self.app = build_app(reader, trader_id, symbol, since, access or AccessPolicy.for_server(host))
         self.on_close = on_close
         self.host, self.port = host, port
         self._runner: web.AppRunner | None = None
@@ -159,8 +237,13 @@ class DashboardServer:
             self._runner = None
 
     def start_in_thread(self, timeout: float = 10.0) -> DashboardServer:
-        """Run the server on an event loop in a daemon thread; return once it listens."""
-        self._loop_thread.start(self.start, self.stop, timeout)
+        """Run the server on an event loop in a daemon thread; return once it listens (if it cannot, release
+        the Cassandra connection and raise)."""
+        try:
+            self._loop_thread.start(self.start, self.stop, timeout)
+        except BaseException:
+            self.close()
+            raise
         return self
 
     def stop_thread(self) -> None:
@@ -180,7 +263,7 @@ class DashboardServer:
             await self.stop()
 
 
-def open_dashboard(
+def dashboard_server(
     settings: Settings,
     host: str = "127.0.0.1",
     port: int = 8050,
@@ -188,18 +271,22 @@ def open_dashboard(
     symbol: str | None = None,
     since: int | None = None,
 ) -> DashboardServer:
-    """The dashboard on the Cassandra of ``settings``, serving from a background thread (close() it).
+    """The dashboard of ``settings``: bounded reads, candles from the lake, the login and the Host allow-list.
 
-    ``since`` (epoch ms): the summary counts from that hour on unless the page asks otherwise."""
+    ``start_in_thread()`` or ``serve_forever()`` it; ``close()`` releases its Cassandra connection. ``since``
+    (epoch ms): P&L counts from that hour unless the page asks otherwise. Checks the access settings and builds
+    the chart library (if ``make install`` has not) before it connects: clear errors, no connection left open."""
     from adapters.cassandra.controls import CassandraControls
     from adapters.cassandra.reader import TradeReader
     from adapters.cassandra.session import CassandraSession
+    from klinestream.dashboard.assets import ensure_assets
+    from klinestream.dashboard.klines import LakeKlines
 
+    access = AccessPolicy.for_server(
+        host, settings.dashboard_password, settings.dashboard_allowed_hosts, settings.dashboard_session_hours
+    )
+    ensure_assets()
     db = CassandraSession.connect(settings, max_outage_seconds=60)
-    reader = DashboardReader(TradeReader(db), CassandraControls(db))
-    server = DashboardServer(reader, host, port, trader_id, symbol, on_close=db.close, since=since)
-    try:
-        return server.start_in_thread()
-    except BaseException:
-        db.close()
-        raise
+    reader = DashboardReader(TradeReader(db), CassandraControls(db), LakeKlines(settings.lake_root),
+                             settings.dashboard_window_hours, settings.dashboard_stale_after_seconds)  # fmt: skip
+    return DashboardServer(reader, host, port, trader_id, symbol, on_close=db.close, since=since, access=access)

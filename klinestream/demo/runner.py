@@ -24,6 +24,7 @@ from rich.console import Console
 from klinestream.demo import data, training
 from klinestream.demo.live import run_live
 from klinestream.demo.summary import DemoSummary, render, trade_figures
+from models.errors import KlinestreamError
 from models.settings import Settings
 from models.time_range import parse_range
 
@@ -223,12 +224,16 @@ def _live(
 def _start_dashboard(settings: Settings, config: DemoConfig, console: Console) -> Any:
     if config.dashboard_port is None:
         return None
-    from klinestream.dashboard.server import open_dashboard
+    from klinestream.dashboard.server import dashboard_server
 
+    since = parse_range(config.test_range).start_ms
     try:  # its P&L counts from the replay's start, as the summary does
-        return open_dashboard(settings, port=config.dashboard_port, since=parse_range(config.test_range).start_ms)
+        return dashboard_server(settings, port=config.dashboard_port, since=since).start_in_thread()
     except OSError as exc:
         console.print(f"dashboard not started on port {config.dashboard_port} ({exc}); is one running already?")
+        return None
+    except KlinestreamError as exc:  # no chart library and no npm, or access settings that refuse to start
+        console.print(f"dashboard not started: {exc}")
         return None
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from klinestream.dashboard.api import latest_decisions, series, starting_equity, summarize
+from klinestream.dashboard.api import latest_decisions, starting_equity, summarize
 from klinestream.demo.live import latencies, percentile
 from klinestream.demo.summary import trade_figures
+from tests.unit.dashboard_fakes import ListTrades
 
 H = 3_600_000
 T0 = 1_672_531_200_000  # 2023-01-01 00:00 UTC
@@ -52,20 +53,10 @@ def test_latest_decisions_are_newest_first_with_action_names() -> None:
     assert latest_decisions(DECISIONS, limit=0) == []
 
 
-def test_series_marks_only_filled_orders_at_their_fill_price_in_hour_order() -> None:
-    body = series(DECISIONS, ORDERS, POSITIONS)
-
-    assert body["buys"] == [[T0, 100.5]] and body["sells"] == [[T0 + 2 * H, 102.5]]
-    assert [p[0] for p in body["price"]] == [T0, T0 + H, T0 + 2 * H]
-    assert [p[1] for p in body["equity"]] == [99_990.0, 100_010.0, 100_050.0]
-    assert [p[1] for p in body["units"]] == [1.0, 1.0, 0.0]
-
-
 def test_no_positions_yet_means_the_default_capital_and_empty_charts() -> None:
     assert starting_equity([]) == 100_000.0
     body = summarize([], [], [], kill_switch=False)
     assert body["decisions"] == 0 and body["pnl"] == 0.0 and body["model_version"] is None
-    assert series([], [], []) == {"price": [], "buys": [], "sells": [], "equity": [], "buy_hold": [], "units": []}
 
 
 def test_demo_figures_measure_the_replay_range_from_the_account_marked_just_before_it() -> None:
@@ -85,22 +76,6 @@ def test_latency_pairs_hours_and_percentiles_interpolate() -> None:
     assert percentile([], 0.5) != percentile([], 0.5)  # NaN
 
 
-class FakeSink:
-    """The reads the dashboard makes (trade rows and the kill switch), from lists (no Cassandra)."""
-
-    def __init__(self, traders: list[tuple[str, str]]) -> None:
-        self.listed = traders
-
-    def traders(self) -> list[tuple[str, str]]:
-        return list(self.listed)
-
-    def read(self, table: str, trader_id: str, symbol: str) -> list[dict[str, Any]]:
-        return {"decisions": DECISIONS, "orders": ORDERS, "positions": POSITIONS}[table]
-
-    def kill_switch_active(self, trader_id: str | None = None) -> bool:
-        return False
-
-
 def test_routes_pick_the_newest_demo_trader_validate_limit_and_say_when_nothing_traded() -> None:
     import asyncio
 
@@ -115,7 +90,7 @@ def test_routes_pick_the_newest_demo_trader_validate_limit_and_say_when_nothing_
             ("demo-20260101T000000", "BTCUSDT"),
             ("demo-20261122T004332", "BTCUSDT"),
         ]
-        sink = FakeSink(traders)
+        sink = ListTrades({"decisions": DECISIONS, "orders": ORDERS, "positions": POSITIONS}, traders)
         async with TestClient(TestServer(build_app(DashboardReader(sink, sink)))) as client:
             listed = await (await client.get("/api/traders")).json()
             assert [t["trader_id"] for t in listed] == ["demo-20261122T004332", "demo-20260101T000000", "paper-BTCUSDT"]
@@ -125,9 +100,9 @@ def test_routes_pick_the_newest_demo_trader_validate_limit_and_say_when_nothing_
             assert (await client.get("/api/decisions?limit=many")).status == 400
             page = await client.get("/")
             assert page.status == 200 and "app.js" in await page.text()
-        nothing = FakeSink([])
+        nothing = ListTrades({"decisions": [], "orders": [], "positions": []}, [])
         async with TestClient(TestServer(build_app(DashboardReader(nothing, nothing)))) as client:
-            empty = await client.get("/api/series")
+            empty = await client.get("/api/window")
             assert empty.status == 404 and "klinestream demo" in (await empty.json())["error"]
 
     asyncio.run(scenario())

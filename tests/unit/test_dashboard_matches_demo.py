@@ -15,6 +15,7 @@ import pytest
 from klinestream.dashboard.api import DashboardReader, pnl_base, summarize
 from klinestream.dashboard.server import build_app
 from klinestream.demo.summary import trade_figures
+from tests.unit.dashboard_fakes import ListTrades
 
 H = 3_600_000
 T0 = 1_672_531_200_000  # the replay's start: 2023-01-01 00:00 UTC
@@ -65,24 +66,14 @@ def test_pnl_base_falls_back_to_the_capital_before_the_first_hour() -> None:
     assert pnl_base([], since=T0, capital=50_000.0) == (50_000.0, 50_000.0)
 
 
-class ListSink:
-    def traders(self) -> list[tuple[str, str]]:
-        return [("demo-20230101T000000", "BTCUSDT")]
-
-    def read(self, table: str, trader_id: str, symbol: str) -> list[dict[str, Any]]:
-        return {"decisions": DECISIONS, "orders": ORDERS, "positions": POSITIONS}[table]
-
-    def kill_switch_active(self, trader_id: str | None = None) -> bool:
-        return False
-
-
 def test_the_route_takes_since_from_the_query_else_from_the_server_default_and_rejects_a_bad_one() -> None:
     from aiohttp.test_utils import TestClient, TestServer
 
     demo = trade_figures(DECISIONS, ORDERS, POSITIONS, T0, T0 + 3 * H)
 
     async def scenario() -> None:
-        sink = ListSink()
+        sink = ListTrades({"decisions": DECISIONS, "orders": ORDERS, "positions": POSITIONS},
+                          [("demo-20230101T000000", "BTCUSDT")])  # fmt: skip
         async with TestClient(TestServer(build_app(DashboardReader(sink, sink)))) as client:
             whole = await (await client.get("/api/summary")).json()
             replay = await (await client.get(f"/api/summary?since={T0}")).json()

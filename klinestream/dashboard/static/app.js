@@ -1,150 +1,227 @@
-// Klinestream dashboard: polls the JSON API every 2 s and draws the charts as hand-made SVG.
+// Klinestream dashboard: loads a window of one trader's hours, then every 2 s asks only for the hours after the
+// newest one it holds (/api/window?after=); zooming out past the oldest hour asks for the hours before it
+// (?before=). The overview of all traders and the session (login, kill switch) are polled beside it.
 "use strict";
-const SVG_NS = "http://www.w3.org/2000/svg";
+import { hour } from "./format.js";
+import { createTraderChart, drawChart } from "./chart.js";
+import { renderOverview, renderOrders, renderDecisions, renderCards } from "./tables.js";
+
 const POLL_MS = 2000;
 // ?trader=&symbol=&since= in the page's URL (the demo prints such a link) choose the trader and the P&L start
 const query = new URLSearchParams(window.location.search);
-const state = { trader: query.get("trader"), symbol: query.get("symbol"), since: query.get("since"), listed: false };
+const state = {
+  trader: query.get("trader"), symbol: query.get("symbol"), since: query.get("since"),
+  rows: null, cursor: null, start: null, older: false, loading: false, base: null, kill: { trader: false, all: false },
+  filter: "all", session: { login_enabled: false, logged_in: false, csrf: null }, generation: 0,
+};
+// an answer that arrives after the user chose another trader is dropped
+class Superseded extends Error {}
+function current(generation) { if (generation !== state.generation) throw new Superseded(); }
 
-function hour(ms) { return new Date(ms).toISOString().slice(0, 16).replace("T", " "); }
-function money(x) { return (x < 0 ? "−$" : "$") + Math.abs(x).toLocaleString("en-US", { maximumFractionDigits: 0 }); }
-function fixed(x, n) { return x === null || x === undefined ? "–" : Number(x).toFixed(n); }
-function el(tag, attrs, text) {
-  const node = document.createElementNS(SVG_NS, tag);
-  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
-  if (text !== undefined) node.textContent = text;
-  return node;
+function emptyRows() {
+  return { candles: new Map(), closes: new Map(), decisions: new Map(), orders: new Map(), positions: new Map(), changes: new Map() };
 }
-async function getJson(path) {
-  const params = new URLSearchParams();
+
+async function getJson(path, extra) {
+  const params = new URLSearchParams(extra || {});
   if (state.trader) params.set("trader", state.trader);
   if (state.trader && state.symbol) params.set("symbol", state.symbol);
-  if (state.since && path.startsWith("/api/summary")) params.set("since", state.since);
-  const extra = params.toString();
-  const response = await fetch(extra ? path + (path.includes("?") ? "&" : "?") + extra : path);
-  if (!response.ok) throw new Error((await response.json()).error || response.statusText);
+  const response = await fetch(`${path}?${params}`, { credentials: "same-origin" });
+  if (!response.ok) throw new Error((await response.json().catch(() => ({}))).error || response.statusText);
   return response.json();
 }
 
-// One chart: lines share the x range [x0, x1]; markers are [t, y] points drawn as triangles.
-function drawChart(svg, lines, markers) {
-  const box = svg.viewBox.baseVal, W = box.width, H = box.height, L = 70, R = 10, T = 8, B = 20;
-  svg.replaceChildren();
-  const points = lines.flatMap(l => l.data);
-  if (points.length === 0) { svg.appendChild(el("text", { x: W / 2, y: H / 2, class: "axis" }, "no data yet")); return; }
-  const xs = points.map(p => p[0]), ys = points.map(p => p[1]).concat(markers.flatMap(m => m.data.map(p => p[1])));
-  let [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
-  if (x1 === x0) x1 = x0 + 1;
-  if (y1 === y0) { y0 -= 1; y1 += 1; }
-  const pad = (y1 - y0) * 0.05; y0 -= pad; y1 += pad;
-  const sx = t => L + (t - x0) / (x1 - x0) * (W - L - R), sy = v => T + (y1 - v) / (y1 - y0) * (H - T - B);
-  const rows = H < 120 ? 2 : 4;
-  for (let i = 0; i <= rows; i++) {
-    const v = y0 + (y1 - y0) * i / rows, y = sy(v);
-    svg.appendChild(el("line", { x1: L, x2: W - R, y1: y, y2: y, class: "grid" }));
-    svg.appendChild(el("text", { x: 4, y: y + 4, class: "axis" }, Math.abs(v) >= 1000 ? v.toFixed(0) : v.toFixed(2)));
-  }
-  svg.appendChild(el("text", { x: L, y: H - 4, class: "axis" }, hour(x0)));
-  svg.appendChild(el("text", { x: W - R - 110, y: H - 4, class: "axis" }, hour(x1)));
-  for (const line of lines) {
-    if (line.data.length === 0) continue;
-    const d = line.data.map((p, i) => `${i ? "L" : "M"}${sx(p[0]).toFixed(1)},${sy(p[1]).toFixed(1)}`).join("");
-    svg.appendChild(el("path", { d, class: `line ${line.cls}` }));
-  }
-  for (const group of markers) {
-    for (const [t, v] of group.data) {
-      const x = sx(t), y = sy(v), s = 5, up = group.cls === "buy";
-      const pts = up ? `${x},${y - s} ${x - s},${y + s} ${x + s},${y + s}` : `${x},${y + s} ${x - s},${y - s} ${x + s},${y - s}`;
-      const tri = el("polygon", { points: pts, class: `marker ${group.cls}`, "data-time": t });
-      tri.appendChild(el("title", {}, `${group.cls} ${hour(t)} @ ${v.toFixed(2)}`));
-      svg.appendChild(tri);
-    }
-  }
+async function postJson(path, body) {
+  const headers = { "Content-Type": "application/json" };
+  if (state.session.csrf) headers["X-CSRF-Token"] = state.session.csrf;
+  const response = await fetch(path, { method: "POST", headers, body: JSON.stringify(body), credentials: "same-origin" });
+  const answer = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(answer.error || response.statusText);
+  return answer;
 }
 
-function setText(id, text, cls) {
-  const node = document.getElementById(id);
+function merge(body) {
+  const rows = state.rows;
+  for (const c of body.candles) { rows.candles.set(c.open_time, c); rows.closes.delete(c.open_time); }
+  for (const [t, p] of body.closes) if (!rows.candles.has(t)) rows.closes.set(t, p);
+  for (const d of body.decisions) rows.decisions.set(`${d.open_time}|${d.model_version}`, d);
+  for (const o of body.orders) rows.orders.set(o.client_order_id, o);
+  for (const p of body.positions) rows.positions.set(p.open_time, p);
+  for (const c of body.model_changes) rows.changes.set(c.open_time, c);
+  state.kill = body.kill_switch;
+}
+
+const sorted = (map, key) => [...map.values()].sort((a, b) => key(a) - key(b));
+
+// Everything the chart, the cards and the tables draw, from the rows the page holds.
+function derived() {
+  const rows = state.rows;
+  const positions = sorted(rows.positions, p => p.open_time);
+  let peak = -Infinity;
+  const drawdown = positions.map(p => { peak = Math.max(peak, p.equity); return [p.open_time, p.equity / peak - 1]; });
+  const out = {
+    candles: sorted(rows.candles, c => c.open_time), closes: [...rows.closes.entries()].sort((a, b) => a[0] - b[0]),
+    decisions: sorted(rows.decisions, d => d.open_time), orders: sorted(rows.orders, o => o.open_time),
+    changes: sorted(rows.changes, c => c.open_time), positions, drawdown, byHour: new Map(),
+  };
+  const at = t => {
+    if (!out.byHour.has(t)) out.byHour.set(t, { decisions: [], orders: [] });
+    return out.byHour.get(t);
+  };
+  for (const c of out.candles) at(c.open_time).candle = c;
+  for (const [t, p] of out.closes) at(t).close = p;
+  for (const d of out.decisions) at(d.open_time).decisions.push(d);
+  for (const o of out.orders) at(o.open_time).orders.push(o);
+  for (const [i, p] of positions.entries()) Object.assign(at(p.open_time), { position: p, drawdown: drawdown[i][1] });
+  for (const c of out.changes) at(c.open_time).change = c;
+  return out;
+}
+
+function render(first) {
+  const view = derived();
+  drawChart(chart, view, first);
+  renderOrders(view.orders, state.filter);
+  renderDecisions(view.decisions);
+  renderCards({ last: view.positions.at(-1), decision: view.decisions.at(-1), base: state.base, drawdown: view.drawdown, kill: state.kill });
+  const changes = view.changes.map(c => `${hour(c.open_time)} v${c.from ?? "?"} → v${c.to}`);
+  document.getElementById("model-changes").textContent = changes.length ? "model changes in view: " + changes.join(" · ") : "no model change in view";
+  const first_ = view.positions[0], last = view.positions.at(-1);
+  document.getElementById("range").textContent = first_ ? `${hour(first_.open_time)} → ${hour(last.open_time)} UTC, ${view.positions.length} hours loaded` : "";
+  document.getElementById("load-older").disabled = !state.older;
+  const lastHour = view.decisions.length ? "last decision " + hour(view.decisions.at(-1).open_time) + " UTC" : "no decision yet";
+  setStatus(`${state.trader} · ${state.symbol} · ${lastHour}`);
+}
+
+function setStatus(text, error) {
+  const node = document.getElementById("status");
   node.textContent = text;
-  node.className = "value" + (cls ? " " + cls : "");
+  node.className = "status" + (error ? " error" : "");
 }
 
-function renderSummary(s) {
-  setText("c-decisions", s.decisions.toLocaleString("en-US"));
-  setText("c-orders", `${s.orders.buy} / ${s.orders.sell}`);
-  setText("c-pnl", money(s.pnl), s.pnl >= 0 ? "pos" : "neg");
-  setText("c-bh", money(s.buy_hold_pnl), s.buy_hold_pnl >= 0 ? "pos" : "neg");
-  setText("c-units", fixed(s.units, 3));
-  setText("c-model", s.model_version === null ? "–" : "v" + s.model_version);
-  setText("c-online", `${s.online_updates.toLocaleString("en-US")} / ${fixed(s.epsilon, 3)}`);
-  setText("c-kill", s.kill_switch ? "ON — orders stopped" : "off", s.kill_switch ? "on" : "off");
-  const last = s.last_hour === null ? "no decision yet" : "last decision " + hour(s.last_hour) + " UTC";
-  document.getElementById("status").textContent = `${s.trader_id} · ${s.symbol} · ${last}`;
-  document.getElementById("status").className = "status";
+async function firstLoad() {
+  const generation = state.generation;
+  const body = await getJson("/api/window", state.since ? { since: state.since } : {});
+  current(generation);
+  [state.trader, state.symbol] = [body.trader_id, body.symbol];
+  state.rows = emptyRows();
+  state.base = body.base;
+  state.start = body.start;
+  state.cursor = body.cursor;
+  state.older = body.older;
+  merge(body);
+  render(true);
 }
 
-function renderDecisions(rows) {
-  const body = document.querySelector("#decisions tbody");
-  body.replaceChildren(...rows.map(d => {
-    const tr = document.createElement("tr");
-    tr.className = "decision";
-    const cells = [hour(d.open_time), d.action, d.greedy || "–", fixed(d.price, 2),
-      d.q.map(q => fixed(q, 3)).join(" / "), fixed(d.epsilon, 3), d.online_updates, "v" + d.model_version,
-      d.order_status || "–"];
-    cells.forEach((text, i) => {
-      const td = document.createElement("td");
-      td.textContent = text;
-      if (i === 1) td.className = "action-" + d.action;
-      tr.appendChild(td);
-    });
-    return tr;
-  }));
+async function refreshWindow() {
+  if (state.rows === null || state.cursor === null) return firstLoad();
+  const generation = state.generation;
+  let body;
+  do {
+    body = await getJson("/api/window", { after: state.cursor });
+    current(generation);
+    merge(body);
+    state.cursor = body.cursor;
+  } while (body.truncated);
+  render(false);
 }
 
-function renderSeries(s) {
-  drawChart(document.getElementById("price-chart"), [{ data: s.price, cls: "price" }],
-    [{ data: s.buys, cls: "buy" }, { data: s.sells, cls: "sell" }]);
-  drawChart(document.getElementById("equity-chart"),
-    [{ data: s.buy_hold, cls: "bh" }, { data: s.equity, cls: "equity" }], []);
-  drawChart(document.getElementById("position-chart"), [{ data: s.units, cls: "units" }], []);
+async function loadOlder() {
+  if (!state.older || state.loading || state.rows === null) return;
+  state.loading = true;
+  const generation = state.generation;
+  try {
+    const body = await getJson("/api/window", { before: state.start });
+    current(generation);
+    merge(body);
+    state.start = body.start;
+    state.older = body.older;
+    render(false);
+  } finally {
+    state.loading = false;
+  }
 }
 
-async function loadTraders() {
-  const traders = await getJson("/api/traders");
+async function refreshOverview() {
+  const body = await getJson("/api/overview");
+  renderOverview(body, state, selectTrader);
   const select = document.getElementById("trader");
-  select.replaceChildren(...traders.map(t => {
-    const option = document.createElement("option");
-    option.value = `${t.trader_id}|${t.symbol}`;
-    option.textContent = `${t.trader_id} · ${t.symbol}`;
-    return option;
-  }));
+  const options = body.traders.map(t => `${t.trader_id}|${t.symbol}`);
+  if (select.options.length !== options.length || [...select.options].some((o, i) => o.value !== options[i])) {
+    select.replaceChildren(...body.traders.map(t => new Option(`${t.trader_id} · ${t.symbol}`, `${t.trader_id}|${t.symbol}`)));
+  }
   if (state.trader) select.value = `${state.trader}|${state.symbol}`;
 }
 
-async function refresh() {
-  try {
-    if (!state.listed) {  // the URL's (or else the server's default) trader first, then the list to choose from
-      const first = await getJson("/api/summary");
-      [state.trader, state.symbol] = [first.trader_id, first.symbol];
-      await loadTraders();
-      state.listed = true;
-    }
-    const [summary, decisions, series] = await Promise.all(
-      [getJson("/api/summary"), getJson("/api/decisions?limit=15"), getJson("/api/series")]);
-    renderSummary(summary);
-    renderDecisions(decisions);
-    renderSeries(series);
-  } catch (error) {
-    const status = document.getElementById("status");
-    status.textContent = "waiting: " + error.message;
-    status.className = "status error";
-  }
+function selectTrader(trader, symbol) {
+  if (trader === state.trader && symbol === state.symbol) return;
+  [state.trader, state.symbol] = [trader, symbol];
+  state.since = null;  // a ?since= chosen for one trader's replay means nothing for another
+  state.rows = null;
+  state.generation += 1;
+  tick();
 }
 
-document.getElementById("trader").addEventListener("change", event => {
-  [state.trader, state.symbol] = event.target.value.split("|");
-  state.since = null;  // a ?since= chosen for one trader's replay means nothing for another
-  refresh();
+// --- the login and the kill switch ----------------------------------------------------------------------
+async function refreshSession() {
+  state.session = await getJson("/api/session");
+  const { login_enabled: enabled, logged_in: inside } = state.session;
+  document.getElementById("login").hidden = !enabled || inside;
+  document.getElementById("logout").hidden = !inside;
+  document.getElementById("kill-controls").hidden = !inside;
+  document.getElementById("access-note").textContent = !enabled ? "read-only (no KLINESTREAM_DASHBOARD_PASSWORD: controls off)"
+    : inside ? "logged in: controls on" : "log in for the kill switch";
+  const kill = state.kill;
+  document.getElementById("kill-trader").textContent = kill.trader && !kill.all ? "resume this trader" : "stop this trader";
+  document.getElementById("kill-all").textContent = kill.all ? "resume all traders" : "stop all traders";
+}
+
+async function setKillSwitch(allTraders) {
+  const active = allTraders ? !state.kill.all : !(state.kill.trader && !state.kill.all);
+  const reason = `${active ? "stopped" : "resumed"} from the dashboard`;
+  try {
+    await postJson("/api/kill-switch", { active, trader_id: allTraders ? null : state.trader, reason });
+    await refreshWindow();
+    await refreshSession();
+  } catch (error) { setStatus("kill switch: " + error.message, true); }
+}
+
+document.getElementById("login").addEventListener("submit", async event => {
+  event.preventDefault();
+  const input = document.getElementById("password");
+  try {
+    await postJson("/api/login", { password: input.value });
+    input.value = "";
+    await refreshSession();
+    if (state.rows === null) tick();
+  } catch (error) { setStatus("login: " + error.message, true); }
 });
-refresh();
-setInterval(() => { refresh(); }, POLL_MS);
-setInterval(() => { loadTraders().catch(() => {}); }, 30000);
+document.getElementById("logout").addEventListener("click", async () => {
+  try { await postJson("/api/logout", {}); } catch (error) { setStatus("logout: " + error.message, true); }
+  await refreshSession();
+});
+document.getElementById("kill-trader").addEventListener("click", () => setKillSwitch(false));
+document.getElementById("kill-all").addEventListener("click", () => setKillSwitch(true));
+document.getElementById("trader").addEventListener("change", event => selectTrader(...event.target.value.split("|")));
+document.getElementById("order-filter").addEventListener("change", event => { state.filter = event.target.value; if (state.rows) render(false); });
+const older = () => loadOlder().catch(error => { if (!(error instanceof Superseded)) setStatus(error.message, true); });
+document.getElementById("load-older").addEventListener("click", older);
+
+const chart = createTraderChart(document.getElementById("chart"), document.getElementById("tooltip"), older);
+window.klinestream = { state, chart };  // for the browser test and the curious
+
+let busy = false;
+async function tick() {
+  if (busy) return;
+  busy = true;
+  try {
+    await refreshSession();
+    await refreshWindow();
+    await refreshOverview();
+  } catch (error) {
+    if (!(error instanceof Superseded)) setStatus("waiting: " + error.message, true);
+  } finally {
+    busy = false;
+  }
+}
+tick();
+setInterval(tick, POLL_MS);
