@@ -4,6 +4,10 @@ and the tail of ``klines.1h``.
 
 kafka-python errors are translated at this boundary into :class:`~models.errors.TemporaryError`
 (broker unavailable, timeouts) so that callers retry with backoff and see no vendor types.
+
+Every client names the principal it acts as (models/credentials.py): the ingestor, the stream, the writer
+of tests and demos, or the admin, which alone creates and deletes topics and sets their ACLs
+(adapters/kafka_auth.py).
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from typing import Any
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from models.errors import KlineParseError, TemporaryError
+from adapters.kafka_auth import client_security, grant_topics, revoke_topics
+from models.credentials import KafkaPrincipal
+from models.errors import KlineParseError, ServiceError, TemporaryError
 from models.kline import Kline, parse_record
 from models.settings import Settings
 from models.signing import KlineSigner
@@ -60,30 +66,46 @@ class DlqRecord:
         ]
 
 
-def build_producer(settings: Settings, client_id: str, **overrides: Any) -> KafkaProducer:
-    """The producer of the live path: idempotent, ``acks=all``, keys and values as bytes."""
-    config: dict[str, Any] = {
-        "bootstrap_servers": settings.kafka_bootstrap_servers,
-        "client_id": client_id,
-        "enable_idempotence": True,
-        "acks": "all",
-        "linger_ms": 5,
-        "max_in_flight_requests_per_connection": 5,
-    }
+def _unavailable(settings: Settings, exc: Exception) -> TemporaryError:
+    return TemporaryError(f"kafka unavailable at {settings.kafka_bootstrap_servers}: {exc}")
+
+
+def client_config(settings: Settings, principal: KafkaPrincipal, **config: Any) -> dict[str, Any]:
+    """kafka-python keyword arguments: the bootstrap servers, ``principal``'s login, then ``config``."""
+    return {"bootstrap_servers": settings.kafka_bootstrap_servers, **client_security(settings, principal), **config}
+
+
+def build_producer(settings: Settings, client_id: str, principal: KafkaPrincipal, **overrides: Any) -> KafkaProducer:
+    """The producer of the live path, logged in as ``principal``: idempotent, ``acks=all``, bytes in and out."""
+    config = client_config(
+        settings,
+        principal,
+        client_id=client_id,
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=5,
+        max_in_flight_requests_per_connection=5,
+    )
     config.update(overrides)
     try:
         return KafkaProducer(**config)
     except KafkaError as exc:
-        raise TemporaryError(f"kafka unavailable at {settings.kafka_bootstrap_servers}: {exc}") from exc
+        raise _unavailable(settings, exc) from exc
+
+
+def admin_client(settings: Settings, client_id: str = "klinestream-admin") -> KafkaAdminClient:
+    """An admin client logged in as the admin principal (the only one allowed to create topics)."""
+    try:
+        return KafkaAdminClient(**client_config(settings, KafkaPrincipal.ADMIN, client_id=client_id))
+    except KafkaError as exc:
+        raise _unavailable(settings, exc) from exc
 
 
 def ensure_topics(settings: Settings, topics: Iterable[str] | None = None, partitions: int = 1) -> list[str]:
-    """Create the live-path topics that do not exist yet (idempotent); returns those it created."""
+    """The admin path: create the topics that do not exist yet (default: the live-path pair) and grant the
+    principals their ACLs on them (adapters/kafka_auth.py); idempotent. Returns the topics it created."""
     wanted = list(topics) if topics is not None else [settings.kafka_topic_klines, settings.kafka_topic_dlq]
-    try:
-        admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, client_id="klinestream-admin")
-    except KafkaError as exc:
-        raise TemporaryError(f"kafka unavailable at {settings.kafka_bootstrap_servers}: {exc}") from exc
+    admin = admin_client(settings)
     created = []
     try:
         existing = set(admin.list_topics())
@@ -98,6 +120,7 @@ def ensure_topics(settings: Settings, topics: Iterable[str] | None = None, parti
                 log.info("created topic=%s partitions=%d", topic, partitions)
             except TopicAlreadyExistsError:
                 log.info("topic=%s created concurrently", topic)
+        grant_topics(admin, settings, wanted)
     except KafkaError as exc:
         raise TemporaryError(f"creating topics {wanted} failed: {exc}") from exc
     finally:
@@ -108,13 +131,31 @@ def ensure_topics(settings: Settings, topics: Iterable[str] | None = None, parti
 def delete_topics(
     settings: Settings, topics: Iterable[str] | None = None, client_id: str = "klinestream-admin"
 ) -> None:
-    """Delete ``topics`` (default: the live-path topics of ``settings``), e.g. a run's own topics afterwards."""
+    """Delete ``topics`` (default: the live-path topics of ``settings``) and their ACLs, as the admin."""
     wanted = list(topics) if topics is not None else [settings.kafka_topic_klines, settings.kafka_topic_dlq]
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, client_id=client_id)
+    admin = admin_client(settings, client_id)
     try:
         admin.delete_topics(wanted)
+        revoke_topics(admin, settings, wanted)
     finally:
         admin.close()
+
+
+def require_topics(settings: Settings, principal: KafkaPrincipal, topics: Iterable[str] | None = None) -> None:
+    """Fail with a clear error unless ``topics`` (default: the live-path pair) exist and ``principal`` may see
+    them. The ingestor and the stream call this instead of creating topics: only the admin path creates them."""
+    wanted = list(topics) if topics is not None else [settings.kafka_topic_klines, settings.kafka_topic_dlq]
+    with _consumer(settings, principal) as consumer:
+        try:
+            visible = consumer.topics()
+        except KafkaError as exc:
+            raise _unavailable(settings, exc) from exc
+    missing = [topic for topic in wanted if topic not in visible]
+    if missing:
+        raise ServiceError(
+            f"kafka topics {missing} do not exist or {principal.value} may not see them: "
+            "`klinestream stack up` creates the live-path topics and their ACLs (the admin path)"
+        )
 
 
 def send_dlq(producer: KafkaProducer, topic: str, records: Iterable[DlqRecord]) -> int:
@@ -133,17 +174,20 @@ def send_dlq(producer: KafkaProducer, topic: str, records: Iterable[DlqRecord]) 
 
 
 @contextmanager
-def _consumer(settings: Settings) -> Iterator[KafkaConsumer]:
+def _consumer(settings: Settings, principal: KafkaPrincipal) -> Iterator[KafkaConsumer]:
     try:
         consumer = KafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap_servers,
-            enable_auto_commit=False,
-            group_id=None,
-            client_id="klinestream-tail",
-            consumer_timeout_ms=5000,
+            **client_config(
+                settings,
+                principal,
+                enable_auto_commit=False,
+                group_id=None,
+                client_id="klinestream-tail",
+                consumer_timeout_ms=5000,
+            )
         )
     except KafkaError as exc:
-        raise TemporaryError(f"kafka unavailable at {settings.kafka_bootstrap_servers}: {exc}") from exc
+        raise _unavailable(settings, exc) from exc
     try:
         yield consumer
     finally:
@@ -151,7 +195,11 @@ def _consumer(settings: Settings) -> Iterator[KafkaConsumer]:
 
 
 def last_published_hours(
-    settings: Settings, lookback: int = 2000, signer: KlineSigner | None = None, now_ms: int | None = None
+    settings: Settings,
+    lookback: int = 2000,
+    signer: KlineSigner | None = None,
+    now_ms: int | None = None,
+    principal: KafkaPrincipal = KafkaPrincipal.INGESTOR,
 ) -> dict[str, int]:
     """The latest ``open_time`` per symbol among the last ``lookback`` records of each partition of
     ``klines.1h``. Empty when the topic is empty or missing. Ignored: unparseable records, records without a
@@ -160,7 +208,7 @@ def last_published_hours(
     limit = (now_ms if now_ms is not None else int(time.time() * 1000)) + int(settings.clock_skew_seconds * 1000)
     topic = settings.kafka_topic_klines
     latest: dict[str, int] = {}
-    with _consumer(settings) as consumer:
+    with _consumer(settings, principal) as consumer:
         partitions = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         if not tps:
@@ -220,9 +268,16 @@ class KafkaKlineSink:
             raise TemporaryError(f"publishing {len(pending)} klines to {self.topic} failed: {exc}") from exc
 
 
-def publish_klines(settings: Settings, klines: Iterable[Kline], source: str, client_id: str) -> None:
-    """Publish ``klines`` to ``klines.1h`` with a short-lived idempotent producer, and wait until durable."""
-    producer = build_producer(settings, client_id=client_id)
+def publish_klines(
+    settings: Settings,
+    klines: Iterable[Kline],
+    source: str,
+    client_id: str,
+    principal: KafkaPrincipal = KafkaPrincipal.WRITER,
+) -> None:
+    """Publish ``klines`` to ``klines.1h`` with a short-lived idempotent producer, and wait until durable
+    (as the writer principal by default: tests, the demo's seed and the bench publish this way)."""
+    producer = build_producer(settings, client_id=client_id, principal=principal)
     try:
         sink = KafkaKlineSink(producer, settings.kafka_topic_klines, settings.kline_signer())
         for kline in klines:

@@ -15,6 +15,16 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from models.credentials import (
+    PASSWORD_FIELDS,
+    PASSWORD_PATTERN,
+    CassandraRole,
+    Credentials,
+    KafkaPrincipal,
+    MlflowAccount,
+    password_setting,
+    username,
+)
 from models.errors import SettingsError
 from models.signing import MIN_SECRET_BYTES, KlineSigner, signer_from_secret
 
@@ -26,7 +36,11 @@ MIN_DASHBOARD_PASSWORD = 8
 
 TradingMode = Literal["paper", "testnet", "live"]
 #: Fields whose values are never echoed in an error message.
-SECRET_FIELDS = frozenset({"binance_api_key", "binance_api_secret", "kline_signing_key", "dashboard_password"})
+SECRET_FIELDS = frozenset(
+    {"binance_api_key", "binance_api_secret", "kline_signing_key", "dashboard_password", *PASSWORD_FIELDS}
+)
+#: The file of generated service passwords, below the home, unless KLINESTREAM_SECRETS_FILE names another.
+SECRETS_FILE_NAME = "secrets.env"
 
 
 def env_name(field: str) -> str:
@@ -72,6 +86,24 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str = "http://127.0.0.1:5000"
     mlflow_model_name: str = "klinestream-dqn"
     airflow_api_url: str = "http://127.0.0.1:8080"
+
+    # --- service credentials (docs/security.md; `klinestream stack up` generates the local stack's) -------
+    secrets_file: Path | None = Field(
+        None,
+        description="File of service passwords (KEY=value lines, mode 0600) read after .env; default "
+        f"<home>/{SECRETS_FILE_NAME}, which `klinestream stack up` writes the first time.",
+    )
+    kafka_admin_password: SecretStr | None = None
+    kafka_ingestor_password: SecretStr | None = None
+    kafka_stream_password: SecretStr | None = None
+    kafka_writer_password: SecretStr | None = None
+    cassandra_admin_password: SecretStr | None = None
+    cassandra_stream_password: SecretStr | None = None
+    cassandra_dashboard_password: SecretStr | None = None
+    cassandra_operator_password: SecretStr | None = None
+    mlflow_admin_password: SecretStr | None = None
+    mlflow_stream_password: SecretStr | None = None
+    mlflow_writer_password: SecretStr | None = None
 
     # --- the record path ------------------------------------------------------------------------
     kline_signing_key: SecretStr | None = Field(
@@ -133,6 +165,8 @@ class Settings(BaseSettings):
         "kline_signing_key",
         "stream_start",
         "dashboard_password",
+        "secrets_file",
+        *PASSWORD_FIELDS,
         mode="before",
     )
     @classmethod
@@ -180,6 +214,13 @@ class Settings(BaseSettings):
             raise ValueError(f"must be at least {MIN_SECRET_BYTES} bytes long")
         return value
 
+    @field_validator(*PASSWORD_FIELDS)
+    @classmethod
+    def _usable_password(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not PASSWORD_PATTERN.match(value.get_secret_value()):
+            raise ValueError("must be 16 to 256 characters among letters, digits and . _ ~ + / = -")
+        return value
+
     @field_validator("stream_start")
     @classmethod
     def _on_the_hour(cls, value: datetime | None) -> datetime | None:
@@ -190,7 +231,7 @@ class Settings(BaseSettings):
             raise ValueError("must be on the hour, e.g. 2023-01-01T00:00:00Z")
         return value
 
-    @field_validator("home", "data_dir", "lake_dir")
+    @field_validator("home", "data_dir", "lake_dir", "secrets_file")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return None if value is None else value.expanduser().resolve()
@@ -222,6 +263,35 @@ class Settings(BaseSettings):
     def stack_dir(self) -> Path:
         """Data and logs of the local services, one folder per service."""
         return self.home / "stack"
+
+    @property
+    def secrets_path(self) -> Path:
+        """The file of service passwords :func:`load_settings` reads (``stack up`` writes the local stack's)."""
+        return self.secrets_file if self.secrets_file is not None else self.home / SECRETS_FILE_NAME
+
+    def kafka_credentials(self, principal: KafkaPrincipal) -> Credentials | None:
+        """The SCRAM user and password of ``principal``; None when Kafka has no passwords (no authentication)."""
+        return self._credentials("kafka", principal)
+
+    def cassandra_credentials(self, role: CassandraRole) -> Credentials | None:
+        """The login role and password of ``role``; None when Cassandra has no passwords (no authentication)."""
+        return self._credentials("cassandra", role)
+
+    def mlflow_credentials(self, account: MlflowAccount) -> Credentials | None:
+        """The basic-auth account of ``account``; None when MLflow has no passwords (no authentication)."""
+        return self._credentials("mlflow", account)
+
+    def _credentials(self, service: str, principal: KafkaPrincipal | CassandraRole | MlflowAccount) -> Credentials | None:
+        field = password_setting(service, principal)
+        password = getattr(self, field)
+        if password is not None:
+            return Credentials(username(principal), password)
+        others = [name for name in PASSWORD_FIELDS if name.startswith(f"{service}_") and getattr(self, name)]
+        if others:  # authentication is on for this service: connecting without a password would only be refused
+            raise SettingsError(
+                f"{env_name(field)} is not set, but {service} authentication is on ({env_name(others[0])} is set)"
+            )
+        return None
 
     @property
     def stream_start_ms(self) -> int | None:
@@ -265,8 +335,25 @@ def _describe(error: ValidationError) -> str:
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Build and validate the settings once, at an entry point; raise SettingsError naming the variable."""
+    """Build and validate the settings once, at an entry point; raise SettingsError naming the variable.
+
+    Precedence: ``overrides``, then the environment, then ``.env``, then the secrets file
+    (:attr:`Settings.secrets_path`, when it exists: it must be readable by its owner alone), then defaults."""
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
+        secrets = settings.secrets_path
+        if not secrets.is_file():
+            return settings
+        _require_private(secrets)
+        dotenv = Settings.model_config.get("env_file")
+        dotenv_files = list(dotenv) if isinstance(dotenv, list | tuple) else [dotenv] if dotenv else []
+        return Settings(_env_file=(secrets, *dotenv_files), **overrides)
     except ValidationError as exc:
         raise SettingsError(_describe(exc)) from None
+
+
+def _require_private(path: Path) -> None:
+    """Refuse a secrets file others can read or write (as ssh refuses a private key with such a mode)."""
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        raise SettingsError(f"{path} holds passwords but its mode is {mode:04o}: run `chmod 600 {path}`")

@@ -288,15 +288,16 @@ async def run_ingestor(
     """Wire the ingestor from settings (topics, idempotent producer, python-binance) and run until ``stop``."""
     from adapters.binance.rest import BinanceRest, make_async_client
     from adapters.binance.websocket import open_kline_stream
-    from adapters.kafka import KafkaKlineSink, build_producer, ensure_topics, last_published_hours
+    from adapters.kafka import KafkaKlineSink, build_producer, last_published_hours, require_topics
+    from models.credentials import KafkaPrincipal
 
-    ensure_topics(settings)
+    require_topics(settings, KafkaPrincipal.INGESTOR, [settings.kafka_topic_klines])  # the admin path creates it
     signer = settings.kline_signer()
     if signer is None:
         log.warning("kline signing off: KLINESTREAM_KLINE_SIGNING_KEY is unset, klines are published unsigned")
     last = last_published_hours(settings, signer=signer)
     log.info("last published hours: %s", " ".join(f"{s}={t}" for s, t in sorted(last.items())) or "none")
-    producer = build_producer(settings, client_id="klinestream-ingestor")
+    producer = build_producer(settings, client_id="klinestream-ingestor", principal=KafkaPrincipal.INGESTOR)
     client = make_async_client(settings.binance_base_url)
     symbols = list(settings.symbols)
     sink = KafkaKlineSink(producer, settings.kafka_topic_klines, signer)

@@ -37,6 +37,8 @@ from pyspark.sql.streaming import StreamingQuery
 from pyspark.sql.types import DataType, DoubleType, LongType, StringType, StructField, StructType
 
 from adapters.kafka import KafkaDlqWriter, KafkaProducer, build_producer
+from adapters.kafka_auth import spark_security_options
+from models.credentials import KafkaPrincipal
 from models.alerts import AlertSink
 from models.errors import KlineParseError, PermanentError, ServiceError
 from models.kline import Kline, parse_record
@@ -113,6 +115,7 @@ def read_klines(spark: SparkSession, settings: Settings, options: StreamOptions)
         .option("failOnDataLoss", "true")
         .option("kafka.fetch.max.wait.ms", str(options.fetch_max_wait_ms))
         .option("includeHeaders", "true")
+        .options(**spark_security_options(settings, KafkaPrincipal.STREAM))
         .load()
     )
     return raw.select(
@@ -273,7 +276,7 @@ def run_stream(
     """Run the job until ``stop`` is set (then the query is stopped within about a second) or,
     with ``available_now``, until the topic is drained. A run that read records and kept none raises
     :class:`~streaming.micro_batch.EmptyRunError` (after an ``empty_run`` alert): it never reports success."""
-    producer = build_producer(settings, client_id=f"klinestream-{options.name}-dlq")
+    producer = build_producer(settings, client_id=f"klinestream-{options.name}-dlq", principal=KafkaPrincipal.STREAM)
     try:
         processor = build_processor(settings, trader, options, producer, alerts)
         query = start_stream(spark, settings, trader, options, producer, on_outcome, processor=processor)

@@ -37,6 +37,8 @@ DEFAULT_CONF: dict[str, str] = {
     # and locality waits only add latency to each of them
     "spark.sql.adaptive.enabled": "false",
     "spark.locality.wait": "0",
+    # Spark's default pattern plus "jaas": the Kafka source's kafka.sasl.jaas.config holds a password
+    "spark.redaction.regex": "(?i)secret|password|token|access[.]?key|jaas",
 }
 
 CONNECTOR_PREFIX = "spark-sql-kafka-0-10_"

@@ -16,6 +16,11 @@ same rows and never adds one):
 - ``agent_checkpoint_chunks`` PK ``((trader_id, batch_id), chunk)``: the checkpoint blob in chunks.
 - ``controls``   PK ``name``: operator switches (the kill switch).
 
+Each connection logs in as the Cassandra role of its process (models/credentials.py: the stream, the
+dashboard, the operator's CLI, or the admin). The admin path (:mod:`.provision`, run by ``klinestream stack
+up``) creates the schema and grants the roles their tables; :func:`ensure_schema` creates only what is
+missing, so a role without schema permissions connects to a provisioned keyspace without touching DDL.
+
 One role per class, all on one :class:`CassandraSession`: the trade sink (:mod:`.trade_sink`: decisions,
 orders, positions), the checkpoint store (:mod:`.checkpoints`), the controls (:mod:`.controls`) and the
 reader of reports and the dashboard (:mod:`.reader`).
@@ -29,14 +34,17 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from cassandra import ConsistencyLevel, OperationTimedOut, Unavailable, WriteTimeout
+from cassandra import ConsistencyLevel, OperationTimedOut, Unauthorized, Unavailable, WriteTimeout
 from cassandra import ReadTimeout as CassandraReadTimeout
+from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import Cluster, NoHostAvailable, Session
 from cassandra.concurrent import execute_concurrent
 from cassandra.policies import DCAwareRoundRobinPolicy, ExponentialReconnectionPolicy
 from cassandra.query import PreparedStatement
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
+from models.credentials import CassandraRole
+from models.errors import ServiceError
 from models.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -85,12 +93,23 @@ def retrying(max_outage_seconds: float) -> Retrying:
     )
 
 
-def connect_cluster(settings: Settings, max_outage_seconds: float = 300.0) -> tuple[Cluster, Session]:
-    """A cluster that reconnects quickly (0.5 s → 5 s) after an outage, and its session."""
+def auth_provider(settings: Settings, role: CassandraRole) -> PlainTextAuthProvider | None:
+    """The login of ``role`` (None when Cassandra has no passwords in the settings: no authentication)."""
+    credentials = settings.cassandra_credentials(role)
+    if credentials is None:
+        return None
+    return PlainTextAuthProvider(username=credentials.username, password=credentials.secret())
+
+
+def connect_cluster(
+    settings: Settings, role: CassandraRole, max_outage_seconds: float = 300.0
+) -> tuple[Cluster, Session]:
+    """A cluster logged in as ``role`` that reconnects quickly (0.5 s → 5 s) after an outage, and its session."""
     cluster = Cluster(
         list(settings.cassandra_hosts),
         port=settings.cassandra_port,
         protocol_version=5,
+        auth_provider=auth_provider(settings, role),
         load_balancing_policy=DCAwareRoundRobinPolicy(local_dc="datacenter1"),
         reconnection_policy=ExponentialReconnectionPolicy(base_delay=0.5, max_delay=5.0),
     )
@@ -98,11 +117,37 @@ def connect_cluster(settings: Settings, max_outage_seconds: float = 300.0) -> tu
     return cluster, session
 
 
-def ensure_schema(session: Session, keyspace: str, max_outage_seconds: float = 300.0) -> None:
-    """Create the keyspace and tables if they do not exist (safe to run at every start)."""
+def existing_tables(session: Session, keyspace: str, max_outage_seconds: float = 300.0) -> set[str] | None:
+    """The tables of ``keyspace`` (None when the keyspace does not exist); ``system_schema`` is readable by
+    every role."""
     retry = retrying(max_outage_seconds)
-    for statement in SCHEMA:
-        retry(session.execute, statement.format(ks=keyspace), timeout=60)
+    query = "SELECT keyspace_name FROM system_schema.keyspaces WHERE keyspace_name = %s"
+    if retry(session.execute, query, (keyspace,), timeout=30).one() is None:
+        return None
+    query = "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s"
+    return {row.table_name for row in retry(session.execute, query, (keyspace,), timeout=30)}
+
+
+def ensure_schema(session: Session, keyspace: str, max_outage_seconds: float = 300.0) -> list[str]:
+    """Create the keyspace and the tables that do not exist (safe at every start); returns what it created.
+
+    Only missing objects are created: Cassandra checks the CREATE permission even for ``IF NOT EXISTS``,
+    and the stream's and dashboard's roles have none. A role that lacks it on a keyspace that is not
+    provisioned gets a ServiceError saying so."""
+    retry = retrying(max_outage_seconds)
+    tables = existing_tables(session, keyspace, max_outage_seconds)
+    wanted = [("keyspace", SCHEMA[0])] if tables is None else []
+    wanted += [(table, statement) for table, statement in zip(TABLES, SCHEMA[1:], strict=True)
+               if tables is None or table not in tables]  # fmt: skip
+    for name, statement in wanted:
+        try:
+            retry(session.execute, statement.format(ks=keyspace), timeout=60)
+        except Unauthorized as exc:
+            raise ServiceError(
+                f"cassandra keyspace {keyspace} lacks its {name} and this role may not create it "
+                f"({exc.args[0] if exc.args else exc}): `klinestream stack up` provisions the schema"
+            ) from None
+    return [name for name, _ in wanted]
 
 
 class CassandraSession:
@@ -115,11 +160,16 @@ class CassandraSession:
         self.retry = retrying(max_outage_seconds)
 
     @classmethod
-    def connect(cls, settings: Settings, max_outage_seconds: float = 300.0) -> CassandraSession:
-        """Connect and create the schema if needed."""
-        cluster, session = connect_cluster(settings, max_outage_seconds)
-        ensure_schema(session, settings.cassandra_keyspace, max_outage_seconds)
-        log.info("cassandra ready keyspace=%s hosts=%s", settings.cassandra_keyspace, settings.cassandra_hosts)
+    def connect(cls, settings: Settings, role: CassandraRole, max_outage_seconds: float = 300.0) -> CassandraSession:
+        """Connect as ``role`` and create what is missing of the schema (if the role may)."""
+        cluster, session = connect_cluster(settings, role, max_outage_seconds)
+        try:
+            ensure_schema(session, settings.cassandra_keyspace, max_outage_seconds)
+        except ServiceError:
+            cluster.shutdown()
+            raise
+        log.info("cassandra ready keyspace=%s hosts=%s role=%s", settings.cassandra_keyspace,
+                 settings.cassandra_hosts, role.value)  # fmt: skip
         return cls(session, settings.cassandra_keyspace, max_outage_seconds, cluster=cluster)
 
     def close(self) -> None:

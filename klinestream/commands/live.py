@@ -69,7 +69,9 @@ def stream(
     online: bool = typer.Option(True, "--online/--no-online", help="Keep learning online (policy/target nets)."),
 ) -> None:
     """Run the Spark job: Kafka klines.1h → DLQ for bad records → hour alignment → online trader → Cassandra."""
-    from adapters.kafka import ensure_topics
+    from adapters.kafka import require_topics
+    from adapters.mlflow.accounts import use_account
+    from models.credentials import KafkaPrincipal, MlflowAccount
     from models.settings import load_settings
     from streaming.spark_job import StreamOptions, run_stream_restarting
     from streaming.spark_session import build_spark_session, stop_spark
@@ -83,7 +85,8 @@ def stream(
         timeout_hours=timeout_hours,
         available_now=available_now,
     )
-    ensure_topics(settings)
+    require_topics(settings, KafkaPrincipal.STREAM)  # `klinestream stack up` (the admin path) creates them
+    use_account(settings, MlflowAccount.STREAM)  # reads the registered model; may not move its aliases
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):  # a service manager's stop, or Ctrl-C: stop cleanly
         signal.signal(sig, lambda *_: stop.set())
@@ -136,9 +139,11 @@ def kill_switch(
     from adapters.cassandra.session import CassandraSession
     from models.settings import load_settings
 
+    from models.credentials import CassandraRole
+
     if state not in ("on", "off", "status"):
         raise typer.BadParameter(f"expected on, off or status, got {state!r}", param_hint="STATE")
-    db = CassandraSession.connect(load_settings(), max_outage_seconds=30)
+    db = CassandraSession.connect(load_settings(), CassandraRole.OPERATOR, max_outage_seconds=30)
     try:
         controls = CassandraControls(db)
         if state != "status":
