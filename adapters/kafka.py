@@ -93,10 +93,10 @@ def build_producer(settings: Settings, client_id: str, principal: KafkaPrincipal
         raise _unavailable(settings, exc) from exc
 
 
-def admin_client(settings: Settings, client_id: str = "klinestream-admin") -> KafkaAdminClient:
+def admin_client(settings: Settings, client_id: str = "klinestream-admin", **config: Any) -> KafkaAdminClient:
     """An admin client logged in as the admin principal (the only one allowed to create topics)."""
     try:
-        return KafkaAdminClient(**client_config(settings, KafkaPrincipal.ADMIN, client_id=client_id))
+        return KafkaAdminClient(**client_config(settings, KafkaPrincipal.ADMIN, client_id=client_id, **config))
     except KafkaError as exc:
         raise _unavailable(settings, exc) from exc
 

@@ -8,7 +8,8 @@ Who may do what (models/credentials.py names the principals; docs/security.md ha
   groups of Spark's Kafka source (prefix :data:`SPARK_GROUP_PREFIX`);
 - writer (tests, the demo's seed, the bench): WRITE, READ and DESCRIBE on ``klines.1h``, READ and DESCRIBE
   on ``klines.dlq``; READ, WRITE and DESCRIBE on any other topic the admin path creates for it;
-- admin: super user (``super.users``), the only one that creates or deletes topics.
+- writer: READ on every consumer group;
+- admin: super user (``super.users``, PLAIN login), the only one that creates or deletes topics.
 
 With no Kafka password in the settings every function here is a no-op and clients connect in PLAINTEXT.
 """
@@ -40,6 +41,9 @@ log = logging.getLogger(__name__)
 
 SECURITY_PROTOCOL = "SASL_PLAINTEXT"
 SCRAM_MECHANISM = "SCRAM-SHA-512"
+ADMIN_MECHANISM = "PLAIN"
+"""The admin logs in with PLAIN (the broker's JAAS holds it), so it needs no SCRAM user: ``stack up`` creates
+the SCRAM users of a fresh broker as the admin."""
 SPARK_GROUP_PREFIX = "spark-kafka-source-"
 """Spark's Kafka source names its consumer groups ``spark-kafka-source-<query>-...``."""
 
@@ -55,7 +59,7 @@ def client_security(settings: Settings, principal: KafkaPrincipal) -> dict[str, 
         return {}
     return {
         "security_protocol": SECURITY_PROTOCOL,
-        "sasl_mechanism": SCRAM_MECHANISM,
+        "sasl_mechanism": ADMIN_MECHANISM if principal is KafkaPrincipal.ADMIN else SCRAM_MECHANISM,
         "sasl_plain_username": credentials.username,
         "sasl_plain_password": credentials.secret(),
     }
@@ -89,7 +93,11 @@ def topic_acls(settings: Settings, topic: str) -> list[ACL]:
     pattern = ResourcePattern(ResourceType.TOPIC, topic, ACLResourcePatternType.LITERAL)
     grants: dict[KafkaPrincipal, tuple[ACLOperation, ...]]
     if topic == settings.kafka_topic_klines:
-        grants = {KafkaPrincipal.INGESTOR: _READ_WRITE, KafkaPrincipal.STREAM: _READ, KafkaPrincipal.WRITER: _READ_WRITE}
+        grants = {
+            KafkaPrincipal.INGESTOR: _READ_WRITE,
+            KafkaPrincipal.STREAM: _READ,
+            KafkaPrincipal.WRITER: _READ_WRITE,
+        }
     elif topic == settings.kafka_topic_dlq:
         grants = {KafkaPrincipal.STREAM: _WRITE, KafkaPrincipal.WRITER: _READ}
     else:
@@ -98,9 +106,14 @@ def topic_acls(settings: Settings, topic: str) -> list[ACL]:
 
 
 def group_acls() -> list[ACL]:
-    """READ on Spark's source consumer groups for the stream (its executors' consumers carry a group id)."""
-    pattern = ResourcePattern(ResourceType.GROUP, SPARK_GROUP_PREFIX, ACLResourcePatternType.PREFIXED)
-    return [_acl(KafkaPrincipal.STREAM, ACLOperation.READ, pattern)]
+    """READ on Spark's source consumer groups for the stream (its executors' consumers carry a group id),
+    and on every group for the writer (tests and benches read with consumer groups of their own)."""
+    spark = ResourcePattern(ResourceType.GROUP, SPARK_GROUP_PREFIX, ACLResourcePatternType.PREFIXED)
+    every = ResourcePattern(ResourceType.GROUP, "*", ACLResourcePatternType.LITERAL)
+    return [
+        _acl(KafkaPrincipal.STREAM, ACLOperation.READ, spark),
+        _acl(KafkaPrincipal.WRITER, ACLOperation.READ, every),
+    ]
 
 
 def grant_topics(admin: KafkaAdminClient, settings: Settings, topics: Iterable[str]) -> None:

@@ -45,6 +45,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from models.credentials import CassandraRole, KafkaPrincipal  # noqa: E402
 from models.kline import HOUR_MS, Kline  # noqa: E402
 from models.settings import Settings, load_settings  # noqa: E402
 
@@ -109,12 +110,15 @@ def fresh_run(settings: Settings) -> Iterator[Settings]:
             "cassandra_keyspace": f"bench_{tag}",
         }
     )
+    from adapters.cassandra.provision import provision_keyspace
+
     ensure_topics(run)
+    provision_keyspace(run)
     try:
         yield run
     finally:
         delete_topics(run, client_id="bench")
-        cluster, session = connect_cluster(run, max_outage_seconds=30)
+        cluster, session = connect_cluster(run, CassandraRole.ADMIN, max_outage_seconds=30)
         session.execute(f"DROP KEYSPACE IF EXISTS {run.cassandra_keyspace}", timeout=120)
         cluster.shutdown()
 
@@ -129,9 +133,10 @@ def append_times(settings: Settings) -> dict[tuple[str, int], float]:
     """Kafka timestamp (s) of each kline record in ``klines.1h``."""
     from kafka import KafkaConsumer, TopicPartition
 
+    from adapters.kafka import client_config
     from models.kline import parse_record
 
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False)
+    consumer = KafkaConsumer(**client_config(settings, KafkaPrincipal.WRITER, enable_auto_commit=False))
     tp = TopicPartition(settings.kafka_topic_klines, 0)
     consumer.assign([tp])
     end = consumer.end_offsets([tp])[tp]
@@ -209,7 +214,7 @@ def run_live(
         timed = build(run, model_dir, online)
         append(run, warmup)
         options = StreamOptions(name="bench-live", trigger_seconds=trigger, checkpoint_dir=Path(checkpoint))
-        producer = build_producer(run, client_id="bench-dlq")
+        producer = build_producer(run, client_id="bench-dlq", principal=KafkaPrincipal.STREAM)
         query = start_stream(spark, run, timed, options, producer)
         try:
             _wait(lambda: len(timed.done) >= len(warmup) - len(SYMBOLS), 120)

@@ -62,11 +62,15 @@ DEFAULT_ARGS: dict[str, Any] = {
 
 def _context() -> tuple[Any, Any, str]:
     """(settings, retrain config, dag run id) of the running task."""
+    from adapters.mlflow.accounts import use_account
+    from models.credentials import MlflowAccount
     from models.settings import load_settings
     from pipelines.retrain_config import config_from_params
 
     context = get_current_context()
-    return load_settings(), config_from_params(context["params"]), str(context["dag_run"].run_id)
+    settings = load_settings()
+    use_account(settings, MlflowAccount.WRITER)  # registers versions and moves the challenger alias
+    return settings, config_from_params(context["params"]), str(context["dag_run"].run_id)
 
 
 with DAG(

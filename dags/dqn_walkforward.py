@@ -58,11 +58,14 @@ DEFAULT_ARGS: dict[str, Any] = {
 
 def _context() -> tuple[Any, Any, Any]:
     """(settings, walk-forward config, work folder) of the running task."""
+    from adapters.mlflow.accounts import use_account
+    from models.credentials import MlflowAccount
     from models.settings import load_settings
     from pipelines.walkforward.runner import config_from_params, work_dir
 
     context = get_current_context()
     settings = load_settings()
+    use_account(settings, MlflowAccount.WRITER)  # logs the walk-forward's runs
     params = {**context["params"], "symbols": settings.symbols, "traded_symbol": settings.traded_symbol}
     config = config_from_params(params, settings.fee_rate)
     return settings, config, work_dir(settings.home, str(context["dag_run"].run_id))

@@ -37,6 +37,21 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at DE
     # matplotlib logs "generated new fontManager" at INFO the first time it runs on a machine: library
     # chatter, not ours (it turned a fresh machine's one-line CLI errors into two lines)
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
+    _mlflow_login()
+
+
+def _mlflow_login() -> None:
+    """Every command acts as MLflow's writer account (``stream`` switches to the read-only stream account);
+    invalid settings are left for the command itself to report."""
+    from adapters.mlflow.accounts import use_account
+    from models.credentials import MlflowAccount
+    from models.errors import SettingsError
+    from models.settings import load_settings
+
+    try:
+        use_account(load_settings(), MlflowAccount.WRITER)
+    except SettingsError:
+        return
 
 
 def _register_all() -> None:

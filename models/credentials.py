@@ -91,5 +91,7 @@ SERVICE_PRINCIPALS: dict[str, tuple[KafkaPrincipal | CassandraRole | MlflowAccou
 """Every principal of every locked service: the passwords ``stack up`` generates."""
 
 PASSWORD_FIELDS: tuple[str, ...] = tuple(
-    password_setting(service, principal) for service, principals in SERVICE_PRINCIPALS.items() for principal in principals
+    password_setting(service, principal)
+    for service, principals in SERVICE_PRINCIPALS.items()
+    for principal in principals
 )

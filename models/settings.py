@@ -41,6 +41,7 @@ SECRET_FIELDS = frozenset(
 )
 #: The file of generated service passwords, below the home, unless KLINESTREAM_SECRETS_FILE names another.
 SECRETS_FILE_NAME = "secrets.env"
+DOTENV = ".env"
 
 
 def env_name(field: str) -> str:
@@ -53,7 +54,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
-        env_file=".env",
+        env_file=DOTENV,
         env_file_encoding="utf-8",
         extra="ignore",
         frozen=True,
@@ -281,7 +282,9 @@ class Settings(BaseSettings):
         """The basic-auth account of ``account``; None when MLflow has no passwords (no authentication)."""
         return self._credentials("mlflow", account)
 
-    def _credentials(self, service: str, principal: KafkaPrincipal | CassandraRole | MlflowAccount) -> Credentials | None:
+    def _credentials(
+        self, service: str, principal: KafkaPrincipal | CassandraRole | MlflowAccount
+    ) -> Credentials | None:
         field = password_setting(service, principal)
         password = getattr(self, field)
         if password is not None:
@@ -345,9 +348,7 @@ def load_settings(**overrides: Any) -> Settings:
         if not secrets.is_file():
             return settings
         _require_private(secrets)
-        dotenv = Settings.model_config.get("env_file")
-        dotenv_files = list(dotenv) if isinstance(dotenv, list | tuple) else [dotenv] if dotenv else []
-        return Settings(_env_file=(secrets, *dotenv_files), **overrides)
+        return Settings(_env_file=(secrets, DOTENV), **overrides)  # the later file wins: .env over secrets
     except ValidationError as exc:
         raise SettingsError(_describe(exc)) from None
 

@@ -13,6 +13,7 @@ from adapters.cassandra.controls import CassandraControls
 from adapters.cassandra.session import CassandraSession
 from adapters.cassandra.trade_sink import CassandraTradeSink
 from models.alerts import AlertSink
+from models.credentials import CassandraRole
 from models.ports import ModelSource
 from models.settings import Settings
 from streaming.brokers import make_broker
@@ -36,7 +37,7 @@ def start_live_trader(
     """
     extra = {} if trader_id is None else {"trader_id": trader_id}
     config = TraderConfig.from_settings(settings, online=OnlineConfig(enabled=online), **extra)
-    db = CassandraSession.connect(settings)
+    db = CassandraSession.connect(settings, CassandraRole.STREAM)
     return OnlineTrader.start(
         config,
         source,

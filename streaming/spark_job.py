@@ -38,8 +38,8 @@ from pyspark.sql.types import DataType, DoubleType, LongType, StringType, Struct
 
 from adapters.kafka import KafkaDlqWriter, KafkaProducer, build_producer
 from adapters.kafka_auth import spark_security_options
-from models.credentials import KafkaPrincipal
 from models.alerts import AlertSink
+from models.credentials import KafkaPrincipal
 from models.errors import KlineParseError, PermanentError, ServiceError
 from models.kline import Kline, parse_record
 from models.settings import Settings

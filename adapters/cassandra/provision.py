@@ -73,7 +73,9 @@ def admin_session(settings: Settings, timeout: float = 10.0) -> tuple[Cluster, S
 def _admin(settings: Settings) -> Credentials:
     admin = settings.cassandra_credentials(CassandraRole.ADMIN)
     if admin is None:
-        raise ServiceError("Cassandra has no admin password (KLINESTREAM_CASSANDRA_ADMIN_PASSWORD): nothing to provision")
+        raise ServiceError(
+            "Cassandra has no admin password (KLINESTREAM_CASSANDRA_ADMIN_PASSWORD): nothing to provision"
+        )
     return admin
 
 

@@ -137,9 +137,8 @@ def kill_switch(
     """Stop (on) or allow (off) new orders of running traders within one micro-batch; decisions go on."""
     from adapters.cassandra.controls import CassandraControls
     from adapters.cassandra.session import CassandraSession
-    from models.settings import load_settings
-
     from models.credentials import CassandraRole
+    from models.settings import load_settings
 
     if state not in ("on", "off", "status"):
         raise typer.BadParameter(f"expected on, off or status, got {state!r}", param_hint="STATE")

@@ -56,12 +56,13 @@ def up(services: list[str] = typer.Argument(None, help=SERVICES_HELP)) -> None:
 
     from klinestream.stack.control import Action, StackStartError
     from klinestream.stack.control import up as bring_up
+    from klinestream.stack.secrets import ensure_secrets
     from klinestream.stack.services import build_services
     from models.settings import load_settings
 
     _quiet_clients()
     console = Console(soft_wrap=True)
-    chosen = build_services(load_settings(), services or [])
+    chosen = build_services(ensure_secrets(load_settings()), services or [])
     try:
         results = bring_up(chosen, report=console.print)
     except StackStartError as exc:

@@ -31,6 +31,7 @@ from aiohttp import web
 from adapters.loop_thread import LoopThread
 from klinestream.dashboard.api import DashboardReader
 from klinestream.dashboard.security import AccessPolicy, add_access, json_body, require_control
+from models.credentials import CassandraRole
 
 if TYPE_CHECKING:
     from models.settings import Settings
@@ -286,7 +287,7 @@ def dashboard_server(
         host, settings.dashboard_password, settings.dashboard_allowed_hosts, settings.dashboard_session_hours
     )
     ensure_assets()
-    db = CassandraSession.connect(settings, max_outage_seconds=60)
+    db = CassandraSession.connect(settings, CassandraRole.DASHBOARD, max_outage_seconds=60)
     reader = DashboardReader(TradeReader(db), CassandraControls(db), LakeKlines(settings.lake_root),
                              settings.dashboard_window_hours, settings.dashboard_stale_after_seconds)  # fmt: skip
     return DashboardServer(reader, host, port, trader_id, symbol, on_close=db.close, since=since, access=access)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from models.credentials import KafkaPrincipal
 from models.errors import KlinestreamError
 from models.kline import HOUR_MS, Kline
 from models.settings import Settings
@@ -118,7 +119,9 @@ def kafka_append_ms(settings: Settings, traded_hours: set[int]) -> dict[int, flo
     """Per hour, the latest Kafka timestamp among the klines of that hour in the demo topic."""
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False)
+    from adapters.kafka import client_config
+
+    consumer = KafkaConsumer(**client_config(settings, KafkaPrincipal.WRITER, enable_auto_commit=False))
     latest: dict[int, float] = {}
     try:
         tp = TopicPartition(settings.kafka_topic_klines, 0)
@@ -249,7 +252,7 @@ def run_live(
 
             spark = build_spark_session(live, "klinestream-demo")
         clock = HourClock()
-        producer = build_producer(live, client_id=f"klinestream-demo-{run_id}-dlq")
+        producer = build_producer(live, client_id=f"klinestream-demo-{run_id}-dlq", principal=KafkaPrincipal.STREAM)
         options = StreamOptions(name=f"demo-{run_id}", checkpoint_dir=work / "checkpoint")
         query = start_stream(spark, live, trader, options, producer, on_outcome=clock)
         _wait_first_batch(clock, query, timeout)

@@ -24,6 +24,7 @@ from rich.console import Console
 from klinestream.demo import data, training
 from klinestream.demo.live import run_live
 from klinestream.demo.summary import DemoSummary, render, trade_figures
+from models.credentials import CassandraRole
 from models.errors import KlinestreamError
 from models.settings import Settings
 from models.time_range import parse_range
@@ -208,7 +209,7 @@ def _live(
     if "dashboard" in summary.urls:  # this replay's trader, its P&L counted from the replay's start (as below)
         query = urlencode({"trader": result.trader_id, "symbol": settings.traded_symbol, "since": replay.start_ms})
         summary.urls["dashboard"] = f"{summary.urls['dashboard']}?{query}"
-    db = CassandraSession.connect(settings, max_outage_seconds=60)
+    db = CassandraSession.connect(settings, CassandraRole.OPERATOR, max_outage_seconds=60)
     try:
         reader = TradeReader(db)
         decisions, orders, positions = (

@@ -27,6 +27,9 @@ def component_command(command: list[str]) -> list[str]:
 
 
 def main() -> None:
+    import os
+
+    os.umask(0o077)  # the generated admin password file (and every file Airflow writes) private to its owner
     from airflow.__main__ import main as airflow_main
     from airflow.cli.commands import standalone_command
 
@@ -36,7 +39,7 @@ def main() -> None:
         def __init__(self, parent: Any, name: str, command: list[str], env: dict[str, str]) -> None:
             super().__init__(parent, name, component_command(command), env)
 
-    standalone_command.SubCommand = SubCommand  # looked up by StandaloneCommand.run at call time
+    standalone_command.SubCommand = SubCommand  # type: ignore[misc]  # looked up by StandaloneCommand.run at call time
     sys.argv = ["airflow", "standalone"]
     airflow_main()
 

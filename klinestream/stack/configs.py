@@ -9,6 +9,8 @@ from pathlib import Path
 
 from models.credentials import Credentials
 
+SCRAM_JAAS = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+
 
 def _plain_jaas(admin: Credentials) -> str:
     """The PLAIN login of the broker's own connections (to itself and to the controller) and of the stack's
@@ -40,7 +42,7 @@ sasl.mechanism.inter.broker.protocol=PLAIN
 sasl.mechanism.controller.protocol=PLAIN
 listener.name.sasl_plaintext.sasl.enabled.mechanisms=SCRAM-SHA-512,PLAIN
 listener.name.sasl_plaintext.plain.sasl.jaas.config={jaas}
-listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config={SCRAM_JAAS}
 listener.name.controller.sasl.enabled.mechanisms=PLAIN
 listener.name.controller.plain.sasl.jaas.config={jaas}
 authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer

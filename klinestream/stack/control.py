@@ -159,6 +159,9 @@ def _up(services: Sequence[Service], report: Report) -> list[UpResult]:
             report(f"{service.name}: started (log {service.log_path})")
         started[service.name] = time.monotonic() if action is not Action.LEAVE else 0.0
     seconds = _wait_healthy([s for s in services if actions[s.name] is not Action.LEAVE], started, report)
+    for service in services:  # the admin path, at every up: a changed secrets file takes effect here
+        for line in service.provision():
+            report(f"{service.name}: {line}")
     results = []
     for service in services:
         proc = _ours(service)

@@ -54,7 +54,9 @@ def ensure_secrets(settings: Settings) -> Settings:
     generated = {field: new_password() for field in missing}
     path = settings.secrets_path
     existing = path.read_text() if path.is_file() else ""
-    header = "" if existing else "# service passwords of the local stack, written by `klinestream stack up`; keep private\n"
+    header = (
+        "" if existing else "# service passwords of the local stack, written by `klinestream stack up`; keep private\n"
+    )
     body = existing + ("" if not existing or existing.endswith("\n") else "\n")
     write_private(path, header + body + dotenv_lines({env_name(f): v for f, v in generated.items()}))
     log.info("generated %d service passwords into %s", len(generated), path)

@@ -2,7 +2,12 @@
 
 A service knows its ports (from the settings), how to prepare its folder ``<home>/stack/<name>/`` (configs,
 storage), the command that runs it in the foreground, the environment it needs and how to ask it whether
-it is healthy with its own client. Starting, stopping and waiting live in :mod:`klinestream.stack.control`.
+it is healthy with its own client, and what the admin path sets on it once it answers (:meth:`Service.provision`:
+users, roles, grants, topics). Starting, stopping and waiting live in :mod:`klinestream.stack.control`.
+
+A service's environment holds no secret of the caller (the Binance key, the signing key, the service
+passwords): each reads its own password from a config file of mode 0600 in its folder, and the DAG tasks
+of Airflow read theirs from the secrets file of the home (``load_settings``).
 """
 
 from __future__ import annotations
@@ -22,8 +27,10 @@ import requests
 from klinestream.stack import configs
 from klinestream.stack.jvm import require_jars
 from klinestream.stack.process import host_port_from_bootstrap, host_port_from_url, port_open
+from klinestream.stack.secrets import write_private
+from models.credentials import Credentials, KafkaPrincipal, MlflowAccount
 from models.errors import ServiceError
-from models.settings import Settings
+from models.settings import SECRET_FIELDS, Settings, env_name
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +39,15 @@ VENV_BIN = Path(sys.executable).parent
 
 #: Variables of the caller that must not leak into a service (a test session points AIRFLOW_HOME elsewhere).
 _SCRUBBED_PREFIXES = ("AIRFLOW", "MLFLOW_", "_AIRFLOW")
+#: Variables never handed to a service: the secret settings, and anything named like a credential.
+_SECRET_NAMES = frozenset(env_name(field) for field in SECRET_FIELDS)
+_SECRET_WORDS = ("SECRET", "PASSWORD", "API_KEY", "TOKEN", "SIGNING_KEY", "CREDENTIAL")
+
+
+def is_secret_variable(name: str) -> bool:
+    """True for a variable a service must not inherit (``KLINESTREAM_BINANCE_API_KEY``, ``*_PASSWORD``...)."""
+    upper = name.upper()
+    return upper in _SECRET_NAMES or any(word in upper for word in _SECRET_WORDS)
 
 
 class Service(ABC):
@@ -86,7 +102,9 @@ class Service(ABC):
 
     def env(self) -> dict[str, str]:
         """The caller's environment without Airflow/MLflow variables, with the venv's scripts on PATH."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUBBED_PREFIXES)}
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith(_SCRUBBED_PREFIXES) and not is_secret_variable(k)
+        }
         env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
         # services run in their own folder: hand them the resolved (absolute) locations, so that DAG tasks
         # read the same lake as the CLI and never a relative "var" below the service's folder
@@ -103,9 +121,20 @@ class Service(ABC):
     def healthy(self) -> bool:
         """Ask the service itself whether it serves requests; False (never an exception) when it does not."""
 
+    def provision(self) -> list[str]:
+        """The admin path, once the service answers: set its users, roles, grants (idempotent, at every
+        ``up``); returns what it set, for the report."""
+        return []
+
     def notes(self) -> str:
         """A hint shown by ``stack status`` (login, URL)."""
         return ""
+
+    def admin(self, credentials: Credentials | None) -> Credentials:
+        """The admin login of a locked service (``stack up`` generates it before preparing any service)."""
+        if credentials is None:
+            raise ServiceError(f"{self.name} has no admin password: `klinestream stack up` generates the secrets file")
+        return credentials
 
 
 class KafkaService(Service):
@@ -134,8 +163,9 @@ class KafkaService(Service):
         super().prepare()
         conf = self.root / "conf"
         conf.mkdir(exist_ok=True)
-        props = configs.kafka_server_properties(self.host, self.port, self.controller_port, self.data_dir)
-        (conf / "server.properties").write_text(props)
+        admin = self.admin(self.settings.kafka_credentials(KafkaPrincipal.ADMIN))
+        props = configs.kafka_server_properties(self.host, self.port, self.controller_port, self.data_dir, admin)
+        write_private(conf / "server.properties", props)
         (conf / "log4j2.properties").write_text(configs.LOG4J2_CONSOLE)
         if not (self.data_dir / "meta.properties").exists():
             self._format_storage()
@@ -172,14 +202,13 @@ class KafkaService(Service):
     def healthy(self) -> bool:
         if not port_open(self.host, self.port):
             return False
-        from kafka import KafkaAdminClient
         from kafka.errors import KafkaError
 
+        from adapters.kafka import admin_client
+
         try:
-            admin = KafkaAdminClient(
-                bootstrap_servers=self.settings.kafka_bootstrap_servers, request_timeout_ms=5000, client_id="ks-health"
-            )
-        except (KafkaError, OSError):
+            admin = admin_client(self.settings, client_id="ks-health", request_timeout_ms=5000)
+        except (KafkaError, OSError, ServiceError):
             return False
         try:
             brokers = admin.describe_cluster().get("brokers", [])
@@ -188,6 +217,19 @@ class KafkaService(Service):
             return False
         finally:
             admin.close()
+
+    def provision(self) -> list[str]:
+        """The SCRAM users of the principals, then the live-path topics and their ACLs."""
+        from adapters.kafka import admin_client, ensure_topics
+        from adapters.kafka_auth import upsert_scram_users
+
+        admin = admin_client(self.settings)
+        try:
+            users = upsert_scram_users(admin, self.settings)
+        finally:
+            admin.close()
+        topics = ensure_topics(self.settings)
+        return [f"SCRAM users {', '.join(users)}", f"topics created: {', '.join(topics) or 'none'} (ACLs set)"]
 
 
 def kafka_cluster_id(data_dir: Path) -> str:
@@ -258,24 +300,32 @@ class CassandraService(Service):
         if not port_open(self.host, self.port):
             return False
         from cassandra import DriverException
-        from cassandra.cluster import Cluster, NoHostAvailable
-        from cassandra.policies import DCAwareRoundRobinPolicy
+        from cassandra.cluster import NoHostAvailable
 
-        cluster = Cluster(
-            [self.host],
-            port=self.port,
-            protocol_version=5,
-            connect_timeout=5,
-            load_balancing_policy=DCAwareRoundRobinPolicy(local_dc="datacenter1"),
-        )
+        from adapters.cassandra.provision import admin_session
+
         try:
-            session = cluster.connect()
+            cluster, session = admin_session(self.settings, timeout=5.0)
+        except (NoHostAvailable, DriverException, OSError, ServiceError):
+            return False
+        try:
             row = session.execute("SELECT release_version FROM system.local", timeout=5).one()
             return row is not None
         except (NoHostAvailable, DriverException, OSError):
             return False
         finally:
             cluster.shutdown()
+
+    def provision(self) -> list[str]:
+        """The admin role (the default superuser locked), the process roles, the keyspace and its grants."""
+        from adapters.cassandra.provision import provision_keyspace, provision_roles
+
+        roles = provision_roles(self.settings)
+        created = provision_keyspace(self.settings)
+        return [
+            f"roles {', '.join(roles)}",
+            f"keyspace {self.settings.cassandra_keyspace}, created: {', '.join(created) or 'none'} (grants set)",
+        ]
 
 
 class MlflowService(Service):
@@ -306,12 +356,30 @@ class MlflowService(Service):
             str(self.data_dir / "artifacts"),
             "--workers",
             "1",
+            "--app-name",
+            "basic-auth",
         ]
+
+    @property
+    def auth_config(self) -> Path:
+        return self.root / "conf" / "basic_auth.ini"
+
+    def prepare(self) -> None:
+        super().prepare()
+        admin = self.admin(self.settings.mlflow_credentials(MlflowAccount.ADMIN))
+        write_private(self.auth_config, configs.mlflow_auth_ini(self.data_dir / "basic_auth.db", admin))
 
     def env(self) -> dict[str, str]:
         env = super().env()
         env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+        env["MLFLOW_AUTH_CONFIG_PATH"] = str(self.auth_config)
         return env
+
+    def provision(self) -> list[str]:
+        """The stream (read-only) and writer accounts and their grants."""
+        from adapters.mlflow.accounts import provision_accounts
+
+        return [f"accounts {', '.join(provision_accounts(self.settings))}"]
 
     def healthy(self) -> bool:
         try:
@@ -347,7 +415,15 @@ class AirflowService(Service):
         return self.airflow_home / "simple_auth_manager_passwords.json.generated"
 
     def command(self) -> list[str]:
-        return [str(VENV_BIN / "airflow"), "standalone"]
+        # standalone without the serve-logs servers, which would listen on every interface
+        return [sys.executable, "-m", "klinestream.stack.airflow_standalone"]
+
+    def provision(self) -> list[str]:
+        """The generated admin password file readable by its owner alone."""
+        if self.password_file.exists():
+            self.password_file.chmod(0o600)
+            return [f"{self.password_file.name} mode 0600"]
+        return []
 
     def env(self) -> dict[str, str]:
         env = super().env()
@@ -365,7 +441,8 @@ class AirflowService(Service):
                 "AIRFLOW__API__HOST": self.host,
                 "AIRFLOW__API__PORT": str(self.port),
                 "AIRFLOW__API__WORKERS": "1",
-                # log servers of workers and triggerer (8793/8794 beside 8080), shifted with the API port
+                # log servers of workers and triggerer (8793/8794 beside 8080), shifted with the API port; the
+                # launcher skips them in the scheduler and triggerer, and tasks run in-process (LocalExecutor)
                 "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(8793 + self.port - 8080),
                 "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(8794 + self.port - 8080),
                 "AIRFLOW__API__BASE_URL": base,

@@ -98,8 +98,16 @@ class StackHandle:
 
 @pytest.fixture(scope="session")
 def settings() -> Settings:
-    """The platform settings, from the environment (``KLINESTREAM_*``) and ``.env``."""
-    return load_settings()
+    """The platform settings, from the environment (``KLINESTREAM_*``), ``.env`` and the stack's secrets file
+    (generated here when the stack has none yet, as ``klinestream stack up`` does). MLflow calls of the tests
+    act as the writer account."""
+    from adapters.mlflow.accounts import use_account
+    from klinestream.stack.secrets import ensure_secrets
+    from models.credentials import MlflowAccount
+
+    ours = ensure_secrets(load_settings())
+    use_account(ours, MlflowAccount.WRITER)
+    return ours
 
 
 @pytest.fixture(scope="session")

@@ -45,8 +45,11 @@ def read_topic(settings: Settings, topic: str) -> list[Consumed]:
     """Every record of partition 0 of ``topic``, from the beginning to the current end."""
     from kafka import KafkaConsumer, TopicPartition
 
+    from adapters.kafka import client_config
+    from models.credentials import KafkaPrincipal
+
     consumer = KafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False, consumer_timeout_ms=5000
+        **client_config(settings, KafkaPrincipal.WRITER, enable_auto_commit=False, consumer_timeout_ms=5000)
     )
     try:
         tp = TopicPartition(topic, 0)

@@ -20,19 +20,13 @@ def new_keyspace(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
 
 
-def drop_keyspace(settings: Settings) -> None:
-    from adapters.cassandra.session import connect_cluster
-
-    cluster, session = connect_cluster(settings, max_outage_seconds=60)
-    try:
-        session.execute(f"DROP KEYSPACE IF EXISTS {settings.cassandra_keyspace}", timeout=120)
-    finally:
-        cluster.shutdown()
-
-
 @contextmanager
 def keyspace_dropped_after(settings: Settings) -> Iterator[Settings]:
-    """``settings`` as is; its keyspace is dropped when the block ends."""
+    """``settings`` with its keyspace provisioned (schema and the roles' grants, as the admin: the stream's
+    role may not create it); the keyspace is dropped when the block ends."""
+    from adapters.cassandra.provision import drop_keyspace, provision_keyspace
+
+    provision_keyspace(settings)
     try:
         yield settings
     finally:
@@ -50,8 +44,9 @@ def read_rows(settings: Settings, table: str, trader_id: str, symbol: str = TRAD
     """Every row of ``table`` of ``trader_id`` in the keyspace of ``settings``, in hour order."""
     from adapters.cassandra.reader import TradeReader
     from adapters.cassandra.session import CassandraSession
+    from models.credentials import CassandraRole
 
-    db = CassandraSession.connect(settings, max_outage_seconds=60)
+    db = CassandraSession.connect(settings, CassandraRole.OPERATOR, max_outage_seconds=60)
     try:
         return TradeReader(db).read(table, trader_id, symbol)
     finally:

@@ -22,6 +22,7 @@ import pytest
 import requests
 from pydantic import SecretStr
 
+from models.credentials import CassandraRole
 from models.kline import HOUR_MS
 from models.settings import Settings
 from tests.integration.dashboard_rows import (
@@ -71,7 +72,7 @@ def served(keyspace_settings: Settings, tmp_path: Path) -> Iterator[Served]:
 
     ensure_assets()
     klines = write_klines(tmp_path / "lake")
-    db = CassandraSession.connect(keyspace_settings, max_outage_seconds=60)
+    db = CassandraSession.connect(keyspace_settings, CassandraRole.STREAM, max_outage_seconds=60)
     try:
         written = write_trading_days(CassandraTradeSink(db))
         write_trading_days(CassandraTradeSink(db), hours=30, first_hour=10, trader=SHADOW)
@@ -299,7 +300,7 @@ def test_the_refresh_reads_only_the_rows_from_the_page_s_newest_hour_on(keyspace
     from klinestream.dashboard.api import DashboardReader
     from klinestream.dashboard.server import DashboardServer
 
-    db = CassandraSession.connect(keyspace_settings, max_outage_seconds=60)
+    db = CassandraSession.connect(keyspace_settings, CassandraRole.STREAM, max_outage_seconds=60)
     server = None
     try:
         sink, trades = CassandraTradeSink(db), TradeReader(db)

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
+from models.credentials import CassandraRole
 from models.kline import HOUR_MS
 from models.settings import Settings
 from tests.integration.conftest import StackHandle
@@ -33,14 +34,17 @@ REPLAY_HOURS = 72
 @pytest.fixture
 def demo_settings(settings: Settings, stack: StackHandle, tmp_path: Path) -> Iterator[Settings]:
     """A fresh lake, keyspace and registered model, so the test moves nothing a user has."""
+    from adapters.cassandra.provision import provision_keyspace
     from adapters.cassandra.session import connect_cluster
 
     stack.require("kafka", "cassandra", "mlflow", "spark")
     tag = uuid.uuid4().hex[:8]
     changes = {"lake_dir": tmp_path / "lake", "cassandra_keyspace": f"test_demo_{tag}",
                "mlflow_model_name": f"klinestream-demo-test-{tag}", "device": "cpu"}  # fmt: skip
-    yield settings.model_copy(update=changes)
-    cluster, session = connect_cluster(settings, max_outage_seconds=30)
+    ours = settings.model_copy(update=changes)
+    provision_keyspace(ours)  # the admin path: the demo's stream role may not create a keyspace
+    yield ours
+    cluster, session = connect_cluster(settings, CassandraRole.ADMIN, max_outage_seconds=30)
     try:
         session.execute(f"DROP KEYSPACE IF EXISTS {changes['cassandra_keyspace']}", timeout=120)
     finally:
@@ -50,7 +54,7 @@ def demo_settings(settings: Settings, stack: StackHandle, tmp_path: Path) -> Ite
 def cql(settings: Settings, query: str, *params: Any) -> list[Any]:
     from adapters.cassandra.session import connect_cluster
 
-    cluster, session = connect_cluster(settings, max_outage_seconds=30)
+    cluster, session = connect_cluster(settings, CassandraRole.ADMIN, max_outage_seconds=30)
     try:
         return list(session.execute(query.format(ks=settings.cassandra_keyspace), params, timeout=60))
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from models.credentials import KafkaPrincipal
 from models.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -12,9 +13,11 @@ pytestmark = pytest.mark.integration
 def test_records_produced_idempotently_are_consumed_in_order_exactly_once(kafka_topic: str, settings: Settings) -> None:
     from kafka import KafkaConsumer, KafkaProducer
 
+    from adapters.kafka import client_config
+
     sent = [(f"BTCUSDT-{i}".encode(), f'{{"open_time": {i * 3_600_000}}}'.encode()) for i in range(50)]
     producer = KafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", enable_idempotence=True, linger_ms=5
+        **client_config(settings, KafkaPrincipal.WRITER, acks="all", enable_idempotence=True, linger_ms=5)
     )
     try:
         metadata = [producer.send(kafka_topic, key=key, value=value).get(timeout=30) for key, value in sent]
@@ -24,11 +27,14 @@ def test_records_produced_idempotently_are_consumed_in_order_exactly_once(kafka_
 
     consumer = KafkaConsumer(
         kafka_topic,
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        group_id=f"{kafka_topic}.reader",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        consumer_timeout_ms=10_000,
+        **client_config(
+            settings,
+            KafkaPrincipal.WRITER,
+            group_id=f"{kafka_topic}.reader",
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            consumer_timeout_ms=10_000,
+        ),
     )
     try:
         received = []

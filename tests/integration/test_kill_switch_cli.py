@@ -11,6 +11,7 @@ import pytest
 
 from adapters.cassandra.controls import CassandraControls
 from adapters.cassandra.session import CassandraSession
+from models.credentials import CassandraRole
 from models.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -29,7 +30,7 @@ def test_kill_switch_on_then_off_is_seen_by_traders(keyspace_settings: Settings)
     assert on.returncode == 0, on.stderr
     assert "ON" in on.stdout
 
-    db = CassandraSession.connect(keyspace_settings, max_outage_seconds=30)
+    db = CassandraSession.connect(keyspace_settings, CassandraRole.OPERATOR, max_outage_seconds=30)
     try:
         controls = CassandraControls(db)
         assert controls.for_trader("paper-BTCUSDT").kill_switch_active()

@@ -24,6 +24,7 @@ from typing import Any
 import psutil
 import pytest
 
+from models.credentials import CassandraRole
 from models.kline import HOUR_MS
 from models.settings import Settings
 from tests.integration.live_helpers import live_topics, seed
@@ -83,7 +84,7 @@ class DecisionCounter:
     def __init__(self, settings: Settings) -> None:
         from adapters.cassandra.session import connect_cluster
 
-        self.cluster, self.session = connect_cluster(settings, max_outage_seconds=30)
+        self.cluster, self.session = connect_cluster(settings, CassandraRole.OPERATOR, max_outage_seconds=30)
         self.query = (
             f"SELECT count(*) FROM {settings.cassandra_keyspace}.decisions WHERE trader_id = %s AND symbol = %s"
         )

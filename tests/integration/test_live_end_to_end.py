@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 import torch
 
+from adapters.cassandra.provision import provision_keyspace
+from models.credentials import CassandraRole
 from models.kline import HOUR_MS, Kline
 from models.settings import Settings
 from tests.integration.live_helpers import IngestorThread, live_topics, read_topic, seed
@@ -54,6 +56,7 @@ def test_january_2023_flows_to_one_decision_per_hour_in_cassandra_across_a_resta
     with server:
         urls = {"binance_base_url": server.base_url, "binance_ws_url": server.ws_url}
         with live_topics(settings, cassandra_keyspace=keyspace, **urls) as live:
+            provision_keyspace(live)  # the admin path: the stream's role may not create a keyspace
             seed(live, before)  # the ingestor resumes after the last hour in Kafka: fills Dec 30-31 from REST
             model_dir = tmp_path / "models" / "1"
             with IngestorThread(live) as ingestor:
@@ -76,7 +79,7 @@ def test_january_2023_flows_to_one_decision_per_hour_in_cassandra_across_a_resta
                 orders = trader_rows(second, "orders", "BTCUSDT")
             finally:
                 close_trader(second)
-                cluster, session = connect_cluster(live, max_outage_seconds=30)
+                cluster, session = connect_cluster(live, CassandraRole.ADMIN, max_outage_seconds=30)
                 session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)
                 cluster.shutdown()
             dlq = read_topic(live, live.kafka_topic_dlq)

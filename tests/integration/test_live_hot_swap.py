@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from models.config import AgentConfig, EnvConfig, TrainConfig
+from models.credentials import KafkaPrincipal
 from models.kline import HOUR_MS, Kline
 from models.policy import Policy
 from models.settings import Settings
@@ -74,7 +75,7 @@ def test_promoting_v2_while_the_stream_runs_swaps_later_micro_batches_to_v2_with
     with live_topics(settings, cassandra_keyspace=new_keyspace("test_swap")) as live, keyspace_dropped_after(live):
         source = PollingModelSource(MlflowModelSource(uri, name), interval=0.5)  # as `klinestream stream` has it
         trader = start_live_trader(live, source, trader_id=trader_id)
-        producer = build_producer(live, client_id="test-swap-dlq")
+        producer = build_producer(live, client_id="test-swap-dlq", principal=KafkaPrincipal.STREAM)
         options = StreamOptions(name="hot-swap", trigger_seconds=1.0, max_offsets_per_trigger=40,
                                 checkpoint_dir=tmp_path / "checkpoint")  # fmt: skip
         outcomes: list[Any] = []

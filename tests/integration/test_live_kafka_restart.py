@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import torch
 
+from models.credentials import KafkaPrincipal
 from models.kline import HOUR_MS
 from models.settings import Settings
 from tests.integration.live_helpers import live_topics, read_topic, seed
@@ -74,7 +75,7 @@ def test_every_hour_gets_exactly_one_decision_across_a_kafka_broker_restart(
         with keyspace_dropped_after(live):
             seed(live, klines)
             trader = build_trader(live, model_dir)
-            producer = build_producer(live, client_id="test-restart-dlq")
+            producer = build_producer(live, client_id="test-restart-dlq", principal=KafkaPrincipal.STREAM)
             options = StreamOptions(name="kafka-restart", trigger_seconds=1.0, max_offsets_per_trigger=MAX_OFFSETS,
                                     checkpoint_dir=tmp_path / "checkpoint")  # fmt: skip
             outcomes: list[Any] = []

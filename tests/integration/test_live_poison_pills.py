@@ -26,6 +26,7 @@ import pytest
 import torch
 from pydantic import SecretStr
 
+from models.credentials import KafkaPrincipal
 from models.kline import HOUR_MS, Kline
 from models.settings import Settings
 from tests.integration.live_helpers import Consumed, live_topics, read_topic
@@ -84,7 +85,7 @@ def publish(settings: Settings, records: list[Record]) -> list[int]:
     """Publish ``records`` in order; returns their offsets (the producer allows the 1 MiB record)."""
     from adapters.kafka import build_producer
 
-    producer = build_producer(settings, client_id="test-poison", max_request_size=2 * 1024 * 1024)
+    producer = build_producer(settings, "test-poison", KafkaPrincipal.WRITER, max_request_size=2 * 1024 * 1024)
     try:
         futures = [producer.send(settings.kafka_topic_klines, key=k, value=v, headers=h) for k, v, h in records]
         producer.flush()

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from models.credentials import KafkaPrincipal
 from models.kline import HOUR_MS, Kline
 from models.settings import Settings
 from tests.integration.live_helpers import live_topics, read_topic, signature_headers
@@ -84,7 +85,7 @@ def produce(settings: Settings, hours: range, rng: random.Random, n_hostile: int
         kind = HOSTILE_KINDS[i % len(HOSTILE_KINDS)]
         key, value = hostile(kind, i)
         records.insert(rng.randrange(len(records) + 1), (key, value, kind))
-    producer = build_producer(settings, client_id="test-producer")
+    producer = build_producer(settings, client_id="test-producer", principal=KafkaPrincipal.WRITER)
     try:
         topic = settings.kafka_topic_klines
         futures = [(producer.send(topic, key=k, value=v, headers=signature_headers(settings, k, v)), why)

@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from klinestream.demo.summary import trade_figures
+from models.credentials import CassandraRole
 from models.kline import HOUR_MS
 from models.settings import Settings
 from tests.integration.dashboard_rows import HOURS, SYMBOL, T0, TRADER, VERSION, write_trading_days
@@ -46,7 +47,7 @@ def test_make_dashboard_serves_the_page_and_the_summary_of_the_keyspace(keyspace
     with socket.socket() as probe:
         if probe.connect_ex(("127.0.0.1", 8050)) == 0:
             pytest.fail("port 8050 (the dashboard's) is held by another program")
-    db = CassandraSession.connect(keyspace_settings, max_outage_seconds=60)
+    db = CassandraSession.connect(keyspace_settings, CassandraRole.STREAM, max_outage_seconds=60)
     try:
         written = write_trading_days(CassandraTradeSink(db))
         rows = [TradeReader(db).read(table, TRADER, SYMBOL) for table in ("decisions", "orders", "positions")]

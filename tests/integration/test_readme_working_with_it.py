@@ -120,8 +120,8 @@ def ws(stack: StackHandle, settings: Settings, tmp_path_factory: pytest.TempPath
 
 
 def _drop_everything(settings: Settings, delete_topics: Any) -> None:
+    from adapters.cassandra.provision import drop_keyspace
     from adapters.mlflow.registry import registry_client
-    from tests.integration.live_stream_helpers import drop_keyspace
 
     try:
         delete_topics(settings, client_id="klinestream-tests")

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from models.credentials import KafkaPrincipal
 from models.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -16,7 +17,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def _produce(settings: Settings, topic: str, values: list[str]) -> None:
     from kafka import KafkaProducer
 
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", enable_idempotence=True)
+    from adapters.kafka import client_config
+
+    producer = KafkaProducer(**client_config(settings, KafkaPrincipal.WRITER, acks="all", enable_idempotence=True))
     try:
         for value in values:
             producer.send(topic, key=b"BTCUSDT", value=value.encode())
@@ -27,6 +30,8 @@ def _produce(settings: Settings, topic: str, values: list[str]) -> None:
 
 def _drain(spark: Any, settings: Settings, topic: str, checkpoint: Path) -> list[tuple[int, list[str]]]:
     """Run the query once with ``availableNow``; return what each micro-batch saw."""
+    from adapters.kafka_auth import spark_security_options
+
     batches: list[tuple[int, list[str]]] = []
 
     def collect(frame: Any, batch_id: int) -> None:
@@ -37,6 +42,7 @@ def _drain(spark: Any, settings: Settings, topic: str, checkpoint: Path) -> list
         .option("kafka.bootstrap.servers", settings.kafka_bootstrap_servers)
         .option("subscribe", topic)
         .option("startingOffsets", "earliest")
+        .options(**spark_security_options(settings, KafkaPrincipal.WRITER))
         .load()
     )
     query = (

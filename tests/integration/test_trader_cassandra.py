@@ -17,6 +17,7 @@ from adapters.cassandra.reader import TradeReader
 from adapters.cassandra.session import TABLES, CassandraSession, connect_cluster, ensure_schema
 from adapters.cassandra.trade_sink import CassandraTradeSink
 from models.broker import PaperBroker
+from models.credentials import CassandraRole
 from models.kline import HOUR_MS, Kline
 from models.settings import Settings
 from streaming.online_learner import OnlineConfig
@@ -50,7 +51,7 @@ class Cassandra:
 
     @classmethod
     def connect(cls, settings: Settings, max_outage_seconds: float) -> Cassandra:
-        db = CassandraSession.connect(settings, max_outage_seconds)
+        db = CassandraSession.connect(settings, CassandraRole.STREAM, max_outage_seconds)
         return cls(db, CassandraTradeSink(db), CassandraCheckpointStore(db), CassandraControls(db), TradeReader(db))
 
 
@@ -62,7 +63,7 @@ def trader_on(cassandra: Cassandra, policy: object, trader_id: str = TRADER) -> 
 
 
 def test_schema_creation_is_idempotent(module_keyspace_settings: Settings) -> None:
-    cluster, session = connect_cluster(module_keyspace_settings, max_outage_seconds=60)
+    cluster, session = connect_cluster(module_keyspace_settings, CassandraRole.ADMIN, max_outage_seconds=60)
     try:
         ensure_schema(session, module_keyspace_settings.cassandra_keyspace)
         ensure_schema(session, module_keyspace_settings.cassandra_keyspace)
