@@ -71,9 +71,16 @@ class _Admin:
             self.call("PATCH", "/api/2.0/mlflow/users/update-password", json=body)
 
     def grant(self, username: str, resource_type: str, resource_id: str, permission: str) -> None:
-        body = {"username": username, "resource_type": resource_type, "resource_id": resource_id,
-                "permission": permission}  # fmt: skip
-        self.call("POST", "/api/3.0/mlflow/users/permissions/grant", json=body)
+        """Give ``username`` exactly ``permission`` on the resource (an existing grant is replaced: the API
+        has no update of a user's permission, so it is revoked and granted again)."""
+        target = {"username": username, "resource_type": resource_type, "resource_id": resource_id}
+        path = "/api/3.0/mlflow/users/permissions"
+        granted = self.call("POST", f"{path}/grant", expected=(200, 400), json={**target, "permission": permission})
+        if granted.status_code == 400:
+            if "RESOURCE_ALREADY_EXISTS" not in granted.text:
+                raise ServiceError(f"MLflow grant {target} failed: HTTP 400 {granted.text[:200]}")
+            self.call("POST", f"{path}/revoke", json=target)
+            self.call("POST", f"{path}/grant", json={**target, "permission": permission})
 
     def existing(self, path: str, key: str, field: str) -> list[str]:
         """Every ``field`` of the ``key`` list a paginated search returns."""

@@ -71,9 +71,21 @@ def alias_version(tracking_uri: str, name: str, alias: str = CHAMPION) -> int | 
             return None
         raise _translate(exc, f"reading alias {alias!r} of {name!r}") from exc
     except MlflowException as exc:
+        if _missing_model(client, name):  # MLflow's auth app answers 403 for the alias of a missing model
+            return None
         raise _translate(exc, f"reading alias {alias!r} of {name!r}") from exc
     except OSError as exc:  # connection refused, DNS, ...
         raise TemporaryError(f"MLflow at {tracking_uri} unreachable: {exc}") from exc
+
+
+def _missing_model(client: MlflowClient, name: str) -> bool:
+    try:
+        client.get_registered_model(name)
+    except RestException as exc:
+        return exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND")
+    except (MlflowException, OSError):
+        return False
+    return False
 
 
 def load_version(

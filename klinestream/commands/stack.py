@@ -21,6 +21,10 @@ def _quiet_clients() -> None:
     """Health checks use the Kafka and Cassandra clients, whose INFO logs would drown the command's output."""
     for name in ("kafka", "cassandra"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # a probe of a node not provisioned yet is refused the admin login before it tries the default superuser
+    # (the driver logs each refusal with a traceback); SASL PLAIN on loopback warns at every connection
+    logging.getLogger("cassandra.cluster").setLevel(logging.CRITICAL)
+    logging.getLogger("kafka.net.sasl").setLevel(logging.ERROR)
 
 
 def _mb(value: int | None) -> str:

@@ -27,7 +27,7 @@ import requests
 from klinestream.stack import configs
 from klinestream.stack.jvm import require_jars
 from klinestream.stack.process import host_port_from_bootstrap, host_port_from_url, port_open
-from klinestream.stack.secrets import write_private
+from klinestream.stack.secrets import new_password, write_private
 from models.credentials import Credentials, KafkaPrincipal, MlflowAccount
 from models.errors import ServiceError
 from models.settings import SECRET_FIELDS, Settings, env_name
@@ -41,13 +41,13 @@ VENV_BIN = Path(sys.executable).parent
 _SCRUBBED_PREFIXES = ("AIRFLOW", "MLFLOW_", "_AIRFLOW")
 #: Variables never handed to a service: the secret settings, and anything named like a credential.
 _SECRET_NAMES = frozenset(env_name(field) for field in SECRET_FIELDS)
-_SECRET_WORDS = ("SECRET", "PASSWORD", "API_KEY", "TOKEN", "SIGNING_KEY", "CREDENTIAL")
+_SECRET_ENDINGS = ("SECRET", "PASSWORD", "PASSWD", "API_KEY", "TOKEN", "SECRET_KEY", "SIGNING_KEY", "CREDENTIALS")
 
 
 def is_secret_variable(name: str) -> bool:
     """True for a variable a service must not inherit (``KLINESTREAM_BINANCE_API_KEY``, ``*_PASSWORD``...)."""
     upper = name.upper()
-    return upper in _SECRET_NAMES or any(word in upper for word in _SECRET_WORDS)
+    return upper in _SECRET_NAMES or upper.endswith(_SECRET_ENDINGS)
 
 
 class Service(ABC):
@@ -360,19 +360,30 @@ class MlflowService(Service):
             "basic-auth",
         ]
 
+    #: The one secret variable the server gets: the key of its CSRF tokens (the basic-auth app requires it).
+    OWN_SECRETS = ("MLFLOW_FLASK_SERVER_SECRET_KEY",)
+
     @property
     def auth_config(self) -> Path:
         return self.root / "conf" / "basic_auth.ini"
+
+    @property
+    def flask_key_path(self) -> Path:
+        return self.root / "conf" / "flask_secret_key"
 
     def prepare(self) -> None:
         super().prepare()
         admin = self.admin(self.settings.mlflow_credentials(MlflowAccount.ADMIN))
         write_private(self.auth_config, configs.mlflow_auth_ini(self.data_dir / "basic_auth.db", admin))
+        if not self.flask_key_path.exists():  # kept across restarts: the tokens of open UI pages stay valid
+            write_private(self.flask_key_path, new_password())
 
     def env(self) -> dict[str, str]:
         env = super().env()
         env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
         env["MLFLOW_AUTH_CONFIG_PATH"] = str(self.auth_config)
+        if self.flask_key_path.exists():
+            env[self.OWN_SECRETS[0]] = self.flask_key_path.read_text().strip()
         return env
 
     def provision(self) -> list[str]:

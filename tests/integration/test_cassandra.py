@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from models.credentials import CassandraRole
 from models.settings import Settings
 from tests.integration.conftest import StackHandle
 
@@ -19,11 +20,14 @@ def session(stack: StackHandle, settings: Settings) -> Iterator[Any]:
     from cassandra.cluster import Cluster
     from cassandra.policies import DCAwareRoundRobinPolicy
 
+    from adapters.cassandra.session import auth_provider
+
     stack.require("cassandra")
     cluster = Cluster(
         list(settings.cassandra_hosts),
         port=settings.cassandra_port,
         protocol_version=5,
+        auth_provider=auth_provider(settings, CassandraRole.ADMIN),
         load_balancing_policy=DCAwareRoundRobinPolicy(local_dc="datacenter1"),
     )
     keyspace = f"test_{uuid.uuid4().hex[:12]}"

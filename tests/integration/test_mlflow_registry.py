@@ -8,6 +8,7 @@ rollback restores the previous champion, and every decision is readable as tags 
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,8 +71,9 @@ def register(uri: str, name: str, policy: Policy, klines: pd.DataFrame, folder: 
 
 def version_tags(uri: str, name: str, version: int) -> dict[str, str]:
     """A version's tags, read through MLflow's REST API (what the UI shows)."""
+    login = (os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"])  # the settings' writer
     response = requests.get(f"{uri}/api/2.0/mlflow/model-versions/get", params={"name": name, "version": version},
-                            timeout=10)  # fmt: skip
+                            auth=login, timeout=10)  # fmt: skip
     response.raise_for_status()
     return {t["key"]: t["value"] for t in response.json()["model_version"].get("tags", [])}
 
