@@ -41,7 +41,8 @@ VENV_BIN = Path(sys.executable).parent
 _SCRUBBED_PREFIXES = ("AIRFLOW", "MLFLOW_", "_AIRFLOW")
 #: Variables never handed to a service: the secret settings, and anything named like a credential.
 _SECRET_NAMES = frozenset(env_name(field) for field in SECRET_FIELDS)
-_SECRET_ENDINGS = ("SECRET", "PASSWORD", "PASSWD", "API_KEY", "TOKEN", "SECRET_KEY", "SIGNING_KEY", "CREDENTIALS")
+_SECRET_ENDINGS = ("SECRET", "PASSWORD", "PASSWD", "API_KEY", "ACCESS_KEY", "TOKEN", "SECRET_KEY", "SIGNING_KEY",
+                   "CREDENTIALS")  # fmt: skip
 
 
 def is_secret_variable(name: str) -> bool:
