@@ -72,6 +72,7 @@ class Workspace:
 def ws(stack: StackHandle, settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
     if not (SHARED / "BTCUSDT.csv").exists():
         pytest.skip("the README's commands read ../shared/data/binance_spot_1h, which is absent")
+    from adapters.cassandra.provision import provision_keyspace
     from adapters.kafka import delete_topics, ensure_topics
 
     stack.require("kafka", "cassandra", "mlflow", "spark")
@@ -98,6 +99,7 @@ def ws(stack: StackHandle, settings: Settings, tmp_path_factory: pytest.TempPath
             "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
             "PYTHONUNBUFFERED": "1",
             "KLINESTREAM_HOME": str(home),
+            "KLINESTREAM_SECRETS_FILE": str(settings.secrets_path),  # the stack's passwords (its home is not ours)
             "KLINESTREAM_KAFKA_BOOTSTRAP_SERVERS": ours.kafka_bootstrap_servers,
             "KLINESTREAM_KAFKA_TOPIC_KLINES": ours.kafka_topic_klines,
             "KLINESTREAM_KAFKA_TOPIC_DLQ": ours.kafka_topic_dlq,
@@ -112,7 +114,8 @@ def ws(stack: StackHandle, settings: Settings, tmp_path_factory: pytest.TempPath
         }
     )
     logs = tmp_path_factory.mktemp("readme-logs")
-    ensure_topics(ours)  # created here (ingest would create them too), so the cleanup always has them to delete
+    ensure_topics(ours)  # the admin path: the ingestor and the stream may not create topics or keyspaces
+    provision_keyspace(ours)
     try:
         yield Workspace(home, ours, env, logs)
     finally:
