@@ -24,9 +24,11 @@ batch under replay). Per batch:
    **target** network, epsilon-greedy with the agent's seeded generator (greedy when online learning
    is off: then the actions equal the offline backtest of the same version hour for hour).
 5. **Order** through the risk checks and the broker with a deterministic client order id; write the
-   order, decision and position rows (upserts under deterministic keys). The sink buffers them and
-   the trader flushes once per batch, after its last hour; an order for a real exchange (testnet,
-   live) has its ``new`` row flushed before it is sent.
+   order, decision and position rows (upserts under deterministic keys). An action that cannot be an
+   order (a sell with nothing held, a buy with no room: streaming/risk.py ``not_executable``) writes no
+   order row: its decision says ``order_status`` ``not_executable`` and ``order_reason`` why. The sink
+   buffers the rows and the trader flushes once per batch, after its last hour; an order for a real
+   exchange (testnet, live) has its ``new`` row flushed before it is sent.
 6. **Learn** online: the previous hour's transition is completed with this hour's state and reward,
    stored, and the due gradient steps are taken on the policy net (target synced every K steps).
 7. **Checkpoint** the whole state with the batch id: the commit of the batch.
@@ -40,7 +42,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -54,14 +56,22 @@ from models.features import FeatureTable
 from models.kline import HOUR_MS, Kline, klines_to_frame
 from models.policy import Policy
 from models.ports import CheckpointStore, Controls, ModelSource, OnlineLogger, TradeSink
-from models.records import SIDES, DecisionRecord, OrderRecord, PositionRecord, client_order_id
+from models.records import NOT_EXECUTABLE, SIDES, DecisionRecord, OrderRecord, PositionRecord, client_order_id
 from models.settings import Settings
 from streaming.history import History
 from streaming.model_source import NoOnlineLogging
 from streaming.online_learner import OnlineConfig, OnlineLearner
 from streaming.portfolio import Portfolio
 from streaming.quarantine import quarantine_alert, required_columns, unusable
-from streaming.risk import KILL_SWITCH, AccountView, CachedKillSwitch, NoControls, RiskLimits, check_order
+from streaming.risk import (
+    KILL_SWITCH,
+    AccountView,
+    CachedKillSwitch,
+    NoControls,
+    RiskLimits,
+    check_order,
+    not_executable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +119,18 @@ class BatchResult:
     swapped_from: str | None = None
     rows_durable_at: float | None = None
     """Wall-clock time (``time.time()``) at which the batch's decision, order and position rows were durable."""
+
+
+class _Outcome(NamedTuple):
+    """What became of a decision's action: its order row (None: not an order), realised profit, status, reason."""
+
+    order: OrderRecord | None
+    profit: float
+    status: str | None
+    reason: str | None
+
+
+_NO_ORDER = _Outcome(None, 0.0, None, None)
 
 
 @dataclass
@@ -316,12 +338,13 @@ class OnlineTrader:
         tradable, degraded = tradable and hour not in self.quarantined, degraded or hour in self.quarantined
         action, greedy, explored = self.learner.act(q, tradable)
         self.portfolio.mark(hour, price)
-        order, profit = self._order(batch_id, hour, action, price) if action else (None, 0.0)
-        self.pending = _Pending(hour_number, account, action, profit, equity_before)
+        done = self._order(batch_id, hour, action, price) if action else _NO_ORDER
+        self.pending = _Pending(hour_number, account, action, done.profit, equity_before)
+        order = done.order
         decision = DecisionRecord(
             self.config.trader_id, self.symbol, hour, self.version, action, greedy, float(q[0]), float(q[1]),
             float(q[2]), price, self.learner.epsilon, explored, self.online_updates, degraded, tradable, batch_id,
-            order.client_order_id if order else None, order.status if order else None, self.swapped_from,
+            order.client_order_id if order else None, done.status, self.swapped_from, done.reason,
         )  # fmt: skip
         self.swapped_from = None
         self.sink.write_decision(decision)
@@ -338,10 +361,16 @@ class OnlineTrader:
         reward = self.portfolio.reward(self.rules, pending.profit, pending.equity_before, equity_now)
         self.learner.observe(pending.hour, pending.account, pending.action, reward, hour_number, account)
 
-    def _order(self, batch_id: int, hour: int, action: int, price: float) -> tuple[OrderRecord, float]:
-        """Risk-check and send the order of ``action``; returns its record and the realised profit."""
+    def _order(self, batch_id: int, hour: int, action: int, price: float) -> _Outcome:
+        """The order of ``action``, unless it cannot be one (nothing to sell, no room to buy: no order row);
+        risk-checked, then sent. Returns the order's record (if any), the realised profit, status and reason."""
         side = SIDES[action]
         quantity = self.portfolio.order_quantity(side, price, self.rules)
+        why_not = not_executable(side, quantity, self.portfolio.units)
+        if why_not is not None:
+            log.debug("not executable trader_id=%s open_time=%d side=%s reason=%s", self.config.trader_id, hour, side,
+                      why_not)  # fmt: skip
+            return _Outcome(None, 0.0, NOT_EXECUTABLE, why_not)
         cid = client_order_id(self.config.trader_id, self.version, self.symbol, hour)
         account = AccountView(self.portfolio.units, self.portfolio.cash, self.portfolio.equity(price),
                               self.portfolio.day_start_equity)  # fmt: skip
@@ -361,7 +390,7 @@ class OnlineTrader:
         if reason is not None:
             order = record("rejected", reason, 0.0, 0.0, 0.0, None)
             self.sink.write_order(order)
-            return order, 0.0
+            return _Outcome(order, 0.0, order.status, reason)
         if sent is None:
             self.sink.write_order(record("new", None, 0.0, 0.0, 0.0, None))
             if self.broker.mode != "paper":
@@ -376,7 +405,7 @@ class OnlineTrader:
         log.info("order trader_id=%s symbol=%s open_time=%d batch_id=%d model_version=%s side=%s status=%s "
                  "client_order_id=%s", self.config.trader_id, self.symbol, hour, batch_id, self.version, side,
                  order.status, cid)  # fmt: skip
-        return order, profit
+        return _Outcome(order, profit, order.status, order.reason)
 
     def _position(self, batch_id: int, hour: int, price: float) -> PositionRecord:
         p = self.portfolio
