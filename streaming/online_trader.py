@@ -48,7 +48,7 @@ import numpy as np
 
 from models.accounting import TradingRules, check_rules
 from models.alerts import AlertSink, LoggingAlertSink, emit
-from models.broker import Broker, OrderRequest
+from models.broker import UNSENT_MODES, Broker, OrderRequest
 from models.checkpoint import Checkpoint, InFlight, decode_state, encode_state
 from models.config import DEFAULT_CAPITAL, EnvConfig, config_from_dict
 from models.errors import KlinestreamError
@@ -133,6 +133,17 @@ class _Outcome(NamedTuple):
 _NO_ORDER = _Outcome(None, 0.0, None, None)
 
 
+@dataclass(frozen=True)
+class MarketState:
+    """Where a trader is in the stream: its kline history and the hours it has decided and released. A shadow
+    trader that starts beside a running one takes it over (streaming/shadow.py), so it decides from the next hour
+    on, with a full window, instead of warming up."""
+
+    history: History
+    last_hour: int | None
+    released_until: int | None
+
+
 @dataclass
 class _Pending:
     """The last decided hour, waiting for the next state to become a transition."""
@@ -151,7 +162,7 @@ class OnlineTrader:
                  checkpoints: CheckpointStore, limits: RiskLimits, controls: Controls | None = None,
                  online_logger: OnlineLogger | None = None, alerts: AlertSink | None = None) -> None:  # fmt: skip
         self.config, self.model_source, self.broker, self.sink = config, model_source, broker, sink
-        self.alerts: AlertSink = alerts or LoggingAlertSink()
+        self.alerts: AlertSink = alerts if alerts is not None else LoggingAlertSink()
         self.quarantined: dict[int, str] = {}
         """Hours decided (or to decide) degraded as a hold, with why (streaming/quarantine.py)."""
         self.checkpoints, self.limits = checkpoints, limits
@@ -175,19 +186,40 @@ class OnlineTrader:
     @classmethod
     def start(cls, config: TraderConfig, model_source: ModelSource, broker: Broker, sink: TradeSink,
               checkpoints: CheckpointStore, limits: RiskLimits, controls: Controls | None = None,
-              online_logger: OnlineLogger | None = None, alerts: AlertSink | None = None) -> OnlineTrader:  # fmt: skip
-        """A trader restored from its last checkpoint, or a fresh one on the current champion."""
+              online_logger: OnlineLogger | None = None, alerts: AlertSink | None = None,
+              restore: bool = True) -> OnlineTrader:  # fmt: skip
+        """A trader restored from its last checkpoint, or a fresh one on the model source's current version
+        (also when ``restore`` is False: a new account that ignores the checkpoint until it commits its own)."""
         trader = cls(config, model_source, broker, sink, checkpoints, limits, controls, online_logger, alerts)
-        checkpoint = checkpoints.load_checkpoint(config.trader_id)
+        checkpoint = checkpoints.load_checkpoint(config.trader_id) if restore else None
         if checkpoint is None:
             trader._use_version(model_source.current_version())
             log.info("trader start trader_id=%s model_version=%s fresh", config.trader_id, trader.version)
         else:
             trader._restore(checkpoint)
-        in_flight = checkpoints.in_flight(config.trader_id)
+        in_flight = checkpoints.in_flight(config.trader_id) if restore else None
         if in_flight is not None and in_flight.batch_id > trader.last_batch_id:
             trader._pinned = in_flight
         return trader
+
+    @property
+    def pinned_batch_id(self) -> int | None:
+        """The batch in flight at the last crash, replayed with the model version it first ran with."""
+        return self._pinned.batch_id if self._pinned is not None else None
+
+    def market_state(self) -> MarketState:
+        """A copy of where this trader is in the stream (see :class:`MarketState`)."""
+        return MarketState(self.history.copy(), self.last_hour, self.released_until)
+
+    def adopt_market(self, state: MarketState, last_batch_id: int) -> None:
+        """Take over ``state`` as if this trader had processed the stream up to ``last_batch_id``."""
+        self.history = state.history.copy()
+        self.last_hour, self.released_until = state.last_hour, state.released_until
+        self.last_batch_id = last_batch_id
+
+    def commit(self) -> None:
+        """Save the whole state with :attr:`last_batch_id` (the commit of a batch)."""
+        self.checkpoints.save_checkpoint(self.config.trader_id, self._checkpoint())
 
     def _use_version(self, version: str) -> None:
         policy = self.model_source.load(version)
@@ -232,7 +264,7 @@ class OnlineTrader:
             self.quarantined = {h: why for h, why in self.quarantined.items() if h >= oldest}
         self.last_batch_id = batch_id
         self._maybe_log_online()
-        self.checkpoints.save_checkpoint(self.config.trader_id, self._checkpoint())
+        self.commit()
         waiting = tuple(self.history.hours_after(self.last_hour))
         return BatchResult(batch_id, False, self.version, tuple(decisions), tuple(orders), self.online_updates,
                            waiting, swapped_from, durable_at)  # fmt: skip
@@ -393,7 +425,7 @@ class OnlineTrader:
             return _Outcome(order, 0.0, order.status, reason)
         if sent is None:
             self.sink.write_order(record("new", None, 0.0, 0.0, 0.0, None))
-            if self.broker.mode != "paper":
+            if self.broker.mode not in UNSENT_MODES:
                 self.sink.flush()  # the intent is durable before a real order leaves
         fill = sent or self.broker.submit(request)
         profit = 0.0

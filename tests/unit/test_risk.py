@@ -6,13 +6,13 @@ import pytest
 import torch
 
 from models.broker import PaperBroker
+from models.config import EnvConfig
 from models.kline import HOUR_MS
 from models.policy import Policy
+from models.records import NOT_EXECUTABLE
 from streaming.online_learner import OnlineConfig
 from streaming.online_trader import OnlineTrader, TraderConfig
 from streaming.portfolio import DAY_MS
-from models.config import EnvConfig
-from models.records import NOT_EXECUTABLE
 from streaming.risk import REJECTION_REASONS, AccountView, CachedKillSwitch, RiskLimits, check_order, not_executable
 from tests.unit.trader_fakes import (
     MemoryCheckpoints,
