@@ -60,6 +60,17 @@ class TraderGroup:
     def required_fields(self) -> dict[str, tuple[str, ...]]:
         return self.champion.required_fields()
 
+    def close(self) -> None:
+        """Stop the model sources' polling threads and close the Cassandra connection the traders share."""
+        sources = [self.champion.model_source, self.shadow.source if self.shadow else None]
+        for source in sources:
+            close = getattr(source, "close", None)
+            if callable(close):
+                close()
+        db = getattr(self.champion.sink, "db", None)
+        if db is not None:
+            db.close()
+
     def process_batch(self, batch_id: int, klines: list[Kline], degraded: set[int] | None = None) -> GroupResult:
         champion = self.champion
         before = champion.market_state() if self.shadow is not None and self.shadow.idle else None

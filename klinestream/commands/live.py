@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import typer
 
 if TYPE_CHECKING:
+    from models.alerts import AlertSink
     from models.settings import Settings
     from streaming.micro_batch import BatchTrader
 
@@ -109,7 +110,9 @@ def stream(
     log.info("stream stopped name=%s", name)
 
 
-def build_trader(settings: Settings, model_dir: Path | None = None, online: bool = True) -> BatchTrader:
+def build_trader(
+    settings: Settings, model_dir: Path | None = None, online: bool = True, alerts: AlertSink | None = None
+) -> BatchTrader:
     """The traders of ``settings`` (streaming/trader_group.py): the MLflow champion (or a saved policy folder)
     with the broker of the trading mode and Cassandra for decisions, orders, positions, checkpoints and the kill
     switch; the MLflow challenger in shadow mode when ``shadow_challenger`` is set; the live monitor."""
@@ -134,13 +137,13 @@ def build_trader(settings: Settings, model_dir: Path | None = None, online: bool
         if settings.shadow_challenger:
             challenger = PollingModelSource(MlflowModelSource(uri, name, alias=CHALLENGER))
         registry = MlflowChampionRegistry(uri, name)
-    return start_trader_group(settings, source, challenger, registry, online=online)
+    return start_trader_group(settings, source, challenger, registry, online=online, alerts=alerts)
 
 
 def _close_trader(trader: BatchTrader) -> None:
-    sink = getattr(trader, "sink", None)
-    if sink is not None and hasattr(sink, "close"):
-        sink.close()
+    close = getattr(trader, "close", None)
+    if callable(close):
+        close()
 
 
 def _quiet_libraries() -> None:
