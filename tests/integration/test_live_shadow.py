@@ -70,8 +70,7 @@ def test_a_replay_with_a_challenger_records_both_streams_orders_only_for_the_cha
     from streaming.online_trader import OnlineTrader, TraderConfig
     from streaming.risk import RiskLimits
     from streaming.spark_job import StreamOptions, run_stream
-    from tests.unit.trader_fakes import MemoryCheckpoints, MemorySink, StaticModelSource, make_policy, market
-    from tests.unit.trader_fakes import to_klines
+    from tests.unit.trader_fakes import MemoryCheckpoints, MemorySink, StaticModelSource, make_policy, market, to_klines
 
     stack.require("kafka", "cassandra", "mlflow", "spark")
     torch.set_num_threads(1)
@@ -123,7 +122,7 @@ def test_a_replay_with_a_challenger_records_both_streams_orders_only_for_the_cha
     expected = [(p.open_time, p.units, p.cash, p.equity, p.fees_paid) for p in sink.rows("positions", shadow_id)]
     recorded = [(p["open_time"], p["units"], p["cash"], p["equity"], p["fees_paid"])
                 for p in rows[shadow_id, "positions"]]  # fmt: skip
-    assert recorded == pytest.approx(expected, rel=1e-12)
+    assert recorded == expected
     assert recorded[-1][4] > 0.0 and recorded[-1][3] != rows[trader_id, "positions"][-1]["equity"]
 
 
