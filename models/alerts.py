@@ -24,8 +24,11 @@ Severity = Literal["warning", "error"]
 
 #: The kinds of alert the record path emits: a kline or hour the trader set aside (decided as a hold), a
 #: micro-batch that failed again and again and was dead-lettered, a second, different kline for an accepted
-#: (symbol, hour), a run that accepted nothing, a kline whose time was far off the stream's clock.
-ALERT_KINDS = ("quarantined_hour", "repeated_batch_failure", "conflicting_duplicate", "empty_run", "clock_outlier")
+#: (symbol, hour), a run that accepted nothing, a kline whose time was far off the stream's clock; and the live
+#: monitor's (streaming/monitor.py): the champion trails its baselines over the window, the monitor rolled it
+#: back (or could not), the shadow challenger failed a batch.
+ALERT_KINDS = ("quarantined_hour", "repeated_batch_failure", "conflicting_duplicate", "empty_run", "clock_outlier",
+               "champion_trailing", "champion_rolled_back", "shadow_failed")  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -119,6 +119,29 @@ class Settings(BaseSettings):
         3900.0, gt=0.0, description="A trader whose last decision was written longer ago than this shows as stale."
     )
     dashboard_session_hours: float = Field(12.0, gt=0.0, le=720.0, description="Lifetime of a dashboard login.")
+    # --- shadow challenger and live monitor (streaming/shadow.py, streaming/monitor.py) ---------------
+    shadow_challenger: bool = Field(
+        False,
+        description="Run the registry's challenger beside the champion in shadow mode (trader <trader id>.shadow: "
+        "decisions and hypothetical fills, no order sent).",
+    )
+    monitor_enabled: bool = Field(
+        True, description="Compare the champion with its baselines over a rolling window and alert when it trails."
+    )
+    monitor_window_hours: int = Field(
+        168, ge=2, le=24 * 366, description="Hour-steps of the monitor's window (168 = 7 days of decided hours)."
+    )
+    monitor_margin: float = Field(
+        0.01, ge=0.0, lt=1.0, description="How far below each baseline's window return the champion trails it."
+    )
+    monitor_baselines: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("cash", "buy_hold", "challenger"),
+        description="What the champion must trail, each by the margin: any of cash, buy_hold, challenger.",
+    )
+    monitor_auto_rollback: bool = Field(
+        False, description="When the champion trails, roll back to the previous champion (klinestream promote "
+        "--rollback) and tag both versions with why.",
+    )  # fmt: skip
 
     # --- compute ---------------------------------------------------------------------------------
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -140,7 +163,7 @@ class Settings(BaseSettings):
         """``KLINESTREAM_DATA_DIR=`` (empty) means unset, not the current directory."""
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("symbols", "cassandra_hosts", "dashboard_allowed_hosts", mode="before")
+    @field_validator("symbols", "cassandra_hosts", "dashboard_allowed_hosts", "monitor_baselines", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -171,6 +194,15 @@ class Settings(BaseSettings):
     def _password_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value()) < MIN_DASHBOARD_PASSWORD:
             raise ValueError(f"must be at least {MIN_DASHBOARD_PASSWORD} characters long")
+        return value
+
+    @field_validator("monitor_baselines")
+    @classmethod
+    def _check_baselines(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        known = ("cash", "buy_hold", "challenger")
+        unknown = [b for b in value if b not in known]
+        if not value or unknown:
+            raise ValueError(f"must be a comma-separated subset of {','.join(known)}, got {','.join(value) or 'none'}")
         return value
 
     @field_validator("kline_signing_key")

@@ -138,7 +138,7 @@ class MicroBatchProcessor:
         self.trader = trader
         self.dlq = dlq
         self.state = state
-        self.alerts: AlertSink = alerts or LoggingAlertSink()
+        self.alerts: AlertSink = alerts if alerts is not None else LoggingAlertSink()
         self.failures = BatchFailures(state.root / "failures.json")
         self.tally = RunTally()
 

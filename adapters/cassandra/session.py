@@ -5,7 +5,8 @@ every write is an upsert under a key derived from the data, so a replayed micro-
 same rows and never adds one):
 
 - ``decisions``  PK ``((trader_id, symbol), open_time, model_version)``: action, Q-values, price,
-  epsilon, online updates, degraded/tradable flags, batch id, order id and status, swap info.
+  epsilon, online updates, degraded/tradable flags, batch id, order id, status and reason (``not_executable``
+  with ``no_position`` / ``no_room`` when the action could not be an order), swap info.
 - ``orders``     PK ``((trader_id, symbol), open_time, client_order_id)``: the client order id is
   derived from trader, model version, symbol and hour (models/records.py); side, quantities,
   prices, status (new → filled | failed, or rejected with a reason), fee, mode, exchange id.
@@ -49,7 +50,7 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS {ks}.decisions (trader_id text, symbol text, open_time bigint, model_version text, "
     "action int, greedy_action int, q_hold double, q_buy double, q_sell double, price double, epsilon double, "
     "explored boolean, online_updates bigint, degraded boolean, tradable boolean, batch_id bigint, "
-    "client_order_id text, order_status text, swapped_from text, "
+    "client_order_id text, order_status text, swapped_from text, order_reason text, "
     "PRIMARY KEY ((trader_id, symbol), open_time, model_version))",
     "CREATE TABLE IF NOT EXISTS {ks}.orders (trader_id text, symbol text, open_time bigint, client_order_id text, "
     "model_version text, side text, quantity double, price double, status text, reason text, "
@@ -67,6 +68,8 @@ SCHEMA = (
     "updated_at timestamp)",
 )
 TABLES = ("decisions", "orders", "positions", "agent_checkpoints", "agent_checkpoint_chunks", "controls")
+#: Columns added after a table was first released: (table, column, type), added to an older keyspace at start.
+ADDED_COLUMNS = (("decisions", "order_reason", "text"),)
 
 
 def _log_retry(state: RetryCallState) -> None:
@@ -99,10 +102,17 @@ def connect_cluster(settings: Settings, max_outage_seconds: float = 300.0) -> tu
 
 
 def ensure_schema(session: Session, keyspace: str, max_outage_seconds: float = 300.0) -> None:
-    """Create the keyspace and tables if they do not exist (safe to run at every start)."""
+    """Create the keyspace and tables if they do not exist, and add the :data:`ADDED_COLUMNS` an older keyspace
+    lacks (safe to run at every start)."""
     retry = retrying(max_outage_seconds)
     for statement in SCHEMA:
         retry(session.execute, statement.format(ks=keyspace), timeout=60)
+    for table, column, kind in ADDED_COLUMNS:
+        query = "SELECT column_name FROM system_schema.columns WHERE keyspace_name = %s AND table_name = %s"
+        present = {row.column_name for row in retry(session.execute, query, (keyspace, table), timeout=30)}
+        if column not in present:
+            retry(session.execute, f"ALTER TABLE {keyspace}.{table} ADD {column} {kind}", timeout=60)
+            log.info("cassandra column added keyspace=%s table=%s column=%s", keyspace, table, column)
 
 
 class CassandraSession:

@@ -51,7 +51,8 @@ def registry_client(tracking_uri: str) -> MlflowClient:
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
-def _translate(exc: MlflowException, what: str) -> Exception:
+def translate_error(exc: MlflowException, what: str) -> Exception:
+    """The platform's error for an MLflow failure: RegistryError (no such thing) or TemporaryError."""
     code = getattr(exc, "error_code", "")
     if code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"):
         return RegistryError(f"{what}: {exc.message}")
@@ -69,9 +70,9 @@ def alias_version(tracking_uri: str, name: str, alias: str = CHAMPION) -> int | 
     except RestException as exc:
         if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
             return None
-        raise _translate(exc, f"reading alias {alias!r} of {name!r}") from exc
+        raise translate_error(exc, f"reading alias {alias!r} of {name!r}") from exc
     except MlflowException as exc:
-        raise _translate(exc, f"reading alias {alias!r} of {name!r}") from exc
+        raise translate_error(exc, f"reading alias {alias!r} of {name!r}") from exc
     except OSError as exc:  # connection refused, DNS, ...
         raise TemporaryError(f"MLflow at {tracking_uri} unreachable: {exc}") from exc
 
@@ -84,13 +85,15 @@ def load_version(
     try:
         model_version = client.get_model_version(name, str(version))
     except MlflowException as exc:
-        raise _translate(exc, f"model {name!r} version {version}") from exc
+        raise translate_error(exc, f"model {name!r} version {version}") from exc
     with tempfile.TemporaryDirectory(prefix="klinestream-model-") as tmp:
         try:
             policy_uri = _policy_uri(client, model_version, tracking_uri, tmp)
             policy_dir = Path(download_artifacts(artifact_uri=policy_uri, dst_path=tmp, tracking_uri=tracking_uri))
         except MlflowException as exc:
-            raise _translate(exc, f"downloading the {POLICY_ARTIFACT} artifact of {name!r} version {version}") from exc
+            raise translate_error(
+                exc, f"downloading the {POLICY_ARTIFACT} artifact of {name!r} version {version}"
+            ) from exc
         if not (policy_dir / "policy.json").is_file():
             raise RegistryError(
                 f"{name!r} version {version} has no {POLICY_ARTIFACT} artifact: not a Klinestream model"

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import typer
 
 if TYPE_CHECKING:
+    from models.alerts import AlertSink
     from models.settings import Settings
     from streaming.micro_batch import BatchTrader
 
@@ -67,14 +68,26 @@ def stream(
         False, "--available-now", help="Process what Kafka holds, then stop (replays) instead of running forever."
     ),
     online: bool = typer.Option(True, "--online/--no-online", help="Keep learning online (policy/target nets)."),
+    shadow: bool = typer.Option(
+        None,
+        "--shadow/--no-shadow",
+        help="Run the registry's challenger beside the champion, without orders (default: "
+        "KLINESTREAM_SHADOW_CHALLENGER).",
+        show_default=False,
+    ),
 ) -> None:
-    """Run the Spark job: Kafka klines.1h → DLQ for bad records → hour alignment → online trader → Cassandra."""
+    """Run the Spark job: Kafka klines.1h → DLQ for bad records → hour alignment → online trader → Cassandra.
+
+    Beside the champion's trader: the live monitor (KLINESTREAM_MONITOR_*) and, with --shadow, the challenger
+    in shadow mode (trader <trader id>.shadow)."""
     from adapters.kafka import ensure_topics
     from models.settings import load_settings
     from streaming.spark_job import StreamOptions, run_stream_restarting
     from streaming.spark_session import build_spark_session, stop_spark
 
     settings = load_settings()
+    if shadow is not None:
+        settings = settings.model_copy(update={"shadow_challenger": shadow})
     _quiet_libraries()
     options = StreamOptions(
         name=name,
@@ -97,28 +110,40 @@ def stream(
     log.info("stream stopped name=%s", name)
 
 
-def build_trader(settings: Settings, model_dir: Path | None = None, online: bool = True) -> BatchTrader:
-    """The online trader of ``settings``: the MLflow champion (or a saved policy folder), the broker of the
-    trading mode, Cassandra for decisions, orders, positions, checkpoints and the kill switch."""
-    from models.ports import ModelSource
-    from streaming.live_trader import start_live_trader
+def build_trader(
+    settings: Settings, model_dir: Path | None = None, online: bool = True, alerts: AlertSink | None = None
+) -> BatchTrader:
+    """The traders of ``settings`` (streaming/trader_group.py): the MLflow champion (or a saved policy folder)
+    with the broker of the trading mode and Cassandra for decisions, orders, positions, checkpoints and the kill
+    switch; the MLflow challenger in shadow mode when ``shadow_challenger`` is set; the live monitor."""
+    from models.ports import ChampionRegistry, ModelSource
+    from streaming.live_trader import start_trader_group
     from streaming.model_source import DirectoryModelSource
 
     source: ModelSource
+    challenger: ModelSource | None = None
+    registry: ChampionRegistry | None = None
     if model_dir is not None:
         source = DirectoryModelSource({model_dir.name: model_dir}, model_dir.name)
+        if settings.shadow_challenger:
+            log.warning("no shadow challenger: a model folder has no registry to read the challenger from")
     else:
-        from adapters.mlflow.registry import MlflowModelSource
+        from adapters.mlflow.aliases import MlflowChampionRegistry
+        from adapters.mlflow.registry import CHALLENGER, MlflowModelSource
         from streaming.model_source import PollingModelSource
 
-        source = PollingModelSource(MlflowModelSource(settings.mlflow_tracking_uri, settings.mlflow_model_name))
-    return start_live_trader(settings, source, online=online)
+        uri, name = settings.mlflow_tracking_uri, settings.mlflow_model_name
+        source = PollingModelSource(MlflowModelSource(uri, name))
+        if settings.shadow_challenger:
+            challenger = PollingModelSource(MlflowModelSource(uri, name, alias=CHALLENGER))
+        registry = MlflowChampionRegistry(uri, name)
+    return start_trader_group(settings, source, challenger, registry, online=online, alerts=alerts)
 
 
 def _close_trader(trader: BatchTrader) -> None:
-    sink = getattr(trader, "sink", None)
-    if sink is not None and hasattr(sink, "close"):
-        sink.close()
+    close = getattr(trader, "close", None)
+    if callable(close):
+        close()
 
 
 def _quiet_libraries() -> None:

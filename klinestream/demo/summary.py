@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from klinestream.dashboard.api import pnl_base
+from klinestream.dashboard.api import not_executable_counts, order_counts, pnl_base
 from klinestream.demo.live import percentile
 from models.config import DEFAULT_CAPITAL
 
@@ -21,8 +21,12 @@ class TradeFigures:
     decisions: int
     actions: dict[str, int]
     orders: int
+    """Orders the trader sent or a risk check refused (decisions that could not be orders are not among them)."""
     filled: int
     rejected: int
+    """Orders a risk check refused (kill switch, daily loss, max position, max notional, cash)."""
+    not_executable: dict[str, int]
+    """Decisions whose action could not be an order, by reason, and ``total``: no order row."""
     start_equity: float
     equity: float
     buy_hold_equity: float
@@ -59,13 +63,15 @@ def trade_figures(
     last = during[-1] if during else None
     bh_change = (float(last["buy_hold_equity"]) - start_bh) if last else 0.0
     actions = {name: sum(1 for d in inside if int(d["action"]) == k) for k, name in enumerate(names)}
+    counts = order_counts(placed)  # the dashboard's counting
     return TradeFigures(
         hours=(end - start) // 3_600_000,
         decisions=len({int(d["open_time"]) for d in inside}),
         actions=actions,
-        orders=len(placed),
-        filled=sum(1 for o in placed if o.get("status") == "filled"),
-        rejected=sum(1 for o in placed if o.get("status") == "rejected"),
+        orders=counts["total"],
+        filled=counts.get("filled", 0),
+        rejected=counts.get("rejected", 0),
+        not_executable=not_executable_counts(inside, placed),
         start_equity=start_equity,
         equity=float(last["equity"]) if last else start_equity,
         buy_hold_equity=start_equity + bh_change,
@@ -121,7 +127,15 @@ def render(summary: DemoSummary) -> Any:
             f"{f.decisions} of {f.hours} hours (hold {f.actions['hold']}, buy "
             f"{f.actions['buy']}, sell {f.actions['sell']})",
         )
-        table.add_row("orders", f"{f.orders} ({f.filled} filled, {f.rejected} rejected), fees {_money(f.fees)}")
+        table.add_row(
+            "orders", f"{f.orders} ({f.filled} filled, {f.rejected} rejected by risk checks), fees {_money(f.fees)}"
+        )
+        idle = f.not_executable
+        table.add_row(
+            "not executable",
+            f"{idle['total']} decisions, no order ({idle['no_position']} sells with nothing held, "
+            f"{idle['no_room']} buys with no room)",
+        )
         table.add_row("P&L", f"{_money(f.pnl)} ({f.pnl / f.start_equity:+.2%}) from {_money(f.start_equity)}")
         table.add_row("buy-and-hold", f"{_money(f.buy_hold_pnl)} ({f.buy_hold_pnl / f.start_equity:+.2%})")
         table.add_row("vs buy-and-hold", _money(f.pnl - f.buy_hold_pnl))

@@ -2,7 +2,7 @@
 
 On random action sequences over synthetic prices, a live :class:`~streaming.portfolio.Portfolio` driven
 as the online trader drives it (rules derived from the policy's ``env_config`` → ``order_quantity`` →
-risk check → ``PaperBroker.submit`` → ``apply_fill``; rewards by ``Portfolio.reward``) and a one-env
+executable? → risk check → ``PaperBroker.submit`` → ``apply_fill``; rewards by ``Portfolio.reward``) and a one-env
 :class:`~models.env.VectorTradingEnv` compute, at every step, the same fills (quantities, prices),
 fees, rewards and account features, for every reward kind and both accountings: unit accounting with
 zero fees (as the environment defines it) and portfolio accounting with fees and slippage.
@@ -28,7 +28,7 @@ from models.env import VectorTradingEnv
 from models.records import SIDES
 from streaming.online_trader import TraderConfig, trading_rules
 from streaming.portfolio import Portfolio
-from streaming.risk import AccountView, RiskLimits, check_order
+from streaming.risk import AccountView, RiskLimits, check_order, not_executable
 
 STEPS = 400
 SEEDS = (0, 1, 2, 3)
@@ -69,6 +69,8 @@ def _live_order(account: Portfolio, rules: TradingRules, broker: PaperBroker, ac
         return 0.0, price, 0.0, 0.0
     side = SIDES[action]
     quantity = account.order_quantity(side, price, rules)
+    if not_executable(side, quantity, account.units) is not None:
+        return 0.0, price, 0.0, 0.0  # nothing to sell, no room to buy: no order
     view = AccountView(account.units, account.cash, account.equity(price), account.day_start_equity)
     if check_order(LIMITS, side, quantity, price, view, False, rules.env.fee_rate) is not None:
         return 0.0, price, 0.0, 0.0  # rejected: nothing sent
