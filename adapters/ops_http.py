@@ -23,7 +23,9 @@ from dataclasses import dataclass
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
 
 from adapters.loop_thread import LoopThread
 
@@ -46,6 +48,36 @@ def new_registry() -> CollectorRegistry:
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
     return registry
+
+
+class KlineAges(Collector):
+    """``klinestream_last_kline_age_seconds{symbol}``: now − the close time of the newest kline seen of each
+    symbol, computed when scraped (so it keeps growing while nothing comes)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self._close_ms: dict[str, int] = {}
+        self._lock = threading.Lock()
+        if registry is not None:
+            registry.register(self)
+
+    def saw(self, symbol: str, close_time_ms: int) -> None:
+        with self._lock:
+            if close_time_ms > self._close_ms.get(symbol, -1):
+                self._close_ms[symbol] = close_time_ms
+
+    def latest(self) -> dict[str, int]:
+        """The newest close time (epoch ms) seen of each symbol."""
+        with self._lock:
+            return dict(self._close_ms)
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        now = self.clock()
+        family = GaugeMetricFamily("klinestream_last_kline_age_seconds",
+                                   "Seconds since the close of the newest kline seen of the symbol", labels=["symbol"])  # fmt: skip
+        for symbol, close_ms in sorted(self.latest().items()):
+            family.add_metric([symbol], now - (close_ms + 1) / 1000.0)
+        return [family]
 
 
 class Readiness:

@@ -7,6 +7,7 @@ through :class:`TraderControls` (a :class:`~models.ports.Controls`) and stops ne
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 from adapters.cassandra.session import CassandraSession
 
@@ -43,6 +44,19 @@ class CassandraControls:
         name = _control_name(trader_id)
         self.db.run(self._set, (name, active, reason))
         log.warning("kill switch name=%s active=%s reason=%s", name, active, reason)
+
+    def kill_switch_status(self, trader_id: str | None = None) -> tuple[bool, str | None, int | None]:
+        """(active, reason, updated_at in epoch ms) of the switch that applies to ``trader_id`` (the global
+        row or the trader's own): the newest active row, else the newest row; (False, None, None) with none."""
+        names = [KILL_SWITCH_CONTROL] + ([_control_name(trader_id)] if trader_id else [])
+        query = f"SELECT name, active, reason, updated_at FROM {self.db.keyspace}.controls WHERE name IN %s"
+        rows = list(self.db.run(query, (tuple(names),), timeout=5))
+        if not rows:
+            return False, None, None
+        rows.sort(key=lambda r: (bool(r.active), r.updated_at or datetime.min))
+        newest = rows[-1]
+        at = int(newest.updated_at.replace(tzinfo=UTC).timestamp() * 1000) if newest.updated_at else None
+        return bool(newest.active), newest.reason, at
 
     def for_trader(self, trader_id: str) -> TraderControls:
         return TraderControls(self, trader_id)
