@@ -73,8 +73,8 @@ class KlineAges(Collector):
 
     def collect(self) -> list[GaugeMetricFamily]:
         now = self.clock()
-        family = GaugeMetricFamily("klinestream_last_kline_age_seconds",
-                                   "Seconds since the close of the newest kline seen of the symbol", labels=["symbol"])  # fmt: skip
+        help_text = "Seconds since the close of the newest kline seen of the symbol"
+        family = GaugeMetricFamily("klinestream_last_kline_age_seconds", help_text, labels=["symbol"])
         for symbol, close_ms in sorted(self.latest().items()):
             family.add_metric([symbol], now - (close_ms + 1) / 1000.0)
         return [family]

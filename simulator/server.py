@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -51,6 +52,7 @@ class SimulatorServer:
         exchange: PaperExchange | None = None,
         api_secret: str | None = None,
         updates_per_kline: int = 2,
+        with_app: Callable[[web.Application], None] | None = None,
     ) -> None:
         self.store = store
         self.host = host
@@ -61,6 +63,8 @@ class SimulatorServer:
         self.api_secret = api_secret
         self.updates_per_kline = updates_per_kline
         self.requests = 0
+        self.with_app = with_app
+        """Called with the app before it starts: the CLI adds /metrics, /health and /ready with it."""
         self._runner: web.AppRunner | None = None
         self._loop_thread = LoopThread("binance-simulator")
 
@@ -84,6 +88,8 @@ class SimulatorServer:
                 web.get("/_sim/state", self._state),
             ]
         )
+        if self.with_app is not None:
+            self.with_app(app)
         return app
 
     async def start(self) -> None:

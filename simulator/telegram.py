@@ -183,7 +183,8 @@ class TelegramStandIn:
 
     async def _m_getMe(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"id": BOT_ID, "is_bot": True, "first_name": "Klinestream", "username": self.username,
-                "can_join_groups": True, "can_read_all_group_messages": False, "supports_inline_queries": False}  # fmt: skip
+                "can_join_groups": True, "can_read_all_group_messages": False,
+                "supports_inline_queries": False}  # fmt: skip
 
     async def _m_deleteWebhook(self, params: dict[str, Any]) -> bool:
         return True

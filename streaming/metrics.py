@@ -88,7 +88,7 @@ class StreamMetrics:
             self.dead_letters.labels(record.reason.split(":", 1)[0]).inc()
         for item in outcome.accepted_items:
             k = item.kline
-            self.kline_ages.saw(k.symbol, k.close_time)
+            self.kline_ages.saw(k.symbol, k.event_time)
             if item.record.timestamp_ms > self._appended.get(k.open_time, -1):
                 self._appended[k.open_time] = item.record.timestamp_ms
         result = outcome.trader_result
@@ -152,3 +152,23 @@ class StreamMetrics:
         if previous is not None and previous != version:
             self.model.remove(trader_id, previous)
         self.model.labels(trader_id, version).set(1)
+
+
+class IngestorMetrics:
+    """The ingestor's metrics: klines made durable in Kafka by symbol and source, the age of the newest kline of
+    each symbol, and (read when scraped) its connections and python-binance's own reconnections."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.published = Counter("klinestream_ingested_klines", "Closed klines durable in Kafka, by source",
+                                 ["symbol", "source"], registry=registry)  # fmt: skip
+        self.kline_ages = KlineAges(registry)
+        self.connections = Gauge("klinestream_ingestor_connections", "Kline stream connections opened",
+                                 registry=registry)  # fmt: skip
+        self.reconnects = Gauge("klinestream_ingestor_reconnects", "Reconnections python-binance made by itself",
+                                registry=registry)  # fmt: skip
+
+    def published_klines(self, klines: Iterable[tuple[str, int, str]]) -> None:
+        """``(symbol, close_time, source)`` of klines the sink has made durable."""
+        for symbol, close_time, source in klines:
+            self.published.labels(symbol, source).inc()
+            self.kline_ages.saw(symbol, close_time)

@@ -84,7 +84,12 @@ class TelegramAlertSink:
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until every queued alert was sent (or given up); False on timeout."""
         done = threading.Event()
-        threading.Thread(target=lambda: (self._queue.join(), done.set()), daemon=True).start()
+
+        def wait() -> None:
+            self._queue.join()
+            done.set()
+
+        threading.Thread(target=wait, daemon=True).start()
         return done.wait(timeout)
 
     def close(self, timeout: float = 30.0) -> None:

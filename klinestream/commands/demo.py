@@ -105,6 +105,7 @@ def dashboard(
     from adapters.cassandra.session import CassandraSession
     from klinestream.dashboard.api import DashboardReader
     from klinestream.dashboard.server import DashboardServer
+    from klinestream.observability import dashboard_ops
     from models.settings import load_settings
 
     settings = load_settings()
@@ -112,12 +113,14 @@ def dashboard(
     db = CassandraSession.connect(settings, max_outage_seconds=60)
     chosen_symbol = symbol or (settings.traded_symbol if trader else None)
     server = DashboardServer(DashboardReader(TradeReader(db), CassandraControls(db)), host, port, trader, chosen_symbol)
+    readiness = dashboard_ops(server.app, db)  # /metrics, /health, /ready
     typer.echo(f"dashboard: http://{host}:{port}/ (Ctrl-C to stop)")
     try:
         asyncio.run(server.serve_forever())
     except KeyboardInterrupt:
         typer.echo("dashboard stopped")
     finally:
+        readiness.stop()
         db.close()
 
 

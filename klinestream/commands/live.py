@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import typer
 
 if TYPE_CHECKING:
+    from models.alerts import AlertSink
     from models.settings import Settings
     from streaming.micro_batch import BatchTrader
 
@@ -33,20 +34,25 @@ def ingest(
 
     Reconnects with backoff and fills missed hours from the REST klines endpoint. Stop with Ctrl-C.
     """
+    from klinestream.observability import start_ingestor_ops
     from models.settings import load_settings
     from streaming.ingestor import run_ingestor
 
     settings = load_settings()
     _quiet_libraries()
+    ops = start_ingestor_ops(settings)  # /metrics, /health, /ready on KLINESTREAM_INGESTOR_METRICS_PORT
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await run_ingestor(settings, stop, max_attempts or None, idle_seconds)
+        await run_ingestor(settings, stop, max_attempts or None, idle_seconds, ops.metrics, ops.watch)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        ops.close()
 
 
 def stream(
@@ -70,8 +76,9 @@ def stream(
 ) -> None:
     """Run the Spark job: Kafka klines.1h → DLQ for bad records → hour alignment → online trader → Cassandra."""
     from adapters.kafka import ensure_topics
+    from klinestream.observability import start_stream_ops
     from models.settings import load_settings
-    from streaming.spark_job import StreamOptions, run_stream_restarting
+    from streaming.spark_job import StreamOptions, checkpoint_root, run_stream_restarting
     from streaming.spark_session import build_spark_session, stop_spark
 
     settings = load_settings()
@@ -87,17 +94,24 @@ def stream(
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):  # a service manager's stop, or Ctrl-C: stop cleanly
         signal.signal(sig, lambda *_: stop.set())
+    # metrics, alerts and /metrics /health /ready (KLINESTREAM_STREAM_METRICS_PORT; 0 = no endpoint)
+    ops = start_stream_ops(settings, checkpoint_root(settings, options) / "spark", not available_now, model_dir is None)
+    alerts = ops.monitor.alerts
     spark = build_spark_session(settings, f"klinestream-{name}")
     try:
         # a micro-batch that fails is retried on a trader restored from its checkpoint, then set aside
-        run_stream_restarting(spark, settings, lambda: build_trader(settings, model_dir, online), options,
-                              close_trader=_close_trader, stop=stop)  # fmt: skip
+        run_stream_restarting(spark, settings, lambda: ops.track(build_trader(settings, model_dir, online, alerts)),
+                              options, close_trader=_close_trader, stop=stop, alerts=alerts,
+                              on_outcome=ops.monitor.on_outcome)  # fmt: skip
     finally:
         stop_spark(spark)
+        ops.close()
     log.info("stream stopped name=%s", name)
 
 
-def build_trader(settings: Settings, model_dir: Path | None = None, online: bool = True) -> BatchTrader:
+def build_trader(
+    settings: Settings, model_dir: Path | None = None, online: bool = True, alerts: AlertSink | None = None
+) -> BatchTrader:
     """The online trader of ``settings``: the MLflow champion (or a saved policy folder), the broker of the
     trading mode, Cassandra for decisions, orders, positions, checkpoints and the kill switch."""
     from models.ports import ModelSource
@@ -112,7 +126,7 @@ def build_trader(settings: Settings, model_dir: Path | None = None, online: bool
         from streaming.model_source import PollingModelSource
 
         source = PollingModelSource(MlflowModelSource(settings.mlflow_tracking_uri, settings.mlflow_model_name))
-    return start_live_trader(settings, source, online=online)
+    return start_live_trader(settings, source, online=online, alerts=alerts)
 
 
 def _close_trader(trader: BatchTrader) -> None:
