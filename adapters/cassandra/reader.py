@@ -31,3 +31,18 @@ class TradeReader:
         """Every ``(trader_id, symbol)`` that has positions, in Cassandra's order."""
         query = f"SELECT DISTINCT trader_id, symbol FROM {self.db.keyspace}.positions"
         return [(str(r.trader_id), str(r.symbol)) for r in self.db.session.execute(query, timeout=30)]
+
+    def latest(self, table: str, trader_id: str, symbol: str, limit: int = 1) -> list[dict[str, Any]]:
+        """The newest ``limit`` rows of a trader's partition, newest first (a bounded read)."""
+        if table not in READABLE_TABLES:
+            raise ValueError(f"cannot read table {table!r}")
+        query = (f"SELECT * FROM {self.db.keyspace}.{table} WHERE trader_id = %s AND symbol = %s "
+                 "ORDER BY open_time DESC LIMIT %s")  # fmt: skip
+        return [row._asdict() for row in self.db.run(query, (trader_id, symbol, int(limit)), timeout=30)]
+
+    def since(self, table: str, trader_id: str, symbol: str, open_time: int) -> list[dict[str, Any]]:
+        """The rows of a trader's partition from the hour ``open_time`` on, in hour order (a bounded read)."""
+        if table not in READABLE_TABLES:
+            raise ValueError(f"cannot read table {table!r}")
+        query = f"SELECT * FROM {self.db.keyspace}.{table} WHERE trader_id = %s AND symbol = %s AND open_time >= %s"
+        return [row._asdict() for row in self.db.run(query, (trader_id, symbol, int(open_time)), timeout=30)]

@@ -165,7 +165,34 @@ def kill_switch(
     )
 
 
+def bot(
+    poll_timeout: int = typer.Option(10, "--poll-timeout", min=1, max=50, help="getUpdates long-poll seconds."),
+) -> None:
+    """Run the Telegram bot (/status /profit /daily /champion /kill /resume) for KLINESTREAM_TELEGRAM_CHAT_IDS."""
+    from adapters.cassandra.session import CassandraSession
+    from klinestream.bot.app import KlinestreamBot
+    from klinestream.bot.backend import OpsBackend
+    from models.errors import SettingsError
+    from models.settings import load_settings
+
+    settings = load_settings()
+    token = settings.telegram_bot_token
+    if token is None:
+        raise SettingsError("KLINESTREAM_TELEGRAM_BOT_TOKEN is not set: the bot has nothing to log in with")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per long poll otherwise
+    db = CassandraSession.connect(settings, max_outage_seconds=60)
+    try:
+        app = KlinestreamBot(OpsBackend(settings, db), settings.telegram_chat_ids).application(
+            token.get_secret_value(), settings.telegram_api_url, poll_timeout
+        )
+        log.info("telegram bot polling api=%s chats=%s", settings.telegram_api_url, list(settings.telegram_chat_ids))
+        app.run_polling(timeout=poll_timeout, allowed_updates=["message", "callback_query"])  # SIGTERM/SIGINT stop it
+    finally:
+        db.close()
+
+
 def register(app: typer.Typer) -> None:
     app.command("ingest")(ingest)
     app.command("stream")(stream)
     app.command("kill-switch")(kill_switch)
+    app.command("bot")(bot)
