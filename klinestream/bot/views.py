@@ -44,8 +44,9 @@ def status_text(views: list[TraderView]) -> str:
         lines.append(f"{v.trader_id} ({v.symbol}){'  KILL SWITCH ON' if v.killed else ''}")
         if v.decision is not None:
             d = v.decision
-            lines.append(f"  last decision {_hour(d['open_time'])} UTC: {ACTION_NAMES[int(d['action'])]} "
-                         f"at {d['price']:g}, model v{d['model_version']}, {d['online_updates']} online updates")  # fmt: skip
+            action = ACTION_NAMES[int(d["action"])]
+            lines.append(f"  last decision {_hour(d['open_time'])} UTC: {action} at {d['price']:g}, "
+                         f"model v{d['model_version']}, {d['online_updates']} online updates")  # fmt: skip
         if v.position is not None:
             p = v.position
             lines.append(f"  holds {p['units']:g} {v.symbol}, cash {_money(p['cash'])}, equity {_money(p['equity'])}")
