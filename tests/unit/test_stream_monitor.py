@@ -45,8 +45,8 @@ def outcome(batch_id: int, hour: int, *, equity: float = 100_000.0, day_start: f
                               True, batch_id, None, None, swapped_from)  # fmt: skip
     position = PositionRecord(TRADER, "BTCUSDT", k.open_time, "3", 1.0, equity - 100.5, equity, 99_000.0, 0.0, 0.1,
                               day_start, batch_id)  # fmt: skip
-    result = BatchResult(batch_id, False, "3", (decision,), orders, 7, (), swapped_from,
-                         durable_at if durable_at is not None else (k.event_time + 3000) / 1000, position, 0.25)  # fmt: skip
+    durable = durable_at if durable_at is not None else (k.event_time + 3000) / 1000
+    result = BatchResult(batch_id, False, "3", (decision,), orders, 7, (), swapped_from, durable, position, 0.25)
     letters = [DlqRecord("klines.1h", 0, 1000 + batch_id * 100 + i, None, b"x", "unparseable: bad json")
                for i in range(dlq)]  # fmt: skip
     return BatchOutcome(batch_id, 1 + dlq, 1, letters, trader_result=result, accepted_items=[Accepted(record, k)],
@@ -94,8 +94,8 @@ def test_each_event_alerts_once_however_often_it_is_seen() -> None:
     clock = [T0 / 1000 + 41 * 3600.0]
     mon, alerts, registry = monitor(clock)
     for batch_id in (0, 1):  # the same day, loss past the limit twice; a refused buy too
-        mon.on_outcome(outcome(batch_id, 40 + batch_id, equity=98_000.0, orders=(order(40, "rejected",
-                                                                                       "daily_loss_limit"),)))  # fmt: skip
+        refused = order(40, "rejected", "daily_loss_limit")
+        mon.on_outcome(outcome(batch_id, 40 + batch_id, equity=98_000.0, orders=(refused,)))
     mon.on_outcome(outcome(2, 42, swapped_from="2"))
     for batch_id in (3, 4, 5):  # 3 + 3 + 3 dead letters within the window: one burst
         mon.on_outcome(outcome(batch_id, 40 + batch_id, dlq=3))
