@@ -55,6 +55,10 @@ class StreamMetrics:
         self.equity = Gauge("klinestream_equity", "Equity (quote asset) of the last position row", labels, registry=r)
         self.cash = Gauge("klinestream_cash", "Cash (quote asset) of the last position row", labels, registry=r)
         self.position = Gauge("klinestream_position_units", "Base units held (last position row)", labels, registry=r)
+        self.day_start = Gauge("klinestream_day_start_equity", "Equity at the first decision of the UTC day", labels,
+                               registry=r)  # fmt: skip
+        self.daily_loss_limit = Gauge("klinestream_daily_loss_limit", "The daily-loss stop's limit (quote asset)",
+                                      registry=r)  # fmt: skip
         self.buy_hold = Gauge("klinestream_buy_hold_equity", "Buy-and-hold equity at the same close", labels,
                               registry=r)  # fmt: skip
         self.drawdown = Gauge("klinestream_drawdown_ratio", "1 - equity / the highest equity of the trader", labels,
@@ -137,6 +141,7 @@ class StreamMetrics:
         self.cash.labels(*key).set(position.cash)
         self.position.labels(*key).set(position.units)
         self.buy_hold.labels(*key).set(position.buy_hold_equity)
+        self.day_start.labels(*key).set(position.day_start_equity)
         self.drawdown.labels(*key).set(1.0 - position.equity / peak if peak > 0 else 0.0)
 
     def seed_peak(self, trader_id: str, symbol: str, peak: float) -> None:

@@ -90,6 +90,7 @@ class StreamMonitor:
                  sources: MonitorSources | None = None, clock: Callable[[], float] = time.time) -> None:  # fmt: skip
         self.config, self.metrics, self.sources, self.clock = config, metrics, sources or MonitorSources(), clock
         self.alerts = CountingAlertSink(metrics, alerts)
+        metrics.daily_loss_limit.set(config.daily_loss_limit)
         self._sent: set[str] = set()
         self._burst: deque[tuple[float, int, str]] = deque()
         self._burst_active = False
