@@ -114,6 +114,12 @@ class Settings(BaseSettings):
     simulator_port: int = Field(
         8900, ge=1, le=65535, description="Port of the supervised exchange simulator (stack --live, offline)."
     )
+    live_programs: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="Live programs `stack up --live` supervises (comma-separated); empty = all that apply."
+    )
+    live_stream_args: str = Field(
+        "", description="Extra arguments of the supervised `klinestream stream`, e.g. `--model-dir models/1`."
+    )
     telegram_bot_token: SecretStr | None = Field(
         None, description="Token of the Telegram bot that sends alerts and answers commands; unset = no Telegram."
     )
@@ -149,7 +155,7 @@ class Settings(BaseSettings):
         """``KLINESTREAM_DATA_DIR=`` (empty) means unset, not the current directory."""
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("symbols", "cassandra_hosts", "telegram_chat_ids", mode="before")
+    @field_validator("symbols", "cassandra_hosts", "telegram_chat_ids", "live_programs", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -14,7 +14,9 @@ import typer
 if TYPE_CHECKING:
     from klinestream.stack.control import ServiceState
 
-SERVICES_HELP = "Services (kafka, cassandra, mlflow, airflow); all when none is named."
+SERVICES_HELP = (
+    "Services (kafka, cassandra, mlflow, airflow; `live` = the supervised live processes); all when none is named."
+)
 
 
 def _quiet_clients() -> None:
@@ -70,7 +72,9 @@ def up(
     _quiet_clients()
     console = Console(soft_wrap=True)
     settings = load_settings()
-    chosen = build_services(settings, services or [])
+    names = [n for n in services or [] if n != "live"]
+    live = live or "live" in (services or [])
+    chosen = build_services(settings, names) if names or not services else []  # `up live`: the live part only
     if live:
         from klinestream.stack.services import LiveService
 
@@ -99,8 +103,9 @@ def down(services: list[str] = typer.Argument(None, help=SERVICES_HELP)) -> None
 
     console = Console(soft_wrap=True)
     settings = load_settings()
-    chosen = build_services(settings, services or [])
-    if not services:  # everything: the supervised live processes first (down stops in reverse order)
+    names = [n for n in services or [] if n != "live"]
+    chosen = build_services(settings, names) if names or not services else []
+    if not services or "live" in services:  # the supervised live processes first (down stops in reverse order)
         from klinestream.stack.services import LiveService
 
         chosen.append(LiveService(settings))
@@ -177,8 +182,12 @@ def _live_status(settings: Any, console: Any) -> None:
 
 
 def supervise(
-    only: list[str] = typer.Option(None, "--only", help="Run only these live programs (repeat the option)."),
-    stream_args: str = typer.Option("", "--stream-args", help="Extra arguments of `klinestream stream`."),
+    only: list[str] = typer.Option(
+        None, "--only", help="Run only these live programs (repeat the option; default KLINESTREAM_LIVE_PROGRAMS)."
+    ),
+    stream_args: str = typer.Option(
+        None, "--stream-args", help="Extra arguments of `klinestream stream` (default KLINESTREAM_LIVE_STREAM_ARGS)."
+    ),
 ) -> None:
     """Run the live processes in the foreground, restarting each on crash with backoff (what `up --live` runs)."""
     import signal

@@ -397,10 +397,6 @@ class LiveService(Service):
     start_timeout = 180.0
     stop_timeout = 90.0
 
-    def __init__(self, settings: Settings, only: tuple[str, ...] = (), stream_args: str = "") -> None:
-        super().__init__(settings)
-        self.only, self.stream_args = only, stream_args
-
     @property
     def host(self) -> str:
         return self.settings.metrics_host
@@ -410,8 +406,7 @@ class LiveService(Service):
         return self.settings.stream_metrics_port
 
     def command(self) -> list[str]:
-        extra = [a for name in self.only for a in ("--only", name)]
-        return [str(VENV_BIN / "klinestream"), "stack", "supervise", *extra, "--stream-args", self.stream_args]
+        return [str(VENV_BIN / "klinestream"), "stack", "supervise"]
 
     def env(self) -> dict[str, str]:
         env = super().env()
@@ -421,7 +416,7 @@ class LiveService(Service):
     def healthy(self) -> bool:
         from klinestream.stack.supervisor import live_programs, probe
 
-        programs = live_programs(self.settings, self.only, self.stream_args)
+        programs = live_programs(self.settings)
         return all(probe(p.health_url)[0] in ("ok", "-") for p in programs)
 
     def notes(self) -> str:

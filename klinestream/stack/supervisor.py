@@ -71,8 +71,11 @@ def _loopback(url: str | None) -> bool:
     return bool(url) and urlsplit(url or "").hostname in ("127.0.0.1", "localhost")
 
 
-def live_programs(settings: Settings, only: Sequence[str] = (), stream_args: str = "") -> list[Program]:
-    """The live programs of ``settings`` (``only`` those named, when given)."""
+def live_programs(settings: Settings, only: Sequence[str] = (), stream_args: str | None = None) -> list[Program]:
+    """The live programs of ``settings``: ``only`` those named (default ``KLINESTREAM_LIVE_PROGRAMS``; empty =
+    all that apply), the stream with ``stream_args`` (default ``KLINESTREAM_LIVE_STREAM_ARGS``)."""
+    only = tuple(only) or settings.live_programs
+    stream_args = settings.live_stream_args if stream_args is None else stream_args
     host = settings.metrics_host
     programs = []
     if _loopback(settings.binance_base_url) and settings.data_dir is not None:  # offline: the simulator too
