@@ -257,7 +257,6 @@ class EndOffsets:
                 self._consumer = KafkaConsumer(
                     bootstrap_servers=self.settings.kafka_bootstrap_servers, enable_auto_commit=False, group_id=None,
                     client_id="klinestream-lag", request_timeout_ms=self.timeout_ms + 1000,
-                    api_version_auto_timeout_ms=self.timeout_ms,
                 )  # fmt: skip
             consumer = self._consumer
             partitions = consumer.partitions_for_topic(self.topic)

@@ -96,6 +96,7 @@ class StreamMonitor:
         self._burst_active = False
         self._kill: KillSwitchState | None = None
         self._seeded = False
+        self._failing: set[str] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -168,10 +169,14 @@ class StreamMonitor:
     def poll(self) -> None:
         """Lag, kill switch, stale data (each part on its own: one failing does not stop the others)."""
         for part in (self._poll_lag, self._poll_kill_switch, self._poll_stale):
+            name = part.__name__.removeprefix("_poll_")
             try:
                 part()
+                self._failing.discard(name)
             except Exception as exc:  # a service is away: the readiness checks say so; try again next poll
-                log.debug("monitor poll %s failed: %s", part.__name__, exc)
+                level = logging.DEBUG if name in self._failing else logging.WARNING
+                self._failing.add(name)
+                log.log(level, "monitor could not read %s: %s", name, exc)
 
     def _poll_lag(self) -> None:
         end, committed = self.sources.end_offsets, self.sources.committed_offsets
