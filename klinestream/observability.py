@@ -65,14 +65,26 @@ class StreamOps:
         self.alerts.close()
 
 
-def _trader_check(holder: TraderHolder, what: str) -> Check:
-    def check() -> str | None:
-        trader = holder.trader
-        if trader is None:
-            raise RuntimeError("no trader yet")
-        if what == "cassandra":
-            trader.sink.db.ping()
-            return None
+def _running_trader(holder: TraderHolder) -> Any:
+    if holder.trader is None:
+        raise RuntimeError("no trader yet")
+    return holder.trader
+
+
+def _cassandra_check(holder: TraderHolder) -> Check:
+    """Cassandra answers a query on the running trader's connection."""
+
+    def check() -> None:
+        _running_trader(holder).sink.db.ping()
+
+    return check
+
+
+def _model_check(holder: TraderHolder) -> Check:
+    """The running trader has a model loaded."""
+
+    def check() -> str:
+        trader = _running_trader(holder)
         if getattr(trader, "policy", None) is None:
             raise RuntimeError("no model loaded")
         return f"model_version={trader.version}"
@@ -98,9 +110,7 @@ def start_stream_ops(settings: Settings, checkpoint_dir: Path, live: bool, regis
     topic = settings.kafka_topic_klines
 
     def kill_switch() -> KillSwitchState:
-        if holder.trader is None:
-            raise RuntimeError("no trader yet")
-        return KillSwitchState(*CassandraControls(holder.trader.sink.db).kill_switch_status(trader_id))
+        return KillSwitchState(*CassandraControls(_running_trader(holder).sink.db).kill_switch_status(trader_id))
 
     def last_closes() -> dict[str, int]:
         return {s: t + HOUR_MS - 1 for s, t in last_published_hours(settings, lookback=200).items()}
@@ -113,8 +123,8 @@ def start_stream_ops(settings: Settings, checkpoint_dir: Path, live: bool, regis
     monitor = StreamMonitor(config, StreamMetrics(registry), alerts, sources).start()
     checks: dict[str, Check] = {
         "kafka": _kafka_check(settings, topic),
-        "cassandra": _trader_check(holder, "cassandra"),
-        "model": _trader_check(holder, "model"),
+        "cassandra": _cassandra_check(holder),
+        "model": _model_check(holder),
     }
     if registry_used:
         checks["registry"] = lambda: ping_tracking_server(settings.mlflow_tracking_uri)

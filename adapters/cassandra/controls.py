@@ -50,7 +50,7 @@ class CassandraControls:
         row or the trader's own): the newest active row, else the newest row; (False, None, None) with none."""
         names = [KILL_SWITCH_CONTROL] + ([_control_name(trader_id)] if trader_id else [])
         query = f"SELECT name, active, reason, updated_at FROM {self.db.keyspace}.controls WHERE name IN %s"
-        rows = list(self.db.run(query, (tuple(names),), timeout=5))
+        rows = list(self.db.session.execute(query, (tuple(names),), timeout=5))  # no retry: a monitor's poll
         if not rows:
             return False, None, None
         rows.sort(key=lambda r: (bool(r.active), r.updated_at or datetime.min))

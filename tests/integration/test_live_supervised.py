@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -71,7 +72,10 @@ def test_a_supervised_stream_killed_with_sigkill_is_restarted_and_writes_each_de
         seed(topics, klines)
         calm = topics.model_copy(update={"cassandra_keyspace": new_keyspace("test_supervised_calm")})
         with keyspace_dropped_after(calm):
-            run_to_end(calm, f"{name}-calm", model_dir, tmp_path / "calm.log")
+            try:
+                run_to_end(calm, f"{name}-calm", model_dir, tmp_path / "calm.log")
+            finally:
+                shutil.rmtree(settings.home / "checkpoints" / f"{name}-calm", ignore_errors=True)
             rows["calm"] = {table: read_rows(calm, table, TRADER) for table in TABLES}
         killed = topics.model_copy(update={"cassandra_keyspace": new_keyspace("test_supervised")})
         env = process_env(killed, home=home, stream_metrics_port=free_port(), live_programs="stream",
