@@ -27,7 +27,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
-from adapters.loop_thread import LoopThread
+from adapters.loop_thread import LoopThread, start_site
 
 log = logging.getLogger(__name__)
 
@@ -203,13 +203,7 @@ class OpsServer:
     async def _start(self) -> None:
         app = web.Application()
         add_ops_routes(app, self.registry, self.readiness)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        sockets = getattr(site._server, "sockets", None) or []
-        if sockets:
-            self.port = int(sockets[0].getsockname()[1])
+        self._runner, self.port = await start_site(app, self.host, self.port)
         log.info("metrics listening url=%s/metrics", self.url)
 
     async def _stop(self) -> None:

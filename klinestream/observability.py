@@ -31,6 +31,8 @@ class TraderHolder:
     """The trader the stream runs now (``run_stream_restarting`` builds a new one after a failed batch)."""
 
     trader: Any = None
+    controls: Any = None
+    """adapters.cassandra.controls.CassandraControls on the trader's connection."""
 
 
 @dataclass
@@ -45,7 +47,9 @@ class StreamOps:
 
     def track(self, trader: Any) -> Any:
         """Note ``trader`` as the running one and seed its drawdown peak from its position rows."""
-        self.holder.trader = trader
+        from adapters.cassandra.controls import CassandraControls
+
+        self.holder.trader, self.holder.controls = trader, CassandraControls(trader.sink.db)
         try:
             from adapters.cassandra.reader import TradeReader
 
@@ -95,7 +99,6 @@ def _model_check(holder: TraderHolder) -> Check:
 def start_stream_ops(settings: Settings, checkpoint_dir: Path, live: bool, registry_used: bool) -> StreamOps:
     """Metrics, monitor, readiness and the endpoint of a stream whose Spark checkpoint is ``checkpoint_dir``."""
     from adapters.alerting import build_alert_sink
-    from adapters.cassandra.controls import CassandraControls
     from adapters.kafka import EndOffsets, last_published_hours
     from adapters.mlflow.registry import ping_tracking_server
     from streaming.metrics import StreamMetrics
@@ -110,7 +113,8 @@ def start_stream_ops(settings: Settings, checkpoint_dir: Path, live: bool, regis
     topic = settings.kafka_topic_klines
 
     def kill_switch() -> KillSwitchState:
-        return KillSwitchState(*CassandraControls(_running_trader(holder).sink.db).kill_switch_status(trader_id))
+        _running_trader(holder)
+        return KillSwitchState(*holder.controls.kill_switch_status(trader_id))
 
     def last_closes() -> dict[str, int]:
         return {s: t + HOUR_MS - 1 for s, t in last_published_hours(settings, lookback=200).items()}
@@ -129,12 +133,16 @@ def start_stream_ops(settings: Settings, checkpoint_dir: Path, live: bool, regis
     if registry_used:
         checks["registry"] = lambda: ping_tracking_server(settings.mlflow_tracking_uri)
     readiness = Readiness(checks, registry=registry)
-    server = None
-    if settings.stream_metrics_port:
-        server = OpsServer(registry, readiness, settings.metrics_host, settings.stream_metrics_port).start()
-    else:
-        readiness.start()
+    server = _serve(registry, readiness, settings.metrics_host, settings.stream_metrics_port)
     return StreamOps(registry, alerts, monitor, server, readiness, holder)
+
+
+def _serve(registry: CollectorRegistry, readiness: Readiness, host: str, port: int) -> OpsServer | None:
+    """Start the checks, and the endpoint on ``host:port`` unless ``port`` is 0."""
+    if not port:
+        readiness.start()
+        return None
+    return OpsServer(registry, readiness, host, port).start()
 
 
 def _kafka_check(settings: Settings, topic: str) -> Check:
@@ -180,11 +188,7 @@ def start_ingestor_ops(settings: Settings) -> IngestorOps:
         "exchange": lambda: ping_exchange(settings.binance_base_url),
     }
     readiness = Readiness(checks, registry=registry)
-    server = None
-    if settings.ingestor_metrics_port:
-        server = OpsServer(registry, readiness, settings.metrics_host, settings.ingestor_metrics_port).start()
-    else:
-        readiness.start()
+    server = _serve(registry, readiness, settings.metrics_host, settings.ingestor_metrics_port)
     return IngestorOps(registry, metrics, server, readiness)
 
 

@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from adapters.loop_thread import LoopThread
+from adapters.loop_thread import LoopThread, start_site
 from models.kline import HOUR_MS
 from simulator.faults import FaultPlan
 from simulator.store import KlineStore, ReplayClock, rest_array
@@ -93,13 +93,7 @@ class SimulatorServer:
         return app
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.app(), handle_signals=False, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        server = getattr(site, "_server", None)
-        if server is not None and server.sockets:
-            self.port = server.sockets[0].getsockname()[1]
+        self._runner, self.port = await start_site(self.app(), self.host, self.port)
         log.info("simulator listening on %s (symbols=%s)", self.base_url, ",".join(self.store.symbols))
 
     async def stop(self) -> None:

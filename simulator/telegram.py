@@ -24,7 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
-from adapters.loop_thread import LoopThread
+from adapters.loop_thread import LoopThread, start_site
 
 log = logging.getLogger(__name__)
 
@@ -88,13 +88,7 @@ class TelegramStandIn:
         return app
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        sockets = getattr(site._server, "sockets", None) or []
-        if sockets:
-            self.port = int(sockets[0].getsockname()[1])
+        self._runner, self.port = await start_site(self.app(), self.host, self.port)
         log.info("telegram stand-in listening on %s", self.api_url)
 
     async def stop(self) -> None:

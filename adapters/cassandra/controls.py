@@ -29,6 +29,7 @@ class CassandraControls:
         self.db = db
         ks = db.keyspace
         self._read = db.prepare(f"SELECT name, active FROM {ks}.controls WHERE name IN ?")
+        self._status = db.prepare(f"SELECT name, active, reason, updated_at FROM {ks}.controls WHERE name IN ?")
         self._set = db.prepare(
             f"INSERT INTO {ks}.controls (name, active, reason, updated_at) VALUES (?, ?, ?, toTimestamp(now()))",
             idempotent=False,
@@ -49,8 +50,7 @@ class CassandraControls:
         """(active, reason, updated_at in epoch ms) of the switch that applies to ``trader_id`` (the global
         row or the trader's own): the newest active row, else the newest row; (False, None, None) with none."""
         names = [KILL_SWITCH_CONTROL] + ([_control_name(trader_id)] if trader_id else [])
-        query = f"SELECT name, active, reason, updated_at FROM {self.db.keyspace}.controls WHERE name IN %s"
-        rows = list(self.db.session.execute(query, (tuple(names),), timeout=5))  # no retry: a monitor's poll
+        rows = list(self.db.session.execute(self._status, (names,), timeout=5))  # no retry: a monitor's poll
         if not rows:
             return False, None, None
         rows.sort(key=lambda r: (bool(r.active), r.updated_at or datetime.min))

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,3 +55,12 @@ def ready(base: str) -> tuple[bool, dict[str, Any]]:
         return response.status_code == 200, response.json()
     except requests.RequestException:
         return False, {}
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str, logs: Callable[[], str]) -> None:
+    """Poll ``predicate`` every 0.5 s; fail after ``timeout`` s naming ``what``, with the end of ``logs()``."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not within {timeout} s:\n{logs()[-5000:]}")
+        time.sleep(0.5)

@@ -12,7 +12,6 @@ import collections
 import shutil
 import signal
 import subprocess
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,15 @@ import pytest
 
 from models.settings import Settings
 from tests.integration.live_helpers import live_topics, seed
-from tests.integration.live_process_helpers import KLINESTREAM, free_port, process_env, ready, scrape, total
+from tests.integration.live_process_helpers import (
+    KLINESTREAM,
+    free_port,
+    process_env,
+    ready,
+    scrape,
+    total,
+    wait_until,
+)
 from tests.integration.live_stream_helpers import TRADED, fresh_keyspace, read_rows
 from tests.integration.tcp_proxy import TcpProxy
 
@@ -32,10 +39,7 @@ TRADER = "paper-BTCUSDT"
 
 
 def wait(predicate: Any, timeout: float, what: str, log_file: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"{what} not within {timeout} s:\n{log_file.read_text()[-3000:]}"
-        time.sleep(0.5)
+    wait_until(predicate, timeout, what, lambda: log_file.read_text(errors="replace"))
 
 
 def test_metrics_of_a_running_stream_hold_what_cassandra_holds_and_ready_follows_cassandra(

@@ -25,7 +25,7 @@ import pytest
 
 from models.settings import Settings
 from tests.integration.live_helpers import live_topics, seed
-from tests.integration.live_process_helpers import KLINESTREAM, free_port, process_env
+from tests.integration.live_process_helpers import KLINESTREAM, free_port, process_env, wait_until
 from tests.integration.live_stream_helpers import keyspace_dropped_after, new_keyspace, read_rows
 from tests.integration.test_live_crash_recovery import TABLES, DecisionCounter, run_to_end
 
@@ -41,13 +41,9 @@ def stream_program(home: Path) -> dict[str, Any]:
 
 
 def wait(predicate: Any, timeout: float, what: str, home: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            logs = home / "stack" / "live"
-            tails = {p.name: p.read_text(errors="replace")[-2500:] for p in logs.glob("*.log")}
-            raise AssertionError(f"{what} not within {timeout} s; logs: {tails}")
-        time.sleep(0.5)
+    logs = home / "stack" / "live"
+    wait_until(predicate, timeout, what, lambda: "\n".join(p.read_text(errors="replace")[-2500:]
+                                                           for p in logs.glob("*.log")))  # fmt: skip
 
 
 def klinestream(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:

@@ -119,9 +119,10 @@ def test_a_daily_loss_stop_and_a_dead_letter_burst_each_send_one_message(
     from tests.unit.trader_fakes import to_klines
 
     stack.require("kafka", "cassandra")
-    frame = synthetic_klines(hours=48)  # decisions from hour 33: 09:00..23:00 of one UTC day
+    frame = synthetic_klines()
     model = constant_policy(frame, 1).save(tmp_path / "models" / "1")  # always buys: each fill pays a fee
-    klines = sorted(to_klines(frame), key=lambda k: (k.open_time, k.symbol))
+    first_two_days = frame[frame["open_time"] < int(frame["open_time"].min()) + 48 * 3_600_000]
+    klines = sorted(to_klines(first_two_days), key=lambda k: (k.open_time, k.symbol))  # decisions: 09:00-23:00, day 2
     limits = {**LOOSE_LIMITS, "daily_loss_limit": 1e-6, "dead_letter_burst": 20}
     with live_topics(settings) as topics, fresh_keyspace(topics, "test_tg_loss") as ours:
         live = with_telegram(ours, api, **limits)
@@ -217,7 +218,7 @@ def test_kill_from_the_allowed_chat_stops_orders_at_the_next_batch_and_another_c
     from tests.unit.trader_fakes import hourly_batches, to_klines
 
     stack.require("cassandra")
-    frame = synthetic_klines(hours=60)
+    frame = synthetic_klines()
     model = constant_policy(frame, 1).save(tmp_path / "models" / "1")
     batches = hourly_batches(sorted(to_klines(frame), key=lambda k: (k.open_time, k.symbol)), 3)
     with fresh_keyspace(settings, "test_tg_bot") as ours:

@@ -7,7 +7,6 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from adapters.kafka import DlqRecord
-from models.alerts import Alert
 from models.kline import HOUR_MS, Kline
 from models.records import DecisionRecord, OrderRecord, PositionRecord
 from streaming.dlq import Accepted, RawRecord
@@ -15,20 +14,10 @@ from streaming.metrics import StreamMetrics
 from streaming.micro_batch import BatchOutcome
 from streaming.monitoring import KillSwitchState, MonitorConfig, MonitorSources, StreamMonitor
 from streaming.online_trader import BatchResult
+from tests.unit.streaming_fakes import ListAlerts
 
 T0 = 1_672_531_200_000  # 2023-01-01 00:00 UTC
 TRADER = "paper-BTCUSDT"
-
-
-class Alerts:
-    def __init__(self) -> None:
-        self.alerts: list[Alert] = []
-
-    def emit(self, alert: Alert) -> None:
-        self.alerts.append(alert)
-
-    def kinds(self) -> list[str]:
-        return [a.kind for a in self.alerts]
 
 
 def kline(hour: int, symbol: str = "BTCUSDT") -> Kline:
@@ -64,8 +53,8 @@ def samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str
             for family in text_string_to_metric_families(text) for s in family.samples}  # fmt: skip
 
 
-def monitor(clock: list[float], **config: object) -> tuple[StreamMonitor, Alerts, CollectorRegistry]:
-    registry, alerts = CollectorRegistry(), Alerts()
+def monitor(clock: list[float], **config: object) -> tuple[StreamMonitor, ListAlerts, CollectorRegistry]:
+    registry, alerts = CollectorRegistry(), ListAlerts()
     settings = {"trader_id": TRADER, "topic": "klines.1h", "daily_loss_limit": 1000.0, "dead_letter_burst": 5,
                 "dead_letter_burst_minutes": 10.0, **config}  # fmt: skip
     return StreamMonitor(MonitorConfig(**settings), StreamMetrics(registry), alerts,  # type: ignore[arg-type]
