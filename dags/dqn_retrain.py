@@ -20,6 +20,7 @@ from typing import Any
 from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, get_current_context, task
 
 from models.config import EnvConfig
+from pipelines.dag_alerts import on_dag_failure
 from pipelines.retrain_config import VARIANTS, GateConfig, RetrainConfig
 
 #: Published by the klines_backfill DAG (dags/klines_backfill.py) when validated klines land in the lake.
@@ -80,6 +81,7 @@ with DAG(
     max_active_runs=1,
     params=PARAMS,
     default_args=DEFAULT_ARGS,
+    on_failure_callback=on_dag_failure,  # one dag_failed alert per failed run
     tags=["klinestream", "training", "mlflow"],
     doc_md=__doc__,
 ) as dag:

@@ -26,7 +26,9 @@ MIN_DASHBOARD_PASSWORD = 8
 
 TradingMode = Literal["paper", "testnet", "live"]
 #: Fields whose values are never echoed in an error message.
-SECRET_FIELDS = frozenset({"binance_api_key", "binance_api_secret", "kline_signing_key", "dashboard_password"})
+SECRET_FIELDS = frozenset(
+    {"binance_api_key", "binance_api_secret", "kline_signing_key", "dashboard_password", "telegram_bot_token"}
+)
 
 
 def env_name(field: str) -> str:
@@ -146,6 +148,42 @@ class Settings(BaseSettings):
     # --- compute ---------------------------------------------------------------------------------
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
+    # --- operations: metrics, health, alerts ------------------------------------------------------
+    metrics_host: str = Field("127.0.0.1", description="Interface the stream's and ingestor's /metrics listen on.")
+    stream_metrics_port: int = Field(
+        9101, ge=0, le=65535, description="Port of the stream's /metrics, /health and /ready (0 = no endpoint)."
+    )
+    ingestor_metrics_port: int = Field(
+        9102, ge=0, le=65535, description="Port of the ingestor's /metrics, /health and /ready (0 = no endpoint)."
+    )
+    dashboard_port: int = Field(8050, ge=1, le=65535, description="Port of the supervised dashboard (stack --live).")
+    simulator_port: int = Field(
+        8900, ge=1, le=65535, description="Port of the supervised exchange simulator (stack --live, offline)."
+    )
+    live_programs: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="Live programs `stack up --live` supervises (comma-separated); empty = all that apply."
+    )
+    live_stream_args: str = Field(
+        "", description="Extra arguments of the supervised `klinestream stream`, e.g. `--model-dir models/1`."
+    )
+    telegram_bot_token: SecretStr | None = Field(
+        None, description="Token of the Telegram bot that sends alerts and answers commands; unset = no Telegram."
+    )
+    telegram_chat_ids: Annotated[tuple[int, ...], NoDecode] = Field(
+        (), description="Chats (comma-separated ids) that receive alerts and whose commands the bot answers."
+    )
+    telegram_api_url: str = Field(
+        "https://api.telegram.org", description="Root of the Telegram Bot API (a local stand-in in tests)."
+    )
+    alert_order_filled: bool = Field(False, description="Also alert on every filled order.")
+    stale_after_minutes: float = Field(
+        15.0, gt=0.0, le=1440.0, description="Alert when no kline of an hour came this long after the hour closed."
+    )
+    dead_letter_burst: int = Field(
+        20, ge=1, description="Alert when this many records are dead-lettered within dead_letter_burst_minutes."
+    )
+    dead_letter_burst_minutes: float = Field(10.0, gt=0.0, le=1440.0)
+
     @field_validator(
         "data_dir",
         "lake_dir",
@@ -156,6 +194,7 @@ class Settings(BaseSettings):
         "kline_signing_key",
         "stream_start",
         "dashboard_password",
+        "telegram_bot_token",
         mode="before",
     )
     @classmethod
@@ -163,7 +202,15 @@ class Settings(BaseSettings):
         """``KLINESTREAM_DATA_DIR=`` (empty) means unset, not the current directory."""
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("symbols", "cassandra_hosts", "dashboard_allowed_hosts", "monitor_baselines", mode="before")
+    @field_validator(
+        "symbols",
+        "cassandra_hosts",
+        "dashboard_allowed_hosts",
+        "monitor_baselines",
+        "telegram_chat_ids",
+        "live_programs",
+        mode="before",
+    )
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -238,6 +285,8 @@ class Settings(BaseSettings):
                     raise _named_error(name, f"is required when trading_mode={self.trading_mode}")
         if self.trading_mode == "live" and not self.live_confirm:
             raise _named_error("live_confirm", "must be true to trade real money (trading_mode=live)")
+        if self.telegram_bot_token is not None and not self.telegram_chat_ids:
+            raise _named_error("telegram_chat_ids", "is required when a Telegram bot token is set")
         return self
 
     @property

@@ -28,6 +28,7 @@ import pandas as pd
 
 from adapters.mlflow.aliases import promote, set_tags, utc_timestamp
 from adapters.mlflow.registry import CHAMPION, RegistryError, alias_version, load_version, registry_client
+from models.alerts import Alert, AlertSink, emit
 from models.evaluation import EvaluationReport, ReportedAccounting
 from models.time_range import TimeRange
 from pipelines.evaluate import evaluate_policy
@@ -140,8 +141,10 @@ def gate_version(
     holdout: TimeRange,
     config: GateConfig,
     fee_rate: float = 0.001,
+    alerts: AlertSink | None = None,
 ) -> GateDecision:
-    """Compare ``version`` with the current champion on ``holdout``; tag it; promote when it wins."""
+    """Compare ``version`` with the current champion on ``holdout``; tag it; promote when it wins; tell
+    ``alerts`` the decision (a ``gate_decision`` alert, keyed by model, version, champion and holdout)."""
     client = registry_client(tracking_uri)
     champion_version = alias_version(tracking_uri, name, CHAMPION)
     if champion_version == version:
@@ -157,4 +160,19 @@ def gate_version(
     if decision.promote:
         promote(client, name, version, how="gate", tracking_uri=tracking_uri)
     log.info("gate model=%s version=%d champion=%s %s", name, version, champion_version, decision.summary)
+    if alerts is not None:
+        emit(alerts, gate_alert(name, version, champion_version, str(holdout), decision))
     return decision
+
+
+def gate_alert(name: str, version: int, champion_version: int | None, holdout: str, decision: GateDecision) -> Alert:
+    """The ``gate_decision`` alert: promoted or rejected, why, and the holdout figures of both versions."""
+    was = "no champion before" if champion_version is None else f"champion was v{champion_version}"
+    verdict = "promoted to champion" if decision.promote else "rejected, the champion stays"
+    c = decision.challenger
+    return Alert("gate_decision", "info" if decision.promote else "warning",
+                 f"{name} v{version} {verdict} ({was}): {'; '.join(decision.reasons)}",
+                 f"gate_decision:{name}:{version}:{champion_version}:{holdout}",
+                 {"model": name, "version": version, "champion_version": champion_version, "holdout": holdout,
+                  "promoted": decision.promote, "sharpe": round(c.sharpe, 4), "max_drawdown": round(c.max_drawdown, 4),
+                  "trades": c.n_trades})  # fmt: skip

@@ -22,6 +22,7 @@ import mlflow
 import pandas as pd
 
 from adapters import lake
+from adapters.alerting import build_alert_sink
 from adapters.mlflow import tracking
 from adapters.mlflow.aliases import set_challenger
 from adapters.mlflow.registry import registry_client
@@ -196,8 +197,13 @@ def gate_versions(settings: Settings, config: RetrainConfig, snapshot: Mapping[s
     klines = read_snapshot(snapshot)
     holdout = config.test_range
     results = []
-    for item in sorted(registered, key=lambda r: int(r["version"])):
-        decision = gate_version(uri, name, int(item["version"]), klines, holdout, config.gate, settings.fee_rate)
-        results.append({"version": int(item["version"]), "variant": item["variant"], "promoted": decision.promote,
-                        "reason": decision.summary})  # fmt: skip
+    alerts = build_alert_sink(settings)  # every gate decision is an alert (the log, and Telegram when set)
+    try:
+        for item in sorted(registered, key=lambda r: int(r["version"])):
+            decision = gate_version(uri, name, int(item["version"]), klines, holdout, config.gate, settings.fee_rate,
+                                    alerts)  # fmt: skip
+            results.append({"version": int(item["version"]), "variant": item["variant"],
+                            "promoted": decision.promote, "reason": decision.summary})  # fmt: skip
+    finally:
+        alerts.close()
     return results

@@ -106,6 +106,8 @@ class BatchOutcome:
     """Klines the aligner kept, less those it later let go (may be negative when it lets earlier ones go)."""
     set_aside: bool = False
     """The batch failed ``max_batch_attempts`` times: its records went to the DLQ as ``batch_failed``."""
+    seconds: float = 0.0
+    """Wall time of the whole micro-batch on the driver, collect included (set by the Spark job)."""
 
     @property
     def degraded_hours(self) -> list[int]:

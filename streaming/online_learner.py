@@ -103,6 +103,8 @@ class OnlineLearner:
         self.agent.epsilon = epsilon
         self.replay = IndexReplayBuffer(config.buffer_size, spec.n_account, self.agent.device, config.seed + 2)
         self.rows = FeatureRowRing(config.buffer_size + spec.window + 8, spec.n_features)
+        self.last_loss: float | None = None
+        """Huber loss of the latest gradient step (not checkpointed: None again after a restart)."""
 
     @property
     def updates(self) -> int:
@@ -142,7 +144,7 @@ class OnlineLearner:
             device = self.agent.device
             batch = Batch(states.to(device), sampled.accounts, sampled.actions, sampled.rewards,
                           next_states.to(device), sampled.next_accounts, sampled.terminals)  # fmt: skip
-            self.agent.learn(batch)
+            self.last_loss = self.agent.learn(batch)
         return self.config.updates_per_hour
 
     def serving_policy(self, metadata: dict[str, Any]) -> Policy:

@@ -119,6 +119,10 @@ class BatchResult:
     swapped_from: str | None = None
     rows_durable_at: float | None = None
     """Wall-clock time (``time.time()``) at which the batch's decision, order and position rows were durable."""
+    position: PositionRecord | None = None
+    """The last position row the batch wrote (the account after its last decided hour)."""
+    loss: float | None = None
+    """Huber loss of the latest online gradient step (None before the first one)."""
 
 
 class _Outcome(NamedTuple):
@@ -181,6 +185,7 @@ class OnlineTrader:
         self.logged_updates = 0
         self._pinned: InFlight | None = None
         self._replaying = False
+        self._last_position: PositionRecord | None = None
 
     # --- life cycle -----------------------------------------------------------------------------
     @classmethod
@@ -255,6 +260,7 @@ class OnlineTrader:
         self.checkpoints.mark_in_flight(self.config.trader_id, batch_id, self.version)
         degraded = set(degraded or ())
         self.history.add(self._screen(batch_id, klines, degraded))
+        self._last_position = None
         decisions, orders = self._decide_ready_hours(batch_id, degraded)
         self.sink.flush()
         durable_at = time.time()
@@ -266,8 +272,9 @@ class OnlineTrader:
         self._maybe_log_online()
         self.commit()
         waiting = tuple(self.history.hours_after(self.last_hour))
+        loss = self.learner.last_loss if self.learner is not None else None
         return BatchResult(batch_id, False, self.version, tuple(decisions), tuple(orders), self.online_updates,
-                           waiting, swapped_from, durable_at)  # fmt: skip
+                           waiting, swapped_from, durable_at, self._last_position, loss)  # fmt: skip
 
     def _screen(self, batch_id: int, klines: list[Kline], degraded: set[int]) -> list[Kline]:
         """The klines the model can use; the others are quarantined and their hours decided degraded."""
@@ -380,7 +387,8 @@ class OnlineTrader:
         )  # fmt: skip
         self.swapped_from = None
         self.sink.write_decision(decision)
-        self.sink.write_position(self._position(batch_id, hour, price))
+        self._last_position = self._position(batch_id, hour, price)
+        self.sink.write_position(self._last_position)
         log.debug("decision trader_id=%s symbol=%s open_time=%d batch_id=%d model_version=%s action=%s",
                   self.config.trader_id, self.symbol, hour, batch_id, self.version, decision.action_name)  # fmt: skip
         return decision, order

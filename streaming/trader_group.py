@@ -50,6 +50,10 @@ class TraderGroup:
         return self.champion.sink
 
     @property
+    def symbol(self) -> str:
+        return self.champion.symbol
+
+    @property
     def last_batch_id(self) -> int:
         return self.champion.last_batch_id
 

@@ -68,6 +68,7 @@ class TradeReader:
             )
         rows = list(self.db.run(self._prepared[key], (trader_id, symbol)))
         return rows[0]._asdict() if rows else None
+
     def positions_between(self, trader_id: str, symbol: str, start: int | None, end: int) -> list[PositionRecord]:
         """The position rows of a trader from ``start`` (None: its first hour) to ``end``, both included, in hour
         order: a bounded slice of the partition (:class:`models.ports.PositionSource`, for the live monitor)."""

@@ -136,6 +136,10 @@ class CassandraSession:
         if self.cluster is not None:
             self.cluster.shutdown()
 
+    def ping(self, timeout: float = 2.0) -> None:
+        """Raise unless Cassandra answers a query now (no retry: for readiness checks)."""
+        self.session.execute("SELECT release_version FROM system.local", timeout=timeout)
+
     def prepare(self, query: str, idempotent: bool = True) -> PreparedStatement:
         """A prepared statement at ``LOCAL_QUORUM``; ``idempotent`` lets the driver retry it safely."""
         statement = self.retry(self.session.prepare, query)

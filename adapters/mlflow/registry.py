@@ -163,3 +163,15 @@ class MlflowModelSource:
 
     def load(self, version: str) -> Policy:
         return load_version(self.tracking_uri, self.name, int(version), self.device, self.alias).policy
+
+
+def ping_tracking_server(tracking_uri: str, timeout: float = 2.0) -> None:
+    """Raise unless the MLflow server at ``tracking_uri`` answers ``/health`` now (no retry: readiness)."""
+    import requests
+
+    try:
+        response = requests.get(f"{tracking_uri.rstrip('/')}/health", timeout=timeout)
+    except requests.RequestException as exc:
+        raise TemporaryError(f"MLflow unreachable at {tracking_uri}: {type(exc).__name__}") from exc
+    if not response.ok:
+        raise TemporaryError(f"MLflow at {tracking_uri} answered {response.status_code}")

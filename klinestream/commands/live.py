@@ -34,20 +34,25 @@ def ingest(
 
     Reconnects with backoff and fills missed hours from the REST klines endpoint. Stop with Ctrl-C.
     """
+    from klinestream.observability import start_ingestor_ops
     from models.settings import load_settings
     from streaming.ingestor import run_ingestor
 
     settings = load_settings()
     _quiet_libraries()
+    ops = start_ingestor_ops(settings)  # /metrics, /health, /ready on KLINESTREAM_INGESTOR_METRICS_PORT
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await run_ingestor(settings, stop, max_attempts or None, idle_seconds)
+        await run_ingestor(settings, stop, max_attempts or None, idle_seconds, ops.metrics, ops.watch)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        ops.close()
 
 
 def stream(
@@ -81,8 +86,9 @@ def stream(
     Beside the champion's trader: the live monitor (KLINESTREAM_MONITOR_*) and, with --shadow, the challenger
     in shadow mode (trader <trader id>.shadow)."""
     from adapters.kafka import ensure_topics
+    from klinestream.observability import start_stream_ops
     from models.settings import load_settings
-    from streaming.spark_job import StreamOptions, run_stream_restarting
+    from streaming.spark_job import StreamOptions, checkpoint_root, run_stream_restarting
     from streaming.spark_session import build_spark_session, stop_spark
 
     settings = load_settings()
@@ -100,13 +106,18 @@ def stream(
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):  # a service manager's stop, or Ctrl-C: stop cleanly
         signal.signal(sig, lambda *_: stop.set())
+    # metrics, alerts and /metrics /health /ready (KLINESTREAM_STREAM_METRICS_PORT; 0 = no endpoint)
+    ops = start_stream_ops(settings, checkpoint_root(settings, options) / "spark", not available_now, model_dir is None)
+    alerts = ops.monitor.alerts
     spark = build_spark_session(settings, f"klinestream-{name}")
     try:
         # a micro-batch that fails is retried on a trader restored from its checkpoint, then set aside
-        run_stream_restarting(spark, settings, lambda: build_trader(settings, model_dir, online), options,
-                              close_trader=_close_trader, stop=stop)  # fmt: skip
+        run_stream_restarting(spark, settings, lambda: ops.track(build_trader(settings, model_dir, online, alerts)),
+                              options, close_trader=_close_trader, stop=stop, alerts=alerts,
+                              on_outcome=ops.monitor.on_outcome)  # fmt: skip
     finally:
         stop_spark(spark)
+        ops.close()
     log.info("stream stopped name=%s", name)
 
 
@@ -176,7 +187,34 @@ def kill_switch(
     )
 
 
+def bot(
+    poll_timeout: int = typer.Option(10, "--poll-timeout", min=1, max=50, help="getUpdates long-poll seconds."),
+) -> None:
+    """Run the Telegram bot (/status /profit /daily /champion /kill /resume) for KLINESTREAM_TELEGRAM_CHAT_IDS."""
+    from adapters.cassandra.session import CassandraSession
+    from klinestream.bot.app import KlinestreamBot
+    from klinestream.bot.backend import OpsBackend
+    from models.errors import SettingsError
+    from models.settings import load_settings
+
+    settings = load_settings()
+    token = settings.telegram_bot_token
+    if token is None:
+        raise SettingsError("KLINESTREAM_TELEGRAM_BOT_TOKEN is not set: the bot has nothing to log in with")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per long poll otherwise
+    db = CassandraSession.connect(settings, max_outage_seconds=60)
+    try:
+        app = KlinestreamBot(OpsBackend(settings, db), settings.telegram_chat_ids).application(
+            token.get_secret_value(), settings.telegram_api_url, poll_timeout
+        )
+        log.info("telegram bot polling api=%s chats=%s", settings.telegram_api_url, list(settings.telegram_chat_ids))
+        app.run_polling(timeout=poll_timeout, allowed_updates=["message", "callback_query"])  # SIGTERM/SIGINT stop it
+    finally:
+        db.close()
+
+
 def register(app: typer.Typer) -> None:
     app.command("ingest")(ingest)
     app.command("stream")(stream)
     app.command("kill-switch")(kill_switch)
+    app.command("bot")(bot)

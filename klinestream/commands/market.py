@@ -201,6 +201,8 @@ def simulator(
     import asyncio
     import signal
 
+    from adapters.ops_http import new_registry
+    from klinestream.observability import simulator_ops
     from models.settings import load_settings
     from simulator import KlineStore, ReplayClock, SimulatorServer
     from simulator.trading import PaperExchange
@@ -233,6 +235,7 @@ def simulator(
         exchange=PaperExchange(fee_rate=settings.fee_rate),
         api_secret=secret,
         updates_per_kline=updates,
+        with_app=lambda app: simulator_ops(app, new_registry()),
     )
     _quiet_libraries()
 

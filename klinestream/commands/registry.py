@@ -66,6 +66,7 @@ def promote(
 
 def _auto(settings: Settings, challenger: int, test_range: str | None, sharpe_margin: float, max_drawdown: float,
           min_trades: int) -> GateDecision:  # fmt: skip
+    from adapters.alerting import build_alert_sink
     from adapters.mlflow.registry import registry_client
     from models.kline import HOUR_MS
     from models.time_range import parse_range
@@ -83,7 +84,11 @@ def _auto(settings: Settings, challenger: int, test_range: str | None, sharpe_ma
     holdout = parse_range(text)
     klines = read_validated_klines(settings, holdout.start_ms - HISTORY_PAD_HOURS * HOUR_MS, holdout.end_ms)
     config = GateConfig(sharpe_margin=sharpe_margin, max_drawdown=max_drawdown, min_trades=min_trades)
-    return promotion.gate_version(uri, name, challenger, klines, holdout, config, settings.fee_rate)
+    alerts = build_alert_sink(settings)
+    try:
+        return promotion.gate_version(uri, name, challenger, klines, holdout, config, settings.fee_rate, alerts)
+    finally:
+        alerts.close()
 
 
 def models() -> None:

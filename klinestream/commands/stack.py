@@ -7,14 +7,16 @@ Data and logs of each service live in ``<home>/stack/<service>/``; the jars of t
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 if TYPE_CHECKING:
     from klinestream.stack.control import ServiceState
 
-SERVICES_HELP = "Services (kafka, cassandra, mlflow, airflow); all when none is named."
+SERVICES_HELP = (
+    "Services (kafka, cassandra, mlflow, airflow; `live` = the supervised live processes); all when none is named."
+)
 
 
 def _quiet_clients() -> None:
@@ -50,7 +52,15 @@ def install(
             console.print(f"  {note}")
 
 
-def up(services: list[str] = typer.Argument(None, help=SERVICES_HELP)) -> None:
+def up(
+    services: list[str] = typer.Argument(None, help=SERVICES_HELP),
+    live: bool = typer.Option(
+        False,
+        "--live",
+        help="Also run the live processes (ingestor, stream, dashboard; simulator offline; bot "
+        "with a Telegram token) under a supervisor that restarts them on crash.",
+    ),
+) -> None:
     """Start the services that are not running and wait until each one answers."""
     from rich.console import Console
 
@@ -61,7 +71,14 @@ def up(services: list[str] = typer.Argument(None, help=SERVICES_HELP)) -> None:
 
     _quiet_clients()
     console = Console(soft_wrap=True)
-    chosen = build_services(load_settings(), services or [])
+    settings = load_settings()
+    names = [n for n in services or [] if n != "live"]
+    live = live or "live" in (services or [])
+    chosen = build_services(settings, names) if names or not services else []  # `up live`: the live part only
+    if live:
+        from klinestream.stack.services import LiveService
+
+        chosen.append(LiveService(settings))
     try:
         results = bring_up(chosen, report=console.print)
     except StackStartError as exc:
@@ -85,7 +102,14 @@ def down(services: list[str] = typer.Argument(None, help=SERVICES_HELP)) -> None
     from models.settings import load_settings
 
     console = Console(soft_wrap=True)
-    for result in take_down(build_services(load_settings(), services or [])):
+    settings = load_settings()
+    names = [n for n in services or [] if n != "live"]
+    chosen = build_services(settings, names) if names or not services else []
+    if not services or "live" in services:  # the supervised live processes first (down stops in reverse order)
+        from klinestream.stack.services import LiveService
+
+        chosen.append(LiveService(settings))
+    for result in take_down(chosen):
         if result.stopped_pid is None:
             console.print(f"{result.name}: not running")
             continue
@@ -133,6 +157,49 @@ def status() -> None:
     console.print("memory = resident set of the service and all its child processes")
     for line in notes:
         console.print(line, markup=False, highlight=False)
+    _live_status(settings, console)
+
+
+def _live_status(settings: Any, console: Any) -> None:
+    """The supervised live processes (``stack up --live``): pid, restarts, last exit, /health and /ready."""
+    from rich.table import Table
+
+    from klinestream.stack.supervisor import probe, read_state
+
+    state = read_state(settings)
+    if state is None:
+        return
+    table = Table(title=f"live processes (supervisor pid {state.get('supervisor_pid')})")
+    for column in ("process", "pid", "restarts", "last exit", "health", "ready"):
+        table.add_column(column, no_wrap=True)
+    programs: list[dict[str, Any]] = list(state.get("programs") or [])  # type: ignore[call-overload]
+    for program in programs:
+        health, ready = probe(program.get("health_url")) if program.get("pid") else ("stopped", "-")
+        last_exit = program.get("last_exit")
+        table.add_row(str(program["name"]), str(program.get("pid") or "-"), str(program.get("restarts", 0)),
+                      "-" if last_exit is None else str(last_exit), health, ready)  # fmt: skip
+    console.print(table)
+
+
+def supervise(
+    only: list[str] = typer.Option(
+        None, "--only", help="Run only these live programs (repeat the option; default KLINESTREAM_LIVE_PROGRAMS)."
+    ),
+    stream_args: str = typer.Option(
+        None, "--stream-args", help="Extra arguments of `klinestream stream` (default KLINESTREAM_LIVE_STREAM_ARGS)."
+    ),
+) -> None:
+    """Run the live processes in the foreground, restarting each on crash with backoff (what `up --live` runs)."""
+    import signal
+
+    from klinestream.stack.supervisor import Supervisor, live_dir, live_programs
+    from models.settings import load_settings
+
+    settings = load_settings()
+    supervisor = Supervisor(live_programs(settings, only or (), stream_args), live_dir(settings))
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: supervisor.stop())
+    supervisor.run()
 
 
 def register(app: typer.Typer) -> None:
@@ -142,4 +209,5 @@ def register(app: typer.Typer) -> None:
     stack.command("up")(up)
     stack.command("down")(down)
     stack.command("status")(status)
+    stack.command("supervise")(supervise)
     app.add_typer(stack, name="stack")

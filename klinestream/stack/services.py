@@ -387,6 +387,42 @@ class AirflowService(Service):
         return f"UI {self.settings.airflow_api_url} — user admin, password in {self.password_file}"
 
 
+class LiveService(Service):
+    """The supervisor of the live processes (klinestream/stack/supervisor.py): ``klinestream stack supervise``.
+
+    Its port is the stream's ops endpoint; it is healthy when every supervised program with an ops endpoint
+    answers ``/health``."""
+
+    name = "live"
+    start_timeout = 180.0
+    stop_timeout = 90.0
+
+    @property
+    def host(self) -> str:
+        return self.settings.metrics_host
+
+    @property
+    def port(self) -> int:
+        return self.settings.stream_metrics_port
+
+    def command(self) -> list[str]:
+        return [str(VENV_BIN / "klinestream"), "stack", "supervise"]
+
+    def env(self) -> dict[str, str]:
+        env = super().env()
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
+        return env
+
+    def healthy(self) -> bool:
+        from klinestream.stack.supervisor import live_programs, probe
+
+        programs = live_programs(self.settings)
+        return all(probe(p.health_url)[0] in ("ok", "-") for p in programs)
+
+    def notes(self) -> str:
+        return f"supervised programs: see the live table below; logs in {self.root}/<program>.log"
+
+
 SERVICE_CLASSES: dict[str, type[Service]] = {
     cls.name: cls for cls in (KafkaService, CassandraService, MlflowService, AirflowService)
 }

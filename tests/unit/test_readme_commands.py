@@ -68,6 +68,12 @@ INLINE_COMMANDS: dict[str, str] = {
     "test_the_promote_command_moves_gates_and_rolls_back_the_champion",
     "klinestream demo --keep-running": "not run: it serves the dashboard until Ctrl-C; CI's `make demo` runs the "
     "same demo to its summary, and tests/integration/test_make_dashboard.py serves the dashboard",
+    "klinestream stack up live": "tests/integration/test_live_supervised.py::"
+    "test_a_supervised_stream_killed_with_sigkill_is_restarted_and_writes_each_decision_once",
+    "klinestream stack status": "tests/integration/test_live_supervised.py::"
+    "test_a_supervised_stream_killed_with_sigkill_is_restarted_and_writes_each_decision_once",
+    "klinestream bot": "not run: as a command it needs a Telegram token and chat; its application is run against "
+    "the Bot API stand-in by tests/integration/test_telegram_alerts.py and tests/unit/test_telegram.py",
     "cp .env.example .env": "not run: the Docker path needs a Docker engine, which no development or CI "
     "machine has; `make compose-check` validates the compose file with .env.example",
     "docker compose up -d": "not run: no Docker engine; `docker compose --dry-run up -d` needs the daemon too "
