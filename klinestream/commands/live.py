@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from klinestream.commands.options import KillSwitchState, existing_folder, json_option, print_json, renamed
+
 if TYPE_CHECKING:
     from models.settings import Settings
     from streaming.micro_batch import BatchTrader
@@ -53,8 +55,8 @@ def stream(
     name: str = typer.Option(
         "klines-trader", "--name", help="Query name; checkpoints go to <home>/checkpoints/<name>."
     ),
-    model_dir: Path = typer.Option(
-        None, "--model-dir", help="Trade a saved policy folder instead of the MLflow champion (demos, paper runs)."
+    model: Path | None = typer.Option(
+        None, "--model", help="Trade a saved policy folder instead of the MLflow champion (demos, paper runs)."
     ),
     max_offsets: int = typer.Option(5000, "--max-offsets", min=1, help="maxOffsetsPerTrigger of the Kafka source."),
     trigger_seconds: float = typer.Option(
@@ -67,6 +69,7 @@ def stream(
         False, "--available-now", help="Process what Kafka holds, then stop (replays) instead of running forever."
     ),
     online: bool = typer.Option(True, "--online/--no-online", help="Keep learning online (policy/target nets)."),
+    model_dir: Path | None = typer.Option(None, "--model-dir", hidden=True, help="Deprecated: --model."),
 ) -> None:
     """Run the Spark job: Kafka klines.1h → DLQ for bad records → hour alignment → online trader → Cassandra."""
     from adapters.kafka import ensure_topics
@@ -74,6 +77,7 @@ def stream(
     from streaming.spark_job import StreamOptions, run_stream
     from streaming.spark_session import build_spark_session, stop_spark
 
+    policy_dir = existing_folder(renamed(model, model_dir, "--model-dir", "--model"), "--model")
     settings = load_settings()
     _quiet_libraries()
     options = StreamOptions(
@@ -84,7 +88,7 @@ def stream(
         available_now=available_now,
     )
     ensure_topics(settings)
-    trader = build_trader(settings, model_dir, online)
+    trader = build_trader(settings, policy_dir, online)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):  # a service manager's stop, or Ctrl-C: stop cleanly
         signal.signal(sig, lambda *_: stop.set())
@@ -120,17 +124,16 @@ def _quiet_libraries() -> None:
 
 
 def kill_switch(
-    state: str = typer.Argument(..., help="on | off | status"),
+    state: KillSwitchState = typer.Argument(..., help="Stop new orders (on), allow them (off), or show the switch."),
     reason: str = typer.Option("operator", "--reason", help="Why (recorded beside the switch)."),
     trader: str = typer.Option(None, "--trader", help="Only this trader id (default: every trader)."),
+    as_json: bool = json_option(),
 ) -> None:
     """Stop (on) or allow (off) new orders of running traders within one micro-batch; decisions go on."""
     from adapters.cassandra.controls import CassandraControls
     from adapters.cassandra.session import CassandraSession
     from models.settings import load_settings
 
-    if state not in ("on", "off", "status"):
-        raise typer.BadParameter(f"expected on, off or status, got {state!r}", param_hint="STATE")
     db = CassandraSession.connect(load_settings(), max_outage_seconds=30)
     try:
         controls = CassandraControls(db)
@@ -139,6 +142,9 @@ def kill_switch(
         active = controls.kill_switch_active(trader)
     finally:
         db.close()
+    if as_json:
+        print_json({"kill_switch": "on" if active else "off", "active": active, "trader": trader})
+        return
     typer.echo(
         f"kill switch {'ON: new orders stopped' if active else 'off'}" + (f" (trader {trader})" if trader else "")
     )
