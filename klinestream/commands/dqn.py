@@ -8,6 +8,7 @@ MLflow) happen inside the command bodies.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -184,6 +185,7 @@ def _run_training(klines: Any, variant: str, seed: int, train: Any, test: Any, o
 def _track(settings: Settings, summary: RunSummary, policy_dir: Path, klines: Any, register: bool) -> None:
     from pipelines.manual_runs import track_training
 
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # the run's URL is printed below
     tracked = track_training(settings, summary, policy_dir, klines, register)
     uri = settings.mlflow_tracking_uri.rstrip("/")
     typer.echo(f"MLflow run {tracked.run_id}: {uri}/#/experiments/{tracked.experiment_id}/runs/{tracked.run_id}")
