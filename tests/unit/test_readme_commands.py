@@ -70,6 +70,7 @@ INLINE_COMMANDS: dict[str, str] = {
     "test_the_promote_command_moves_gates_and_rolls_back_the_champion",
     "klinestream stack status": CONVENTIONS + "test_stack_status_exits_1_with_a_service_down_and_says_so_in_json",
     "klinestream config show": CONVENTIONS + "test_config_show_masks_secrets_in_text_and_json",
+    "klinestream models": "tests/integration/test_cli_mlflow.py::test_models_json_carries_the_figures_of_the_text",
     "klinestream --install-completion": CONVENTIONS
     + "test_install_completion_writes_a_bash_completion_that_lists_the_commands",
     "klinestream demo --keep-running": "not run: it serves the dashboard until Ctrl-C; CI's `make demo` runs the "
