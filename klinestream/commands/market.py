@@ -112,7 +112,7 @@ def _print_summary(summary: BackfillSummary) -> None:
 
 def backfill(
     time_range: str | None = typer.Option(
-        None, "--range", metavar=RANGE_METAVAR, help=f"Hours to fetch and validate. {RANGE_HELP}"
+        None, "--range", metavar=RANGE_METAVAR, help=f"Hours to fetch and validate (required). {RANGE_HELP}"
     ),
     symbols: str = typer.Option(None, "--symbols", help=SYMBOLS_HELP),
     source: SourceKind | None = typer.Option(
@@ -150,7 +150,7 @@ def backfill(
 
 def validate(
     time_range: str | None = typer.Option(
-        None, "--range", metavar=RANGE_METAVAR, help=f"Hours to validate. {RANGE_HELP}"
+        None, "--range", metavar=RANGE_METAVAR, help=f"Hours to validate (required). {RANGE_HELP}"
     ),
     symbols: str = typer.Option(None, "--symbols", help=SYMBOLS_HELP),
     docs: bool = typer.Option(True, "--docs/--no-docs", help="Render Great Expectations data docs under <home>."),
