@@ -73,9 +73,12 @@ def demo(
         False, "--json", help="Print the summary as JSON on stdout (the progress goes to stderr)."
     ),
 ) -> None:
-    """Stack up → klines → backfill (pipeline + DAG) → validate → retrain (DAG) → promote → live replay of
+    """The whole job in one command, from the local stack to a live replay and its summary.
+
+    Stack up → klines → backfill (pipeline + DAG) → validate → retrain (DAG) → promote → live replay of
     January 2023 with online learning → summary. The stack stays up; the demo's own processes stop. The
-    libraries' output (Spark, Airflow, MLflow, warnings) goes to a log file that the summary names."""
+    libraries' output (Spark, Airflow, MLflow, warnings) goes to a log file that the summary names.
+    """
     from rich.console import Console
 
     from klinestream.demo import DemoConfig, run_demo
