@@ -17,7 +17,6 @@ import importlib
 import logging
 import os
 import sys
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +59,8 @@ class KlinestreamGroup(TyperGroup):
 
 def version() -> str:
     """The installed distribution's version (the package's own when it is not installed)."""
+    from importlib import metadata
+
     try:
         return metadata.version("klinestream")
     except metadata.PackageNotFoundError:

@@ -19,7 +19,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -30,6 +30,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from models.config import Device
 from models.errors import SettingsError
 
 ENV_PREFIX = "KLINESTREAM_"
@@ -37,8 +38,6 @@ ENV_PREFIX = "KLINESTREAM_"
 DEFAULT_SYMBOLS = ("BNBUSDT", "BTCUSDT", "ETHUSDT", "LTCUSDT", "XRPUSDT")
 
 TradingMode = Literal["paper", "testnet", "live"]
-Device = Literal["auto", "cpu", "cuda"]
-DEVICES: tuple[Device, ...] = get_args(Device)
 
 PROJECT_NAME = "klinestream"
 #: Settings that are folders: relative values in ``.env`` are taken from the ``.env`` file's own folder.

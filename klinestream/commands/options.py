@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import typer
 
-from models.config import RewardKind, Variant
-from models.settings import Device
+from models.config import Device, RewardKind, Variant
 
 if TYPE_CHECKING:
     from models.time_range import TimeRange
