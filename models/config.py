@@ -10,6 +10,11 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal, TypeVar, get_args
 
 Accounting = Literal["unit", "portfolio"]
+Device = Literal["auto", "cpu", "cuda"]
+"""Where torch computes: "auto" = CUDA when available, else the CPU."""
+Variant = Literal["linear", "lstm"]
+VARIANTS: tuple[Variant, ...] = get_args(Variant)
+"""Every Q-network variant (the keys of ``models.networks.NETWORKS``)."""
 RewardKind = Literal["reference", "log_return", "risk"]
 ACCOUNTINGS: tuple[Accounting, ...] = get_args(Accounting)
 """Every accounting, in the order of :data:`Accounting` (models/accounting.py holds their rules)."""

@@ -1,20 +1,37 @@
 """Runtime settings: one object, read from ``KLINESTREAM_*`` environment variables and a ``.env`` file.
 
 Built once at an entry point (CLI command, DAG task, Spark driver) with :func:`load_settings` and passed
-down. Invalid or missing values stop start-up with a :class:`~models.errors.SettingsError` that names
+down. Where things are does not depend on the current folder (:func:`locate`): the home is
+``KLINESTREAM_HOME`` when it is set (environment or ``.env``), else ``<checkout>/var`` when the code runs
+from a checkout (the folder holding the project's ``pyproject.toml``), else the user data folder
+(``$XDG_DATA_HOME/klinestream``, by default ``~/.local/share/klinestream``). The ``.env`` file is read from
+the checkout, or from that user data folder, and the relative paths it gives are taken from its own folder.
+
+Invalid or missing values stop start-up with a :class:`~models.errors.SettingsError` that names
 the environment variable. Binance keys are ``SecretStr``: their value never appears in ``repr``, ``str``,
 logs or ``model_dump`` output.
 """
 
 from __future__ import annotations
 
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
+from models.config import Device
 from models.errors import SettingsError
 from models.signing import MIN_SECRET_BYTES, KlineSigner, signer_from_secret
 
@@ -30,6 +47,64 @@ SECRET_FIELDS = frozenset(
     {"binance_api_key", "binance_api_secret", "kline_signing_key", "dashboard_password", "telegram_bot_token"}
 )
 
+PROJECT_NAME = "klinestream"
+#: Settings that are folders: relative values in ``.env`` are taken from the ``.env`` file's own folder.
+PATH_FIELDS = ("home", "data_dir", "lake_dir")
+
+
+def checkout_root(module_file: Path | str = __file__) -> Path | None:
+    """The checkout this code runs from (the folder of the project's ``pyproject.toml``), or None when the
+    package is installed without its sources around it."""
+    root = Path(module_file).resolve().parents[1]
+    try:
+        text = (root / "pyproject.toml").read_text(encoding="utf-8")
+    except OSError:
+        return None
+    return root if re.search(rf'^name\s*=\s*"{PROJECT_NAME}"', text, re.M) else None
+
+
+def user_data_dir(environ: Mapping[str, str] = os.environ) -> Path:
+    """``$XDG_DATA_HOME/klinestream`` (by default ``~/.local/share/klinestream``)."""
+    base = environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base).expanduser() / PROJECT_NAME
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where the settings come from: the default home and the ``.env`` file, decided once per process."""
+
+    default_home: Path
+    env_file: Path
+    origin: Literal["checkout", "user data folder"]
+
+
+def locate(environ: Mapping[str, str] = os.environ, root: Path | None = None, installed: bool = False) -> Location:
+    """The checkout's ``var/`` and ``.env``; without a checkout (``installed``), the user data folder for both."""
+    root = None if installed else (root or checkout_root())
+    if root is not None:
+        return Location(root / "var", root / ".env", "checkout")
+    folder = user_data_dir(environ)
+    return Location(folder, folder / ".env", "user data folder")
+
+
+def _default_home() -> Path:
+    return locate().default_home
+
+
+class _DotEnvBesideItsFile(DotEnvSettingsSource):
+    """``.env`` values, with relative folders (``KLINESTREAM_HOME=./var``) taken from the file's own folder,
+    so a command finds the same home from any working folder."""
+
+    def _read_env_file(self, file_path: Path) -> Mapping[str, str | None]:
+        values = dict(super()._read_env_file(file_path))
+        folder = Path(file_path).resolve().parent
+        for field in PATH_FIELDS:
+            key = env_name(field).lower() if not self.case_sensitive else env_name(field)
+            value = values.get(key)
+            if value and value.strip() and not Path(value).expanduser().is_absolute():
+                values[key] = str(folder / value)
+        return values
+
 
 def env_name(field: str) -> str:
     """The environment variable that sets ``field``."""
@@ -41,7 +116,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
-        env_file=".env",
+        env_file=locate().env_file,
         env_file_encoding="utf-8",
         extra="ignore",
         frozen=True,
@@ -49,7 +124,9 @@ class Settings(BaseSettings):
     )
 
     # --- local state -----------------------------------------------------------------------------
-    home: Path = Field(Path("var"), description="Folder of local state: service data, logs, lake, jars.")
+    home: Path = Field(
+        default_factory=_default_home, description="Folder of local state: service data, logs, lake, jars."
+    )
     data_dir: Path | None = Field(None, description="Folder of kline files used when Binance is unreachable.")
     lake_dir: Path | None = Field(None, description="Kline lake root; defaults to <home>/lake.")
 
@@ -146,7 +223,19 @@ class Settings(BaseSettings):
     )  # fmt: skip
 
     # --- compute ---------------------------------------------------------------------------------
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Device = "auto"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        env_file = getattr(dotenv_settings, "env_file", None)
+        return init_settings, env_settings, _DotEnvBesideItsFile(settings_cls, env_file=env_file), file_secret_settings
 
     # --- operations: metrics, health, alerts ------------------------------------------------------
     metrics_host: str = Field("127.0.0.1", description="Interface the stream's and ingestor's /metrics listen on.")

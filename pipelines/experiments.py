@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from models.config import EnvConfig
+from models.config import AgentConfig, EnvConfig, TrainConfig
 from models.evaluation import EvaluationReport, Metrics, ReportedAccounting
 from models.feature_sets import DEFAULT_FEATURE_SET
 from models.policy import Policy
@@ -53,6 +53,10 @@ class RunSummary:
     plots: tuple[str, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Other keys of the file (bench/reference_protocol.py adds the machine load and threads of the run)."""
+    configs: tuple[AgentConfig, EnvConfig, TrainConfig] | None = field(default=None, repr=False, compare=False)
+    """The configs the run trained with (in memory only: metrics.json does not carry them)."""
+    history: tuple[Mapping[str, float], ...] = field(default=(), repr=False, compare=False)
+    """The training history (loss, epsilon... per logged step; in memory only, like ``configs``)."""
 
     @property
     def evaluation(self) -> EvaluationReport:
@@ -113,7 +117,8 @@ def run_training(
     result.agent.save_checkpoint(out_dir / "checkpoint.pt")
     summary = RunSummary(variant, seed, reward, str(train), result.seconds, result.env_steps, result.updates,
                          result.steps_per_second,
-                         extra={"feature_set": feature_set, "n_features": dataset.spec.n_features})  # fmt: skip
+                         extra={"feature_set": feature_set, "n_features": dataset.spec.n_features},
+                         configs=(agent_config, env_config, train_config), history=tuple(result.history))  # fmt: skip
     if test is not None:
         report, plots = evaluate_and_plot(result.policy, klines, test, out_dir, fee_rate, slippage_bps)
         summary = replace(summary, test=str(test), report=report, plots=tuple(str(p) for p in plots))

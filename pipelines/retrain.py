@@ -122,13 +122,9 @@ def train_variant(
         with mlflow.start_run(run_name=f"{variant}-seed{seed}", tags=tags) as run:
             result = train_agent(dataset, train_range, agent_config, env_config, train_config)
             policy_dir = result.policy.save(work / variant / f"seed{seed}" / "policy")
-            mlflow.log_params(tracking.training_params(agent_config, env_config, train_config, result.policy))
-            mlflow.log_params({"data.train_range": ranges[0], "data.test_range": ranges[1]})
-            tracking.log_history(result.history)
-            mlflow.log_metrics({"train.seconds": result.seconds, "train.env_steps": float(result.env_steps),
-                                "train.updates": float(result.updates),
-                                "train.steps_per_second": result.steps_per_second})  # fmt: skip
-            tracking.log_configs(agent_config, env_config, train_config, extra=config.to_dict())
+            tracking.log_training((agent_config, env_config, train_config), result.policy, result.history,
+                                  tracking.training_figures(result.seconds, result.env_steps, result.updates),
+                                  ranges, extra=config.to_dict())  # fmt: skip
         runs.append({"seed": seed, "run_id": run.info.run_id, "policy_dir": str(policy_dir)})
     return {"variant": variant, "runs": runs}
 
@@ -179,10 +175,16 @@ def register_variant(settings: Settings, config: RetrainConfig, snapshot: Mappin
     tags = {"variant": evaluated["variant"], "seed": str(evaluated["seed"]), "run_id": evaluated["run_id"],
             "train_range": str(config.train_range), "test_range": str(config.test_range),
             "dag_run_id": dag_run_id}  # fmt: skip
+    version = register_challenger(settings, model_uri, tags)
+    return {"variant": evaluated["variant"], "version": version, "run_id": evaluated["run_id"], "model_uri": model_uri}
+
+
+def register_challenger(settings: Settings, model_uri: str, tags: Mapping[str, str]) -> int:
+    """Register ``model_uri`` as a new version of the settings' model, with ``tags``, and make it the challenger."""
     name = settings.mlflow_model_name
     version = tracking.register_model(settings.mlflow_tracking_uri, model_uri, name, tags)
     set_challenger(registry_client(settings.mlflow_tracking_uri), name, version)
-    return {"variant": evaluated["variant"], "version": version, "run_id": evaluated["run_id"], "model_uri": model_uri}
+    return version
 
 
 def gate_versions(settings: Settings, config: RetrainConfig, snapshot: Mapping[str, Any],

@@ -54,6 +54,10 @@ class TraderGroup:
         return self.champion.symbol
 
     @property
+    def policy(self) -> Any:
+        return self.champion.policy
+
+    @property
     def last_batch_id(self) -> int:
         return self.champion.last_batch_id
 

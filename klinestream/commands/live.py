@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from klinestream.commands.options import KillSwitchState, existing_folder, json_option, print_json, renamed
+
 if TYPE_CHECKING:
     from models.alerts import AlertSink
     from models.settings import Settings
@@ -59,8 +61,8 @@ def stream(
     name: str = typer.Option(
         "klines-trader", "--name", help="Query name; checkpoints go to <home>/checkpoints/<name>."
     ),
-    model_dir: Path = typer.Option(
-        None, "--model-dir", help="Trade a saved policy folder instead of the MLflow champion (demos, paper runs)."
+    model: Path | None = typer.Option(
+        None, "--model", help="Trade a saved policy folder instead of the MLflow champion (demos, paper runs)."
     ),
     max_offsets: int = typer.Option(5000, "--max-offsets", min=1, help="maxOffsetsPerTrigger of the Kafka source."),
     trigger_seconds: float = typer.Option(
@@ -80,6 +82,7 @@ def stream(
         "KLINESTREAM_SHADOW_CHALLENGER).",
         show_default=False,
     ),
+    model_dir: Path | None = typer.Option(None, "--model-dir", hidden=True, help="Deprecated: --model."),
 ) -> None:
     """Run the Spark job: Kafka klines.1h → DLQ for bad records → hour alignment → online trader → Cassandra.
 
@@ -91,6 +94,7 @@ def stream(
     from streaming.spark_job import StreamOptions, checkpoint_root, run_stream_restarting
     from streaming.spark_session import build_spark_session, stop_spark
 
+    policy_dir = existing_folder(renamed(model, model_dir, "--model-dir", "--model"), "--model")
     settings = load_settings()
     if shadow is not None:
         settings = settings.model_copy(update={"shadow_challenger": shadow})
@@ -107,12 +111,13 @@ def stream(
     for sig in (signal.SIGTERM, signal.SIGINT):  # a service manager's stop, or Ctrl-C: stop cleanly
         signal.signal(sig, lambda *_: stop.set())
     # metrics, alerts and /metrics /health /ready (KLINESTREAM_STREAM_METRICS_PORT; 0 = no endpoint)
-    ops = start_stream_ops(settings, checkpoint_root(settings, options) / "spark", not available_now, model_dir is None)
+    spark_checkpoints = checkpoint_root(settings, options) / "spark"
+    ops = start_stream_ops(settings, spark_checkpoints, not available_now, policy_dir is None)
     alerts = ops.monitor.alerts
     spark = build_spark_session(settings, f"klinestream-{name}")
     try:
         # a micro-batch that fails is retried on a trader restored from its checkpoint, then set aside
-        run_stream_restarting(spark, settings, lambda: ops.track(build_trader(settings, model_dir, online, alerts)),
+        run_stream_restarting(spark, settings, lambda: ops.track(build_trader(settings, policy_dir, online, alerts)),
                               options, close_trader=_close_trader, stop=stop, alerts=alerts,
                               on_outcome=ops.monitor.on_outcome)  # fmt: skip
     finally:
@@ -163,17 +168,16 @@ def _quiet_libraries() -> None:
 
 
 def kill_switch(
-    state: str = typer.Argument(..., help="on | off | status"),
+    state: KillSwitchState = typer.Argument(..., help="Stop new orders (on), allow them (off), or show the switch."),
     reason: str = typer.Option("operator", "--reason", help="Why (recorded beside the switch)."),
     trader: str = typer.Option(None, "--trader", help="Only this trader id (default: every trader)."),
+    as_json: bool = json_option(),
 ) -> None:
     """Stop (on) or allow (off) new orders of running traders within one micro-batch; decisions go on."""
     from adapters.cassandra.controls import CassandraControls
     from adapters.cassandra.session import CassandraSession
     from models.settings import load_settings
 
-    if state not in ("on", "off", "status"):
-        raise typer.BadParameter(f"expected on, off or status, got {state!r}", param_hint="STATE")
     db = CassandraSession.connect(load_settings(), max_outage_seconds=30)
     try:
         controls = CassandraControls(db)
@@ -182,6 +186,9 @@ def kill_switch(
         active = controls.kill_switch_active(trader)
     finally:
         db.close()
+    if as_json:
+        print_json({"kill_switch": "on" if active else "off", "active": active, "trader": trader})
+        return
     typer.echo(
         f"kill switch {'ON: new orders stopped' if active else 'off'}" + (f" (trader {trader})" if trader else "")
     )

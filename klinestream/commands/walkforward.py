@@ -11,7 +11,8 @@ from typing import Any
 
 import typer
 
-from klinestream.commands.dqn import RANGE_HELP, _data_dir, _klines
+from klinestream.commands.dqn import _data_dir, _klines
+from klinestream.commands.options import DATA_DIR_HELP, RANGE_HELP, RANGE_METAVAR, Device, WindowKind
 
 
 def _ints(value: str, option: str) -> tuple[int, ...]:
@@ -44,9 +45,11 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 
 def walkforward(
-    test_range: str = typer.Option("2022-01-01:2023-02-01", "--range", help=f"Test months. {RANGE_HELP}"),
+    test_range: str = typer.Option(
+        "2022-01-01:2023-02-01", "--range", metavar=RANGE_METAVAR, help=f"Test months. {RANGE_HELP}"
+    ),
     train_months: int = typer.Option(12, "--train-months", min=1, help="Months of klines in each training window."),
-    window: str = typer.Option("sliding", "--window", help="sliding (the last N months) or expanding."),
+    window: WindowKind = typer.Option("sliding", "--window", help="sliding (the last N months) or expanding."),
     embargo_hours: int | None = typer.Option(
         None, "--embargo-hours", min=1, help="Hours between training and test (default: feature window + 1 h)."
     ),
@@ -57,10 +60,10 @@ def walkforward(
     fee_rate: float | None = typer.Option(None, "--fee-rate", min=0.0, max=0.1, help="Fee per side."),
     slippage_bps: float = typer.Option(0.0, "--slippage-bps", min=0.0, help="Slippage in bps."),
     extra_trials: int = typer.Option(0, "--extra-trials", min=0, help="Trials tried elsewhere (deflated Sharpe)."),
-    data_dir: Path | None = typer.Option(None, "--data-dir", help="Folder of <SYMBOL>.csv kline files."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
     out: Path | None = typer.Option(None, "--out", help="Output folder (default var/walkforward/<range>)."),
     workers: int = typer.Option(2, "--workers", min=1, help="Worker processes (one torch thread each)."),
-    device: str | None = typer.Option(None, "--device", help="cpu, cuda or auto (default: KLINESTREAM_DEVICE)."),
+    device: Device | None = typer.Option(None, "--device", help="Where to train (default: KLINESTREAM_DEVICE)."),
     tracking: bool = typer.Option(True, "--tracking/--no-tracking", help="Log the runs to MLflow."),
 ) -> None:
     """Walk-forward: train each variant × seed per fold, backtest the test months beside the baselines,
@@ -71,16 +74,12 @@ def walkforward(
     from pipelines.walkforward.folds import min_embargo_hours
     from pipelines.walkforward.runner import WalkForwardConfig, run_walkforward
 
-    if window not in ("sliding", "expanding"):
-        raise typer.BadParameter(f"{window!r} is not sliding or expanding", param_hint="--window")
     settings = load_settings()
     device = device or settings.device
-    if device not in ("cpu", "cuda", "auto"):
-        raise typer.BadParameter(f"{device!r} is not cpu, cuda or auto", param_hint="--device")
     config = WalkForwardConfig(
         test_range=test_range,
         train_months=train_months,
-        window=window,  # type: ignore[arg-type]
+        window=window,
         embargo_hours=embargo_hours or min_embargo_hours(),
         test_months=test_months,
         variants=tuple(v.strip() for v in variants.split(",") if v.strip()),

@@ -185,9 +185,9 @@ def test_the_promote_command_moves_gates_and_rolls_back_the_champion(
         assert result.exit_code == 0, result.output
         return str(result.output)
 
-    assert f"champion = version {stay_out}" in promote("--version", str(stay_out))
+    assert f"champion = version {stay_out}" in promote("--model", str(stay_out))
     assert "promoted" in promote("--auto", "--min-trades", "1")  # the challenger (buyer), on its test_range tag
     assert registry.alias_version(mlflow_uri, model_name) == buyer
     assert f"champion = version {stay_out}" in promote("--rollback")
     assert registry.alias_version(mlflow_uri, model_name) == stay_out
-    assert runner.invoke(app, ["promote", "--version", "1", "--rollback"], env=env).exit_code != 0
+    assert runner.invoke(app, ["promote", "--model", "1", "--rollback"], env=env).exit_code != 0
