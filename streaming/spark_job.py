@@ -329,7 +329,7 @@ def run_stream_restarting(
     for restart in range(settings.max_batch_attempts + 1):
         trader = make_trader()
         try:
-            run_stream(spark, settings, trader, options, on_outcome, stop=stop, alerts=alerts)
+            run_stream(spark, settings, trader, options, on_outcome=on_outcome, stop=stop, alerts=alerts)
             return
         except ServiceError as exc:
             if not failures.failed_batches() or restart == settings.max_batch_attempts:
