@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from models.config import AgentConfig, EnvConfig, TrainConfig
+from models.config import DEFAULT_REWARD, AgentConfig, EnvConfig, TrainConfig
 from models.evaluation import EvaluationReport, Metrics, ReportedAccounting
 from models.feature_sets import DEFAULT_FEATURE_SET
 from models.policy import Policy
@@ -99,13 +99,13 @@ def run_training(
     fee_rate: float = 0.001,
     slippage_bps: float = EnvConfig.slippage_bps,
     progress: ProgressFn | None = None,
-    reward: str = EnvConfig.reward,
+    reward: str = DEFAULT_REWARD,
     threads: int | None = None,
     feature_set: str = DEFAULT_FEATURE_SET,
 ) -> RunSummary:
     """Train one agent, save its policy (and checkpoint) under ``out_dir``, evaluate it on ``test``;
     writes ``out_dir/metrics.json``."""
-    agent_config, env_config, train_config = default_configs(variant, seed, device, reward)
+    agent_config, env_config, train_config = default_configs(variant, seed, device, reward, fee_rate, slippage_bps)
     if total_env_steps is not None:
         train_config = replace(train_config, total_env_steps=total_env_steps)
     if threads is not None:

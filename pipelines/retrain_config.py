@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from models.config import DEFAULT_REWARD, REWARD_KINDS
 from models.errors import PermanentError
 from models.time_range import TimeRange, parse_range
 
@@ -45,6 +46,8 @@ class RetrainConfig:
     """Holdout klines: the evaluation and the gate."""
     variants: tuple[str, ...] = VARIANTS
     seeds: tuple[int, ...] = (0,)
+    reward: str = DEFAULT_REWARD
+    """Training reward (models.config.REWARD_KINDS): fee-aware by default; "reference" only reproduces the paper."""
     episodes: int | None = None
     """Episodes per environment (total env steps = episodes × episode_hours × n_envs); None = defaults."""
     episode_hours: int | None = None
@@ -58,6 +61,8 @@ class RetrainConfig:
             raise PermanentError(f"variants must be among {VARIANTS}, got {list(self.variants)}")
         if not self.seeds:
             raise PermanentError("seeds must name at least one seed, e.g. [0]")
+        if self.reward not in REWARD_KINDS:
+            raise PermanentError(f"reward must be one of {REWARD_KINDS}, got {self.reward!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, the ranges as their ``START:END`` text."""
@@ -84,6 +89,7 @@ def config_from_params(params: Mapping[str, Any]) -> RetrainConfig:
         test_range=time_range("test_range", defaults.test_range),
         variants=tuple(params.get("variants") or defaults.variants),
         seeds=tuple(int(s) for s in (params.get("seeds") or defaults.seeds)),
+        reward=str(params.get("reward") or defaults.reward),
         episodes=optional_int("episodes"),
         episode_hours=optional_int("episode_hours"),
         n_envs=optional_int("n_envs"),

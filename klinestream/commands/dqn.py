@@ -24,7 +24,7 @@ from klinestream.commands.options import (
     Variant,
     parse_range_option,
 )
-from models.config import EnvConfig, TrainConfig
+from models.config import DEFAULT_REWARD, EnvConfig, TrainConfig
 from models.errors import ServiceError
 
 if TYPE_CHECKING:
@@ -92,15 +92,18 @@ def train(
     data_dir: Path | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
     out: Path | None = typer.Option(None, "--out", help="Output folder (default <home>/models/<variant>-seed<N>)."),
     steps: int | None = typer.Option(None, "--steps", min=1, help="Environment steps in total (default: preset)."),
-    fee_rate: float | None = typer.Option(None, "--fee-rate", min=0.0, max=0.1, help="Fee per side for evaluation."),
-    slippage_bps: float = typer.Option(
-        EnvConfig.slippage_bps, "--slippage-bps", min=0.0, help="Slippage for evaluation, in bps."
+    fee_rate: float | None = typer.Option(
+        None, "--fee-rate", min=0.0, max=0.1, help="Fee per side for training and evaluation (default: the settings')."
+    ),
+    slippage_bps: float | None = typer.Option(
+        None, "--slippage-bps", min=0.0, help="Slippage for training and evaluation, in bps (default: the settings')."
     ),
     reward: RewardKind = typer.Option(
-        EnvConfig.reward,
+        DEFAULT_REWARD,
         "--reward",
-        help="reference = max(profit,0) on a sell, unit accounting; the others portfolio accounting with fees "
-        "(log_return; risk = minus the drawdown increase).",
+        help="risk (default) and log_return = portfolio accounting with fees and slippage (risk also subtracts "
+        "the drawdown increase); reference = the paper's max(profit,0) on a sell, unit accounting, no fees "
+        "(reproduces Table I only).",
     ),
     feature_set: FeatureSetName = typer.Option(
         DEFAULT_FEATURE_SET, "--features", help="Feature set (docs/features.md); reference = the reference system's."
@@ -136,7 +139,8 @@ def train(
     klines = _klines(_data_dir(data_dir))
     out = out or settings.home / "models" / f"{variant}-seed{seed}"
     summary = _run_training(klines, variant, seed, train, test, out, device, steps,
-                            settings.fee_rate if fee_rate is None else fee_rate, slippage_bps, reward,
+                            settings.fee_rate if fee_rate is None else fee_rate,
+                            settings.slippage_bps if slippage_bps is None else slippage_bps, reward,
                             feature_set)  # fmt: skip
     typer.echo(
         f"policy saved to {out / 'policy'} ({summary.env_steps_per_second:,.0f} env steps/s, "

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models.config import AgentConfig, EnvConfig, TrainConfig
+from models.config import DEFAULT_REWARD, AgentConfig, EnvConfig, TrainConfig
 from models.errors import PermanentError
 from models.features import WARMUP_HOURS
 from models.kline import HOUR_MS
@@ -65,8 +65,8 @@ class WalkForwardConfig:
     """Env steps per member (None = the default configuration); for quick runs."""
     n_envs: int | None = None
     episode_hours: int | None = None
-    reward: str = "reference"
-    """Training reward of the default configuration (pipelines.train.default_configs)."""
+    reward: str = DEFAULT_REWARD
+    """Training reward of the default configuration (pipelines.train.default_configs): fee-aware by default."""
     fee_rate: float = 0.001
     slippage_bps: float = 0.0
     trend_hours: int = DEFAULT_TREND_HOURS
@@ -142,7 +142,7 @@ def member_configs(
     variant: str, config: WalkForwardConfig, device: str, threads: int
 ) -> tuple[AgentConfig, EnvConfig, TrainConfig]:
     """The default configuration of ``variant``, shortened when ``config.steps`` asks for a quick run."""
-    agent, env, train = default_configs(variant, device=device, reward=config.reward)
+    agent, env, train = default_configs(variant, 0, device, config.reward, config.fee_rate, config.slippage_bps)
     if config.episode_hours:
         env = replace(env, episode_hours=config.episode_hours)
     if config.n_envs:
