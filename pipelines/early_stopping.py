@@ -81,8 +81,8 @@ class EarlyStopping:
             raise ValueError("early stopping needs the agent's states table (attach_states)")
         k, net = agent.members, agent.policy_net
         index = torch.from_numpy(rows).to(agent.device)
-        windows = agent.states.index_select(0, index).unsqueeze(0).expand(k, *agent.states.shape[1:]).contiguous()
-        embedding = net.embed(windows.view(k, len(rows), *agent.states.shape[1:]))
+        windows = agent.states.index_select(0, index).unsqueeze(0).expand(k, *index.shape, *agent.states.shape[1:])
+        embedding = net.embed(windows.contiguous())
         env = VectorTradingEnv(self.close, self.tradable, self.config, k, rows[:1], auto_reset=False,
                                last_row=int(rows[-1]))  # fmt: skip
         env.reset(np.full(k, rows[0]), np.full(k, rows[-1]))

@@ -25,7 +25,7 @@ import pytest
 
 from models.accounting import BUY, HOLD, SELL, TradingRules, market_fill, step_reward
 from models.broker import OrderRequest, PaperBroker
-from models.config import ACCOUNTINGS, REWARD_KINDS, EnvConfig, config_to_dict
+from models.config import ACCOUNTINGS, REWARD_KINDS, EnvConfig, config_from_dict, config_to_dict
 from models.env import VectorTradingEnv
 from models.kline import HOUR_MS
 from models.records import SIDES
@@ -62,6 +62,7 @@ class _PolicyMetadata:
 
     def __init__(self, env: EnvConfig) -> None:
         self.metadata = {"env_config": config_to_dict(env)}
+        self.env_config = config_from_dict(EnvConfig, self.metadata["env_config"])  # as Policy.env_config reads it
 
 
 def _prices(seed: int, grid: bool) -> np.ndarray:

@@ -81,12 +81,15 @@ def test_a_member_learns_like_an_independent_dqn_agent(variant: str, rule: dict[
         losses = ensemble.learn(batch)
         for k, agent in enumerate(agents):
             assert losses[k].item() == pytest.approx(agent.learn(_member(batch, k)), rel=1e-5)
+    # RMSprop divides by the root mean square of the gradient, so the batched and the single network's
+    # different summation orders move a near-zero-gradient weight by up to ~1e-5 (0.1% of a step)
+    atol = 5e-5
     for k, agent in enumerate(agents):
         state = ensemble.member_state(k)
         for name, value in agent.policy_net.state_dict().items():
-            torch.testing.assert_close(state["policy_net"][name], value, rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(state["policy_net"][name], value, rtol=1e-4, atol=atol)
         for name, value in agent.target_net.state_dict().items():
-            torch.testing.assert_close(state["target_net"][name], value, rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(state["target_net"][name], value, rtol=1e-4, atol=atol)
         assert ensemble.target_version == agent.target_version
 
 

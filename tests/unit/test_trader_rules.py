@@ -19,7 +19,7 @@ from pipelines.walkforward.backtests import portfolio_config
 from streaming.online_learner import OnlineConfig
 from streaming.online_trader import OnlineTrader, TraderConfig
 from streaming.risk import RiskLimits
-from tests.unit.trader_fakes import (
+from tests.trader_fakes import (
     MemoryCheckpoints,
     MemorySink,
     StaticModelSource,
@@ -27,7 +27,7 @@ from tests.unit.trader_fakes import (
     hourly_batches,
     to_klines,
 )
-from tests.unit.trader_fakes import market as make_market
+from tests.trader_fakes import market as make_market
 
 WARMUP = 33
 HOURS = 24 * 14
@@ -40,6 +40,9 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "ensemble-mean-dueling": {"ensemble_members": 3, "dueling": True},
     "ensemble-vote-lstm": {"ensemble_members": 3, "ensemble_rule": "vote", "variant": "lstm", "min_hold_hours": 3},
 }
+SEEDS = {"ensemble-mean-dueling": 46}
+"""Network seeds (default 8): an untrained dueling ensemble's mean Q mostly picks one action at every hour;
+seed 46 is one that both buys and sells on this market."""
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -56,9 +59,9 @@ def market() -> tuple[Any, list[Kline]]:
     return frame, to_klines(frame)
 
 
-def _policy(frame: Any, name: str, seed: int) -> Any:
+def _policy(frame: Any, name: str) -> Any:
     options = dict(OPTIONS[name])
-    return default_policy(frame, seed, options.pop("variant", "linear"), **options)
+    return default_policy(frame, SEEDS.get(name, 8), options.pop("variant", "linear"), **options)
 
 
 def _trader(policy: Any, sink: MemorySink, store: MemoryCheckpoints, online: OnlineConfig) -> OnlineTrader:
@@ -88,7 +91,7 @@ def _executed_offline(policy: Any, frame: Any) -> tuple[list[int], list[int]]:
 @pytest.mark.parametrize("name", list(OPTIONS))
 def test_the_trader_executes_the_backtests_actions_with_the_policys_rules(market, name: str) -> None:
     frame, klines = market
-    policy = _policy(frame, name, seed=8)
+    policy = _policy(frame, name)
     sink = MemorySink()
     trader = _trader(policy, sink, MemoryCheckpoints(), OnlineConfig(enabled=False))
     for batch_id, batch in enumerate(hourly_batches(klines, 5)):
@@ -110,7 +113,7 @@ def test_the_trader_executes_the_backtests_actions_with_the_policys_rules(market
 @pytest.mark.parametrize("name", ["half-steps-hold-4h", "ensemble-vote-lstm"])
 def test_a_restart_from_the_checkpoint_continues_like_an_uninterrupted_run(market, name: str) -> None:
     frame, klines = market
-    policy = _policy(frame, name, seed=8)
+    policy = _policy(frame, name)
     learning = OnlineConfig(enabled=True, epsilon=0.1, batch_size=8, learn_starts=8, target_sync_every=5,
                             buffer_size=500)  # fmt: skip
     batches = hourly_batches([k for k in klines if k.open_time < klines[0].open_time + 100 * HOUR_MS], 4)
