@@ -44,6 +44,8 @@ PARAMS = {
                            description=f"Episode length in hours; empty = {EnvConfig.episode_hours}."),
     "n_envs": Param(RETRAIN.n_envs, type=["null", "integer"], minimum=1,
                     description="Parallel environments; empty = default."),
+    "options": Param(dict(RETRAIN.options), type="object",
+                     description="Agent options (models/options.py), e.g. {\"min_hold_hours\": 4}."),
     "promote": Param(RETRAIN.promote, type="boolean",
                      description="Run the champion/challenger gate after registering."),
     "gate_sharpe_margin": Param(GATE.sharpe_margin, type="number",

@@ -126,6 +126,15 @@ class TrainConfig:
     patience: int = 0
     """Early stopping: stop after this many validations without improvement; 0 = train to the end."""
 
+    def __post_init__(self) -> None:
+        if self.validation_days < 0 or self.patience < 0 or self.validation_every < 1:
+            raise ValueError(
+                f"need validation_days ({self.validation_days}) >= 0, patience ({self.patience}) >= 0 and "
+                f"validation_every ({self.validation_every}) >= 1"
+            )
+        if self.patience and not self.validation_days:
+            raise ValueError(f"patience ({self.patience}) needs early stopping: set validation_days > 0")
+
 
 C = TypeVar("C", AgentConfig, EnvConfig, TrainConfig)
 

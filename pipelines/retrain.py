@@ -31,6 +31,7 @@ from models.errors import PermanentError
 from models.evaluation import EvaluationReport
 from models.features import WARMUP_HOURS
 from models.kline import HOUR_MS
+from models.options import apply_options
 from models.policy import Policy
 from models.settings import Settings
 from pipelines.dataset import build_dataset
@@ -93,9 +94,10 @@ def train_configs(
     variant: str, seed: int, config: RetrainConfig, device: str, fee_rate: float = DEFAULT_FEE_RATE,
     slippage_bps: float = 0.0,
 ) -> tuple[AgentConfig, EnvConfig, TrainConfig]:  # fmt: skip
-    """The project's default configs for the run's reward, fee and slippage, scaled down when the run asks
-    for fewer episodes."""
-    agent, env, train = default_configs(variant, seed, device, config.reward, fee_rate, slippage_bps)
+    """The project's default configs for the run's reward, fee and slippage with the run's agent options
+    (models/options.py), scaled down when the run asks for fewer episodes."""
+    defaults = default_configs(variant, seed, device, config.reward, fee_rate, slippage_bps)
+    agent, env, train = apply_options(defaults, config.options)
     if config.episode_hours:
         env = replace(env, episode_hours=config.episode_hours)
     if config.n_envs:

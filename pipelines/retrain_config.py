@@ -52,6 +52,8 @@ class RetrainConfig:
     """Episodes per environment (total env steps = episodes × episode_hours × n_envs); None = defaults."""
     episode_hours: int | None = None
     n_envs: int | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+    """Agent options (models/options.py) on top of the default configuration, e.g. {"min_hold_hours": 4}."""
     promote: bool = True
     gate: GateConfig = field(default_factory=GateConfig)
 
@@ -63,10 +65,22 @@ class RetrainConfig:
             raise PermanentError("seeds must name at least one seed, e.g. [0]")
         if self.reward not in REWARD_KINDS:
             raise PermanentError(f"reward must be one of {REWARD_KINDS}, got {self.reward!r}")
+        if self.options:
+            self._check_options()
+
+    def _check_options(self) -> None:
+        """Options parsed to their types and valid on every variant's default configuration (imports torch)."""
+        from pipelines.train import checked_options
+
+        try:
+            object.__setattr__(self, "options", checked_options(self.options, self.variants, self.reward))
+        except ValueError as error:
+            raise PermanentError(f"options: {error}") from None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, the ranges as their ``START:END`` text."""
-        return {**asdict(self), "train_range": str(self.train_range), "test_range": str(self.test_range)}
+        ranges = {"train_range": str(self.train_range), "test_range": str(self.test_range)}
+        return {**asdict(self), **ranges, "options": dict(self.options)}
 
 
 def config_from_params(params: Mapping[str, Any]) -> RetrainConfig:
@@ -93,6 +107,7 @@ def config_from_params(params: Mapping[str, Any]) -> RetrainConfig:
         episodes=optional_int("episodes"),
         episode_hours=optional_int("episode_hours"),
         n_envs=optional_int("n_envs"),
+        options=dict(params.get("options") or {}),
         promote=bool(params.get("promote", defaults.promote)),
         gate=GateConfig(**gate_params),
     )

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -35,6 +35,7 @@ from models.config import (
 )
 from models.ensemble import EnsembleAgent
 from models.env import VectorTradingEnv
+from models.options import apply_options, parse_options
 from models.policy import Policy
 from models.replay import EnsembleReplayBuffer, NStepWindow
 from models.time_range import TimeRange
@@ -80,6 +81,17 @@ def default_configs(
         scale = 100.0
     agent = AgentConfig(variant=variant, batch_size=batch, target_sync_every=50, reward_scale=scale)
     return agent, env, replace(train, seed=seed, device=device)
+
+
+def checked_options(
+    options: Mapping[str, Any] | Iterable[str], variants: Sequence[str], reward: str = DEFAULT_REWARD
+) -> dict[str, Any]:
+    """``options`` (models/options.py: a mapping or ``NAME=VALUE`` texts) parsed to their types and valid
+    on every variant's default configuration with ``reward``; ValueError says which option is wrong and why."""
+    parsed = parse_options(options)
+    for variant in variants:
+        apply_options(default_configs(variant, reward=reward), parsed)
+    return parsed
 
 
 @dataclass

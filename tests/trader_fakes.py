@@ -45,18 +45,11 @@ def make_policy(
 def default_policy(frame: pd.DataFrame, seed: int = 0, variant: str = "linear", **options: Any) -> Policy:
     """:func:`make_policy` with the platform's default training configuration of ``variant``
     (pipelines.train.default_configs: fee-aware reward, portfolio accounting) and ``options`` set on its
-    agent or environment config (e.g. ``min_hold_hours=4``, ``ensemble_members=3``)."""
-    from dataclasses import fields, replace
-
+    agent or environment config (models.options: e.g. ``min_hold_hours=4``, ``ensemble_members=3``)."""
+    from models.options import apply_options
     from pipelines.train import default_configs
 
-    agent, env, _ = default_configs(variant)
-    agent_fields, env_fields = {f.name for f in fields(agent)}, {f.name for f in fields(env)}
-    unknown = set(options) - agent_fields - env_fields
-    if unknown:
-        raise ValueError(f"unknown options {sorted(unknown)}")
-    agent = replace(agent, **{k: v for k, v in options.items() if k in agent_fields})
-    env = replace(env, **{k: v for k, v in options.items() if k in env_fields})
+    agent, env, _ = apply_options(default_configs(variant), options)
     return make_policy(frame, seed, variant, env, agent)
 
 
