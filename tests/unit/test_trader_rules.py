@@ -40,17 +40,10 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "ensemble-mean-dueling": {"ensemble_members": 3, "dueling": True},
     "ensemble-vote-lstm": {"ensemble_members": 3, "ensemble_rule": "vote", "variant": "lstm", "min_hold_hours": 3},
 }
+torch.set_num_threads(1)  # tiny networks, as the other trainer tests
 SEEDS = {"ensemble-mean-dueling": 46}
 """Network seeds (default 8): an untrained dueling ensemble's mean Q mostly picks one action at every hour;
 seed 46 is one that both buys and sells on this market."""
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
