@@ -93,3 +93,23 @@ def test_the_cli_refuses_a_bad_option_in_one_line(command: str) -> None:
     result = CliRunner().invoke(app, [*command.split(), "--option", "min_hold_hours=soon"])
     assert result.exit_code != 0
     assert "min_hold_hours: 'soon' is not an integer" in result.output
+
+
+def test_every_option_is_logged_as_an_mlflow_param() -> None:
+    from adapters.mlflow.tracking import training_params
+
+    configs = apply_options(default_configs("linear"), {"min_hold_hours": 4, "ensemble_members": 3, "patience": 0})
+    params = training_params(*configs)
+    for name in option_types():
+        assert sum(key.endswith(f".{name}") for key in params) == 1, name
+    assert (params["env.min_hold_hours"], params["agent.ensemble_members"], params["env.reward"]) == (4, 3, "risk")
+
+
+def test_the_walkforward_dag_params_carry_the_reward_and_the_options() -> None:
+    from klinestream.airflow_dags import load_dag
+    from pipelines.walkforward.runner import config_from_params as walkforward_params
+
+    params = load_dag("dqn_walkforward").params.dump()
+    assert walkforward_params(params) == WalkForwardConfig(fee_rate=0.001)
+    config = walkforward_params({**params, "reward": "log_return", "options": {"min_hold_hours": 4}})
+    assert (config.reward, config.options) == ("log_return", {"min_hold_hours": 4})
