@@ -36,6 +36,7 @@ from adapters.kline_files import read_kline_folder
 from models.agent import DqnAgent
 from models.config import AgentConfig, EnvConfig
 from models.env import VectorTradingEnv
+from models.options import apply_options
 from models.replay import IndexReplayBuffer
 from models.settings import DEFAULT_SYMBOLS
 from models.synthetic import START_MS, synthetic_klines
@@ -136,26 +137,25 @@ def backtest(dataset: MarketDataset, variant: str, n_envs: int, steps: int) -> t
     return clock.rates(n_envs * steps)
 
 
-#: name → (reward, agent options, env options, train options) measured by ``--configs``.
-CONFIGS: dict[str, tuple[str, dict[str, object], dict[str, object], dict[str, object]]] = {
-    "before: reference reward, unit accounting": ("reference", {}, {}, {}),
-    "default: risk reward, fees (portfolio)": ("risk", {}, {}, {}),
-    "+ position step 0.5, hold 4 h": ("risk", {}, {"position_step": 0.5, "min_hold_hours": 4}, {}),
-    "+ dueling": ("risk", {"dueling": True}, {}, {}),
-    "+ n-step 3": ("risk", {"n_step": 3}, {}, {}),
-    "+ ensemble of 3 (mean)": ("risk", {"ensemble_members": 3}, {}, {}),
-    "+ early stopping (28 d, every 2,000 updates)": ("risk", {}, {}, {"validation_days": 28}),
+#: name → (reward, agent options of models/options.py) measured by ``--configs``.
+CONFIGS: dict[str, tuple[str, dict[str, object]]] = {
+    "before: reference reward, unit accounting": ("reference", {}),
+    "default: risk reward, fees (portfolio)": ("risk", {}),
+    "+ position step 0.5, hold 4 h": ("risk", {"position_step": 0.5, "min_hold_hours": 4}),
+    "+ dueling": ("risk", {"dueling": True}),
+    "+ n-step 3": ("risk", {"n_step": 3}),
+    "+ ensemble of 3 (mean)": ("risk", {"ensemble_members": 3}),
+    "+ early stopping (28 d, every 2,000 updates)": ("risk", {"validation_days": 28}),
 }
 
 
 def config_throughput(dataset: MarketDataset, train: TimeRange, variant: str, steps: int) -> None:
     """Env steps/s (of all networks) and served policies' env steps/s of every :data:`CONFIGS` entry."""
-    for name, (reward, agent_options, env_options, train_options) in CONFIGS.items():
-        agent_config, env_config, train_config = default_configs(variant, seed=0, device="cpu", reward=reward)
-        agent_config = replace(agent_config, **agent_options)  # type: ignore[arg-type]
-        env_config = replace(env_config, **env_options)  # type: ignore[arg-type]
+    for name, (reward, options) in CONFIGS.items():
+        defaults = default_configs(variant, seed=0, device="cpu", reward=reward)
+        agent_config, env_config, train_config = apply_options(defaults, options)
         train_config = replace(train_config, total_env_steps=steps, learning_starts=agent_config.batch_size,
-                               threads=torch.get_num_threads(), **train_options)  # type: ignore[arg-type]  # fmt: skip
+                               threads=torch.get_num_threads())  # fmt: skip
         with Clock() as clock:
             result = train_agent(dataset, train, agent_config, env_config, train_config)
         networks = agent_config.ensemble_members
