@@ -19,7 +19,7 @@ from typing import Any
 
 from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, get_current_context, task
 
-from models.config import EnvConfig
+from models.config import REWARD_KINDS, EnvConfig
 from pipelines.dag_alerts import on_dag_failure
 from pipelines.retrain_config import VARIANTS, GateConfig, RetrainConfig
 
@@ -36,12 +36,16 @@ PARAMS = {
                       description="Q-network variants to train (one parallel task each)."),
     "seeds": Param(list(RETRAIN.seeds), type="array", items={"type": "integer"},
                    description="Seeds per variant (one MLflow run each; the best in-sample is registered)."),
+    "reward": Param(RETRAIN.reward, type="string", enum=list(REWARD_KINDS),
+                    description="Training reward: risk/log_return pay fees; reference reproduces the paper only."),
     "episodes": Param(RETRAIN.episodes, type=["null", "integer"], minimum=1,
                       description="Episodes per environment; empty = the project's default training length."),
     "episode_hours": Param(RETRAIN.episode_hours, type=["null", "integer"], minimum=2,
                            description=f"Episode length in hours; empty = {EnvConfig.episode_hours}."),
     "n_envs": Param(RETRAIN.n_envs, type=["null", "integer"], minimum=1,
                     description="Parallel environments; empty = default."),
+    "options": Param(dict(RETRAIN.options), type="object",
+                     description="Agent options (models/options.py), e.g. {\"min_hold_hours\": 4}."),
     "promote": Param(RETRAIN.promote, type="boolean",
                      description="Run the champion/challenger gate after registering."),
     "gate_sharpe_margin": Param(GATE.sharpe_margin, type="number",

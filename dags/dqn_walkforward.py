@@ -25,6 +25,8 @@ from typing import Any
 
 from airflow.sdk import DAG, Param, get_current_context, task
 
+from models.config import DEFAULT_REWARD, REWARD_KINDS
+
 PARAMS = {
     "test_range": Param("2022-01-01:2023-02-01", type="string",
                         description="Test months, START:END (UTC, end excluded), cut into test steps."),
@@ -43,6 +45,10 @@ PARAMS = {
     "n_envs": Param(None, type=["null", "integer"], minimum=1, description="Parallel environments; empty = default."),
     "episode_hours": Param(None, type=["null", "integer"], minimum=2, description="Episode length; empty = 720."),
     "fee_rate": Param(None, type=["null", "number"], minimum=0, description="Fee per side; empty = the settings'."),
+    "reward": Param(DEFAULT_REWARD, type="string", enum=list(REWARD_KINDS),
+                    description="Training reward: risk/log_return pay fees; reference reproduces the paper only."),
+    "options": Param({}, type="object",
+                     description="Agent options (models/options.py), e.g. {\"min_hold_hours\": 4}."),
     "extra_trials": Param(0, type="integer", minimum=0,
                           description="Trials tried elsewhere (e.g. a search) that the deflated Sharpe counts."),
     "bootstrap": Param(1000, type="integer", minimum=100, description="Bootstrap samples of the Sharpe interval."),

@@ -16,9 +16,10 @@ from typing import Any
 
 import pandas as pd
 
-from models.config import AgentConfig, EnvConfig, TrainConfig
+from models.config import DEFAULT_REWARD, AgentConfig, EnvConfig, TrainConfig
 from models.evaluation import EvaluationReport, Metrics, ReportedAccounting
 from models.feature_sets import DEFAULT_FEATURE_SET
+from models.options import apply_options, parse_options
 from models.policy import Policy
 from models.time_range import TimeRange
 from pipelines.dataset import build_dataset
@@ -99,13 +100,15 @@ def run_training(
     fee_rate: float = 0.001,
     slippage_bps: float = EnvConfig.slippage_bps,
     progress: ProgressFn | None = None,
-    reward: str = EnvConfig.reward,
+    reward: str = DEFAULT_REWARD,
     threads: int | None = None,
     feature_set: str = DEFAULT_FEATURE_SET,
+    options: Mapping[str, Any] | None = None,
 ) -> RunSummary:
     """Train one agent, save its policy (and checkpoint) under ``out_dir``, evaluate it on ``test``;
-    writes ``out_dir/metrics.json``."""
-    agent_config, env_config, train_config = default_configs(variant, seed, device, reward)
+    writes ``out_dir/metrics.json``. ``options``: models.options on top of the default configuration."""
+    defaults = default_configs(variant, seed, device, reward, fee_rate, slippage_bps)
+    agent_config, env_config, train_config = apply_options(defaults, options or {})
     if total_env_steps is not None:
         train_config = replace(train_config, total_env_steps=total_env_steps)
     if threads is not None:
@@ -117,7 +120,8 @@ def run_training(
     result.agent.save_checkpoint(out_dir / "checkpoint.pt")
     summary = RunSummary(variant, seed, reward, str(train), result.seconds, result.env_steps, result.updates,
                          result.steps_per_second,
-                         extra={"feature_set": feature_set, "n_features": dataset.spec.n_features},
+                         extra={"feature_set": feature_set, "n_features": dataset.spec.n_features,
+                                "options": parse_options(options or {})},
                          configs=(agent_config, env_config, train_config), history=tuple(result.history))  # fmt: skip
     if test is not None:
         report, plots = evaluate_and_plot(result.policy, klines, test, out_dir, fee_rate, slippage_bps)

@@ -26,11 +26,12 @@ from adapters.alerting import build_alert_sink
 from adapters.mlflow import tracking
 from adapters.mlflow.aliases import set_challenger
 from adapters.mlflow.registry import registry_client
-from models.config import AgentConfig, EnvConfig, TrainConfig
+from models.config import DEFAULT_FEE_RATE, AgentConfig, EnvConfig, TrainConfig
 from models.errors import PermanentError
 from models.evaluation import EvaluationReport
 from models.features import WARMUP_HOURS
 from models.kline import HOUR_MS
+from models.options import apply_options
 from models.policy import Policy
 from models.settings import Settings
 from pipelines.dataset import build_dataset
@@ -90,10 +91,13 @@ def read_snapshot(snapshot: Mapping[str, Any]) -> pd.DataFrame:
 
 
 def train_configs(
-    variant: str, seed: int, config: RetrainConfig, device: str
-) -> tuple[AgentConfig, EnvConfig, TrainConfig]:
-    """The project's default configs, scaled down when the run asks for fewer episodes."""
-    agent, env, train = default_configs(variant, seed=seed, device=device)
+    variant: str, seed: int, config: RetrainConfig, device: str, fee_rate: float = DEFAULT_FEE_RATE,
+    slippage_bps: float = 0.0,
+) -> tuple[AgentConfig, EnvConfig, TrainConfig]:  # fmt: skip
+    """The project's default configs for the run's reward, fee and slippage with the run's agent options
+    (models/options.py), scaled down when the run asks for fewer episodes."""
+    defaults = default_configs(variant, seed, device, config.reward, fee_rate, slippage_bps)
+    agent, env, train = apply_options(defaults, config.options)
     if config.episode_hours:
         env = replace(env, episode_hours=config.episode_hours)
     if config.n_envs:
@@ -116,7 +120,8 @@ def train_variant(
     tracking.use_experiment(settings.mlflow_tracking_uri, tracking.TRAINING_EXPERIMENT)
     runs = []
     for seed in config.seeds:
-        agent_config, env_config, train_config = train_configs(variant, seed, config, settings.device)
+        agent_config, env_config, train_config = train_configs(variant, seed, config, settings.device,
+                                                               settings.fee_rate, settings.slippage_bps)  # fmt: skip
         tags = tracking.run_tags(variant, seed, *ranges)
         tags["dag_run_id"] = dag_run_id
         with mlflow.start_run(run_name=f"{variant}-seed{seed}", tags=tags) as run:

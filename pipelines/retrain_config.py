@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from models.config import DEFAULT_REWARD, REWARD_KINDS
 from models.errors import PermanentError
 from models.time_range import TimeRange, parse_range
 
@@ -45,10 +46,14 @@ class RetrainConfig:
     """Holdout klines: the evaluation and the gate."""
     variants: tuple[str, ...] = VARIANTS
     seeds: tuple[int, ...] = (0,)
+    reward: str = DEFAULT_REWARD
+    """Training reward (models.config.REWARD_KINDS): fee-aware by default; "reference" only reproduces the paper."""
     episodes: int | None = None
     """Episodes per environment (total env steps = episodes × episode_hours × n_envs); None = defaults."""
     episode_hours: int | None = None
     n_envs: int | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+    """Agent options (models/options.py) on top of the default configuration, e.g. {"min_hold_hours": 4}."""
     promote: bool = True
     gate: GateConfig = field(default_factory=GateConfig)
 
@@ -58,10 +63,24 @@ class RetrainConfig:
             raise PermanentError(f"variants must be among {VARIANTS}, got {list(self.variants)}")
         if not self.seeds:
             raise PermanentError("seeds must name at least one seed, e.g. [0]")
+        if self.reward not in REWARD_KINDS:
+            raise PermanentError(f"reward must be one of {REWARD_KINDS}, got {self.reward!r}")
+        if self.options:
+            self._check_options()
+
+    def _check_options(self) -> None:
+        """Options parsed to their types and valid on every variant's default configuration (imports torch)."""
+        from pipelines.train import checked_options
+
+        try:
+            object.__setattr__(self, "options", checked_options(self.options, self.variants, self.reward))
+        except ValueError as error:
+            raise PermanentError(f"options: {error}") from None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, the ranges as their ``START:END`` text."""
-        return {**asdict(self), "train_range": str(self.train_range), "test_range": str(self.test_range)}
+        ranges = {"train_range": str(self.train_range), "test_range": str(self.test_range)}
+        return {**asdict(self), **ranges, "options": dict(self.options)}
 
 
 def config_from_params(params: Mapping[str, Any]) -> RetrainConfig:
@@ -84,9 +103,11 @@ def config_from_params(params: Mapping[str, Any]) -> RetrainConfig:
         test_range=time_range("test_range", defaults.test_range),
         variants=tuple(params.get("variants") or defaults.variants),
         seeds=tuple(int(s) for s in (params.get("seeds") or defaults.seeds)),
+        reward=str(params.get("reward") or defaults.reward),
         episodes=optional_int("episodes"),
         episode_hours=optional_int("episode_hours"),
         n_envs=optional_int("n_envs"),
+        options=dict(params.get("options") or {}),
         promote=bool(params.get("promote", defaults.promote)),
         gate=GateConfig(**gate_params),
     )

@@ -50,7 +50,7 @@ from models.accounting import TradingRules, check_rules
 from models.alerts import AlertSink, LoggingAlertSink, emit
 from models.broker import UNSENT_MODES, Broker, OrderRequest
 from models.checkpoint import Checkpoint, InFlight, decode_state, encode_state
-from models.config import DEFAULT_CAPITAL, EnvConfig, config_from_dict
+from models.config import DEFAULT_CAPITAL
 from models.errors import KlinestreamError
 from models.features import FeatureTable
 from models.kline import HOUR_MS, Kline, klines_to_frame
@@ -157,6 +157,8 @@ class _Pending:
     action: int
     profit: float
     equity_before: float
+    notional: float = 0.0
+    """Traded notional of the hour's fill (quantity × fill price; the turnover penalty's measure)."""
 
 
 class OnlineTrader:
@@ -369,17 +371,21 @@ class OnlineTrader:
         hour, price, tradable = int(table.open_time[i]), float(table.close[i]), bool(table.tradable[i])
         hour_number = hour // HOUR_MS
         equity_before = self.portfolio.equity(price)
-        account = self.portfolio.account(price, self.rules)
+        account = self.portfolio.account(price, self.rules, hour)
         self._complete_transition(hour_number, account, equity_before)
         q = self.learner.q_values(hour_number, account)
         if not np.isfinite(q).all():
             self._quarantine(batch_id, hour, None, "non-finite Q-values")
         tradable, degraded = tradable and hour not in self.quarantined, degraded or hour in self.quarantined
         action, greedy, explored = self.learner.act(q, tradable)
+        executed = self.portfolio.executed_action(action, tradable, hour, self.rules)  # minimum holding time
+        if executed != action:
+            action, explored = executed, False
         self.portfolio.mark(hour, price)
         done = self._order(batch_id, hour, action, price) if action else _NO_ORDER
-        self.pending = _Pending(hour_number, account, action, done.profit, equity_before)
         order = done.order
+        notional = order.filled_quantity * order.fill_price if order is not None and order.status == "filled" else 0.0
+        self.pending = _Pending(hour_number, account, action, done.profit, equity_before, notional)
         decision = DecisionRecord(
             self.config.trader_id, self.symbol, hour, self.version, action, greedy, float(q[0]), float(q[1]),
             float(q[2]), price, self.learner.epsilon, explored, self.online_updates, degraded, tradable, batch_id,
@@ -398,7 +404,7 @@ class OnlineTrader:
         pending, self.pending = self.pending, None
         if pending is None or self.learner is None or not self.config.online.enabled:
             return
-        reward = self.portfolio.reward(self.rules, pending.profit, pending.equity_before, equity_now)
+        reward = self.portfolio.reward(self.rules, pending.profit, pending.equity_before, equity_now, pending.notional)
         self.learner.observe(pending.hour, pending.account, pending.action, reward, hour_number, account)
 
     def _order(self, batch_id: int, hour: int, action: int, price: float) -> _Outcome:
@@ -438,7 +444,7 @@ class OnlineTrader:
         fill = sent or self.broker.submit(request)
         profit = 0.0
         if fill.status == "filled":
-            profit = self.portfolio.apply_fill(side, fill.filled_quantity, fill.fill_price, fill.fee)
+            profit = self.portfolio.apply_fill(side, fill.filled_quantity, fill.fill_price, fill.fee, hour)
         order = record(fill.status, fill.reason, fill.filled_quantity, fill.fill_price, fill.fee,
                        fill.exchange_order_id)  # fmt: skip
         self.sink.write_order(order)
@@ -472,7 +478,7 @@ class OnlineTrader:
     def _checkpoint(self) -> Checkpoint:
         assert self.learner is not None
         p = self.pending
-        pending = None if p is None else [p.hour, p.account.tolist(), p.action, p.profit, p.equity_before]
+        pending = None if p is None else [p.hour, p.account.tolist(), p.action, p.profit, p.equity_before, p.notional]
         state = {
             "trader_id": self.config.trader_id,
             "batch_id": self.last_batch_id,
@@ -498,7 +504,9 @@ class OnlineTrader:
         pending = state["pending"]
         if pending is not None:
             account = np.asarray(pending[1], dtype=np.float32)
-            self.pending = _Pending(int(pending[0]), account, int(pending[2]), float(pending[3]), float(pending[4]))
+            notional = float(pending[5]) if len(pending) > 5 else 0.0  # absent before the turnover penalty
+            self.pending = _Pending(int(pending[0]), account, int(pending[2]), float(pending[3]), float(pending[4]),
+                                    notional)  # fmt: skip
         self.history = History.from_state(state["history"])
         self.last_hour = None if state["last_hour"] is None else int(state["last_hour"])
         self.released_until = None if state["released_until"] is None else int(state["released_until"])
@@ -513,7 +521,7 @@ class OnlineTrader:
 def trading_rules(policy: Policy, config: TraderConfig, limits: RiskLimits) -> TradingRules:
     """The rules of the live account: the policy's training ``env_config`` (models.config.EnvConfig) with
     the trader's accounting / reward overrides, fee and slippage, order size and position cap."""
-    env = config_from_dict(EnvConfig, dict(policy.metadata.get("env_config") or {}))
+    env = policy.env_config
     overrides: dict[str, Any] = {"fee_rate": config.fee_rate, "slippage_bps": config.slippage_bps}
     if config.accounting is not None:
         overrides["accounting"] = config.accounting

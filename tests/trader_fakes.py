@@ -16,7 +16,7 @@ from models.config import AgentConfig, EnvConfig, config_to_dict
 from models.errors import PermanentError, TemporaryError
 from models.features import Normalizer, compute_feature_table, infer_spec
 from models.kline import Kline
-from models.networks import build_network
+from models.networks import build_policy_network
 from models.policy import Policy
 from models.records import DecisionRecord, OrderRecord, PositionRecord
 from models.synthetic import synthetic_klines
@@ -24,14 +24,33 @@ from models.synthetic import synthetic_klines
 SYMBOLS = ("BNBUSDT", "BTCUSDT", "ETHUSDT", "LTCUSDT", "XRPUSDT")
 
 
-def make_policy(frame: pd.DataFrame, seed: int = 0, variant: str = "linear", env: EnvConfig | None = None) -> Policy:
-    """A randomly initialised policy whose features and normalisation are fitted on ``frame``."""
+def make_policy(
+    frame: pd.DataFrame,
+    seed: int = 0,
+    variant: str = "linear",
+    env: EnvConfig | None = None,
+    agent: AgentConfig | None = None,
+) -> Policy:
+    """A randomly initialised policy whose features and normalisation are fitted on ``frame`` (``agent``:
+    its config, e.g. dueling or an ensemble; default a plain network of ``variant``)."""
     spec = infer_spec(frame, SYMBOLS, "BTCUSDT", window=10)
     normalizer = Normalizer.fit(compute_feature_table(frame, spec), spec)
+    config = agent or AgentConfig(variant=variant)
     torch.manual_seed(seed)
-    network = build_network(variant, spec.window, spec.n_features, spec.n_account)
+    network = build_policy_network(config, spec.window, spec.n_features, spec.n_account)
     metadata = {"env_config": config_to_dict(env or EnvConfig())}
-    return Policy(spec, normalizer, AgentConfig(variant=variant), network, metadata)
+    return Policy(spec, normalizer, config, network, metadata)
+
+
+def default_policy(frame: pd.DataFrame, seed: int = 0, variant: str = "linear", **options: Any) -> Policy:
+    """:func:`make_policy` with the platform's default training configuration of ``variant``
+    (pipelines.train.default_configs: fee-aware reward, portfolio accounting) and ``options`` set on its
+    agent or environment config (models.options: e.g. ``min_hold_hours=4``, ``ensemble_members=3``)."""
+    from models.options import apply_options
+    from pipelines.train import default_configs
+
+    agent, env, _ = apply_options(default_configs(variant), options)
+    return make_policy(frame, seed, variant, env, agent)
 
 
 def market(hours: int, seed: int = 0, missing_hours: tuple[int, ...] = ()) -> pd.DataFrame:

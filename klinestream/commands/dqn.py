@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,7 @@ from klinestream.commands.options import (
     Variant,
     parse_range_option,
 )
-from models.config import EnvConfig, TrainConfig
+from models.config import DEFAULT_REWARD, EnvConfig, TrainConfig
 from models.errors import ServiceError
 
 if TYPE_CHECKING:
@@ -34,6 +35,24 @@ if TYPE_CHECKING:
 
 #: models.feature_sets.DEFAULT_FEATURE_SET (that module imports numpy; tests check they agree)
 DEFAULT_FEATURE_SET: FeatureSetName = "reference"
+
+
+OPTION_HELP = (
+    "Turnover: position_step (0.25 = exposures 0, 1/4 .. 1), min_hold_hours, turnover_penalty; agent: dueling, "
+    "n_step, ensemble_members, ensemble_rule (mean|vote); early stopping: validation_days, validation_every, "
+    "patience; any other field of the agent/env/train configs (models/options.py)."
+)
+
+
+def cli_options(texts: list[str], variants: Sequence[str], reward: str, option: str = "--option") -> dict[str, Any]:
+    """``--option NAME=VALUE`` texts parsed and checked on each variant's default configuration with
+    ``reward`` (pipelines.train.checked_options); a bad one is a one-line usage error."""
+    from pipelines.train import checked_options
+
+    try:
+        return checked_options(texts, variants, reward)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint=option) from None
 
 
 def _data_dir(value: Path | None) -> Path:
@@ -92,15 +111,18 @@ def train(
     data_dir: Path | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
     out: Path | None = typer.Option(None, "--out", help="Output folder (default <home>/models/<variant>-seed<N>)."),
     steps: int | None = typer.Option(None, "--steps", min=1, help="Environment steps in total (default: preset)."),
-    fee_rate: float | None = typer.Option(None, "--fee-rate", min=0.0, max=0.1, help="Fee per side for evaluation."),
-    slippage_bps: float = typer.Option(
-        EnvConfig.slippage_bps, "--slippage-bps", min=0.0, help="Slippage for evaluation, in bps."
+    fee_rate: float | None = typer.Option(
+        None, "--fee-rate", min=0.0, max=0.1, help="Fee per side for training and evaluation (default: the settings')."
+    ),
+    slippage_bps: float | None = typer.Option(
+        None, "--slippage-bps", min=0.0, help="Slippage for training and evaluation, in bps (default: the settings')."
     ),
     reward: RewardKind = typer.Option(
-        EnvConfig.reward,
+        DEFAULT_REWARD,
         "--reward",
-        help="reference = max(profit,0) on a sell, unit accounting; the others portfolio accounting with fees "
-        "(log_return; risk = minus the drawdown increase).",
+        help="risk (default) and log_return = portfolio accounting with fees and slippage (risk also subtracts "
+        "the drawdown increase); reference = the paper's max(profit,0) on a sell, unit accounting, no fees "
+        "(reproduces Table I only).",
     ),
     feature_set: FeatureSetName = typer.Option(
         DEFAULT_FEATURE_SET, "--features", help="Feature set (docs/features.md); reference = the reference system's."
@@ -113,6 +135,7 @@ def train(
     register: bool = typer.Option(
         False, "--register", help="Also register the model as a new version with the challenger alias (needs --test)."
     ),
+    option: list[str] = typer.Option([], "--option", help=f"NAME=VALUE agent option, repeatable. {OPTION_HELP}"),
 ) -> None:
     """Train a DQN agent, save its policy under --out, evaluate it on --test, and log the run to MLflow."""
     from models.settings import load_settings
@@ -125,6 +148,7 @@ def train(
         raise typer.BadParameter("--register needs --test START:END (the gate compares versions on it)")
     if register and not track:
         raise typer.BadParameter("--register logs the run: drop --no-track", param_hint="--register")
+    options = cli_options(option, [variant], reward)
     settings = load_settings()
     device = device or settings.device
     if device == "cuda":
@@ -136,8 +160,9 @@ def train(
     klines = _klines(_data_dir(data_dir))
     out = out or settings.home / "models" / f"{variant}-seed{seed}"
     summary = _run_training(klines, variant, seed, train, test, out, device, steps,
-                            settings.fee_rate if fee_rate is None else fee_rate, slippage_bps, reward,
-                            feature_set)  # fmt: skip
+                            settings.fee_rate if fee_rate is None else fee_rate,
+                            settings.slippage_bps if slippage_bps is None else slippage_bps, reward,
+                            feature_set, options)  # fmt: skip
     typer.echo(
         f"policy saved to {out / 'policy'} ({summary.env_steps_per_second:,.0f} env steps/s, "
         f"{summary.train_seconds:.1f} s)"
@@ -166,7 +191,7 @@ def _tracking_server(settings: Settings, track: bool, register: bool) -> bool:
 
 def _run_training(klines: Any, variant: str, seed: int, train: Any, test: Any, out: Path, device: str,
                   steps: int | None, fee_rate: float, slippage_bps: float, reward: str,
-                  feature_set: str) -> RunSummary:  # fmt: skip
+                  feature_set: str, options: dict[str, Any]) -> RunSummary:  # fmt: skip
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from pipelines.experiments import run_training
@@ -179,7 +204,7 @@ def _run_training(klines: Any, variant: str, seed: int, train: Any, test: Any, o
             bars.update(task, completed=done, total=total, description=f"train {variant} seed {seed} loss {loss:.4f}")
 
         return run_training(klines, variant, seed, train, test, out, device, steps, fee_rate, slippage_bps,
-                            progress, reward, feature_set=feature_set)  # fmt: skip
+                            progress, reward, feature_set=feature_set, options=options)  # fmt: skip
 
 
 def _track(settings: Settings, summary: RunSummary, policy_dir: Path, klines: Any, register: bool) -> None:

@@ -11,8 +11,9 @@ from typing import Any
 
 import typer
 
-from klinestream.commands.dqn import _data_dir, _klines
-from klinestream.commands.options import DATA_DIR_HELP, RANGE_HELP, RANGE_METAVAR, Device, WindowKind
+from klinestream.commands.dqn import OPTION_HELP, _data_dir, _klines, cli_options
+from klinestream.commands.options import DATA_DIR_HELP, RANGE_HELP, RANGE_METAVAR, Device, RewardKind, WindowKind
+from models.config import DEFAULT_REWARD
 
 
 def _ints(value: str, option: str) -> tuple[int, ...]:
@@ -65,6 +66,10 @@ def walkforward(
     workers: int = typer.Option(2, "--workers", min=1, help="Worker processes (one torch thread each)."),
     device: Device | None = typer.Option(None, "--device", help="Where to train (default: KLINESTREAM_DEVICE)."),
     tracking: bool = typer.Option(True, "--tracking/--no-tracking", help="Log the runs to MLflow."),
+    reward: RewardKind = typer.Option(
+        DEFAULT_REWARD, "--reward", help="Training reward: risk (default), log_return, or the paper's reference."
+    ),
+    option: list[str] = typer.Option([], "--option", help=f"NAME=VALUE agent option, repeatable. {OPTION_HELP}"),
 ) -> None:
     """Walk-forward: train each variant × seed per fold, backtest the test months beside the baselines,
     write the report (and log MLflow runs)."""
@@ -74,6 +79,8 @@ def walkforward(
     from pipelines.walkforward.folds import min_embargo_hours
     from pipelines.walkforward.runner import WalkForwardConfig, run_walkforward
 
+    variant_names = tuple(v.strip() for v in variants.split(",") if v.strip())
+    options = cli_options(option, variant_names, reward)
     settings = load_settings()
     device = device or settings.device
     config = WalkForwardConfig(
@@ -82,11 +89,13 @@ def walkforward(
         window=window,
         embargo_hours=embargo_hours or min_embargo_hours(),
         test_months=test_months,
-        variants=tuple(v.strip() for v in variants.split(",") if v.strip()),
+        variants=variant_names,
         seeds=_ints(seeds, "--seeds"),
         steps=steps,
         fee_rate=settings.fee_rate if fee_rate is None else fee_rate,
         slippage_bps=slippage_bps,
+        reward=reward,
+        options=options,
         extra_trials=extra_trials,
         symbols=settings.symbols,
         traded_symbol=settings.traded_symbol,

@@ -96,7 +96,9 @@ def log_walkforward(
             {
                 f"walkforward.{k}": (",".join(map(str, v)) if isinstance(v, list | tuple) else v)
                 for k, v in config.items()
+                if k != "options"
             }
+            | {f"walkforward.option.{k}": v for k, v in config.get("options", {}).items()}
             | {"walkforward.n_trials": summary["n_trials"]}
         )
         mlflow.log_metrics(parent_metrics(summary))

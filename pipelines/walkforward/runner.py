@@ -21,22 +21,23 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from models.config import AgentConfig, EnvConfig, TrainConfig
+from models.config import DEFAULT_REWARD, AgentConfig, EnvConfig, TrainConfig
 from models.errors import PermanentError
 from models.features import WARMUP_HOURS
 from models.kline import HOUR_MS
 from models.networks import NETWORKS
+from models.options import apply_options
 from models.settings import DEFAULT_SYMBOLS, Settings
 from models.time_range import parse_range
 from pipelines.dataset import MarketDataset, build_dataset
-from pipelines.train import default_configs, train_ensemble
+from pipelines.train import checked_options, default_configs, train_ensemble
 from pipelines.walkforward.backtests import DEFAULT_TREND_HOURS, fee_rates, policy_curves
 from pipelines.walkforward.folds import Fold, FoldPlan, WindowKind, min_embargo_hours, plan_folds
 
@@ -65,8 +66,10 @@ class WalkForwardConfig:
     """Env steps per member (None = the default configuration); for quick runs."""
     n_envs: int | None = None
     episode_hours: int | None = None
-    reward: str = "reference"
-    """Training reward of the default configuration (pipelines.train.default_configs)."""
+    reward: str = DEFAULT_REWARD
+    """Training reward of the default configuration (pipelines.train.default_configs): fee-aware by default."""
+    options: Mapping[str, Any] = field(default_factory=dict)
+    """Agent options (models/options.py) on top of the default configuration, e.g. {"min_hold_hours": 4}."""
     fee_rate: float = 0.001
     slippage_bps: float = 0.0
     trend_hours: int = DEFAULT_TREND_HOURS
@@ -90,6 +93,10 @@ class WalkForwardConfig:
             raise PermanentError("configurations must be >= 1 and extra_trials >= 0")
         if self.steps is not None and self.steps < 1:
             raise PermanentError("steps must be at least 1 (or empty for the default configuration)")
+        try:
+            object.__setattr__(self, "options", checked_options(self.options, self.variants, self.reward))
+        except ValueError as error:
+            raise PermanentError(f"options: {error}") from None
         self.plan()  # fail early with a readable error
 
     def plan(self) -> FoldPlan:
@@ -110,12 +117,14 @@ class WalkForwardConfig:
         return len(self.variants) * len(self.seeds) * self.configurations + self.extra_trials
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "options": dict(self.options)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> WalkForwardConfig:
         known = {f.name for f in fields(cls)}
         values: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in known}
+        if "options" in values:
+            values["options"] = dict(values["options"])
         return cls(**values)
 
 
@@ -142,7 +151,8 @@ def member_configs(
     variant: str, config: WalkForwardConfig, device: str, threads: int
 ) -> tuple[AgentConfig, EnvConfig, TrainConfig]:
     """The default configuration of ``variant``, shortened when ``config.steps`` asks for a quick run."""
-    agent, env, train = default_configs(variant, device=device, reward=config.reward)
+    defaults = default_configs(variant, 0, device, config.reward, config.fee_rate, config.slippage_bps)
+    agent, env, train = apply_options(defaults, config.options)
     if config.episode_hours:
         env = replace(env, episode_hours=config.episode_hours)
     if config.n_envs:
