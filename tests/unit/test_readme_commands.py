@@ -60,6 +60,8 @@ INLINE_COMMANDS: dict[str, str] = {
     "airflow backfill create": "tests/integration/test_readme_airflow_backfill.py::"
     "test_readme_airflow_backfill_create_runs_the_hours_on_the_stack_and_fills_its_lake",
     "make compose-check": "ci: make compose-check",
+    "make compose-test": "ci: make compose-test",
+    "make test": "ci: make test",
     "klinestream stack up": "ci: make up",  # `make up` = klinestream stack up
     "klinestream stream": WORKING + "test_readme_stream_trades_the_champion_on_the_ingested_klines_into_cassandra",
     "klinestream kill-switch on": "tests/integration/test_kill_switch_cli.py::"
@@ -68,11 +70,12 @@ INLINE_COMMANDS: dict[str, str] = {
     "test_the_promote_command_moves_gates_and_rolls_back_the_champion",
     "klinestream demo --keep-running": "not run: it serves the dashboard until Ctrl-C; CI's `make demo` runs the "
     "same demo to its summary, and tests/integration/test_make_dashboard.py serves the dashboard",
-    "cp .env.example .env": "not run: the Docker path needs a Docker engine, which no development or CI "
-    "machine has; `make compose-check` validates the compose file with .env.example",
-    "docker compose up -d": "not run: no Docker engine; `docker compose --dry-run up -d` needs the daemon too "
-    "(it fails with: unable to get image 'postgres:16': Cannot connect to the Docker daemon). "
-    "`make compose-check` (ci) validates the file",
+    "cp .env.example .env": "not run: `make compose-test` writes its own env file with fresh secrets "
+    "(var/compose-test/compose.env) instead of a .env with .env.example's placeholders; `make compose-check` "
+    "validates the compose file with .env.example",
+    # .ci/compose-test runs `docker compose ... up -d` and `down -v` on docker-compose.yml (+ docker/compose.test.yml)
+    "docker compose up -d": "ci: make compose-test",
+    "docker compose down -v": "ci: make compose-test",
 }
 
 _INLINE = re.compile(r"`((?:make|klinestream|airflow|docker|cp) [^`]+)`")
