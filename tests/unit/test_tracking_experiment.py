@@ -19,7 +19,7 @@ from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS
 from mlflow.tracking import fluent
 from mlflow.tracking._tracking_service.client import TrackingServiceClient
 
-from pipelines.tracking import use_experiment
+from adapters.mlflow.tracking import use_experiment
 
 
 @pytest.fixture
