@@ -89,7 +89,7 @@ bench-long: install ## The reference protocol over 5 seeds, a full retrain DAG r
 compose-check: ## Validate docker-compose.yml (needs the docker client with the compose plugin)
 	docker compose --env-file .env.example config -q
 
-compose-test: ## docker-compose.yml for real in a private Docker engine: build, up, retrain, replay, down (root; see .ci/compose-test)
+compose-test: ## docker-compose.yml for real in a private Docker engine: build, up, retrain, replay, down (root; long, so NOT part of CI's .ci/run: run it by hand)
 	.ci/compose-test
 
 clean: down ## Remove the virtualenv and all local state (var/)

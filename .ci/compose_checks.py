@@ -4,7 +4,7 @@ runs the test needs no project virtualenv.
     wait-http URL [--contains TEXT]        wait until URL answers 200 (and its body holds TEXT)
     retrain AIRFLOW_URL PASSWORD CONF      trigger dqn_retrain through Airflow's REST API v2, wait for success
     champion MLFLOW_URL MODEL              print the version the `champion` alias points at ("" when none)
-    dashboard DASHBOARD_URL TRADER SYMBOL  print the dashboard API's latest decisions and summary (JSON)
+    dashboard URL PASSWORD TRADER SYMBOL   log in, print the dashboard API's latest decisions and summary (JSON)
 """
 
 from __future__ import annotations
@@ -116,10 +116,29 @@ def champion(base: str, model: str) -> None:
     print(answer["model_version"]["version"])
 
 
-def dashboard(base: str, trader: str, symbol: str) -> None:
-    who = {"trader": trader, "symbol": symbol}
-    decisions = request("GET", f"{base.rstrip('/')}/api/decisions?{urllib.parse.urlencode({**who, 'limit': 5})}")
-    summary = request("GET", f"{base.rstrip('/')}/api/summary?{urllib.parse.urlencode(who)}")
+def dashboard(base: str, password: str, trader: str, symbol: str) -> None:
+    """The dashboard's latest decisions and summary, read as a browser does: its reads beyond loopback need
+    the login (checked: a read without it is refused), then the session cookie."""
+    base = base.rstrip("/")
+    who = urllib.parse.urlencode({"trader": trader, "symbol": symbol})
+    try:
+        request("GET", f"{base}/api/summary?{who}")
+        sys.exit("error: the dashboard answered /api/summary without a login")
+    except urllib.error.HTTPError as exc:
+        if exc.code != 401:
+            raise
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+    login = urllib.request.Request(
+        f"{base}/api/login", json.dumps({"password": password}).encode(), {"Content-Type": "application/json"}
+    )
+    opener.open(login, timeout=30).read()
+
+    def read(path: str) -> Any:
+        with opener.open(f"{base}{path}", timeout=30) as answer:
+            return json.loads(answer.read())
+
+    decisions = read(f"/api/decisions?{who}&limit=5")
+    summary = read(f"/api/summary?{who}")
     print(json.dumps({"decisions": decisions, "summary": summary}))
 
 
@@ -140,6 +159,7 @@ def main() -> None:
     alias.add_argument("model")
     board = commands.add_parser("dashboard")
     board.add_argument("url")
+    board.add_argument("password")
     board.add_argument("trader")
     board.add_argument("symbol")
     args = parser.parse_args()
@@ -150,7 +170,7 @@ def main() -> None:
     elif args.command == "champion":
         champion(args.url, args.model)
     else:
-        dashboard(args.url, args.trader, args.symbol)
+        dashboard(args.url, args.password, args.trader, args.symbol)
 
 
 if __name__ == "__main__":

@@ -60,7 +60,8 @@ INLINE_COMMANDS: dict[str, str] = {
     "airflow backfill create": "tests/integration/test_readme_airflow_backfill.py::"
     "test_readme_airflow_backfill_create_runs_the_hours_on_the_stack_and_fills_its_lake",
     "make compose-check": "ci: make compose-check",
-    "make compose-test": "ci: make compose-test",
+    "make compose-test": "not run: it builds every image and runs the whole compose stack, too long for "
+    ".ci/run; run by hand (its output gives each phase's wall time and each image's size)",
     "make test": "ci: make test",
     "klinestream stack up": "ci: make up",  # `make up` = klinestream stack up
     "klinestream stream": WORKING + "test_readme_stream_trades_the_champion_on_the_ingested_klines_into_cassandra",
@@ -74,8 +75,9 @@ INLINE_COMMANDS: dict[str, str] = {
     "(var/compose-test/compose.env) instead of a .env with .env.example's placeholders; `make compose-check` "
     "validates the compose file with .env.example",
     # .ci/compose-test runs `docker compose ... up -d` and `down -v` on docker-compose.yml (+ docker/compose.test.yml)
-    "docker compose up -d": "ci: make compose-test",
-    "docker compose down -v": "ci: make compose-test",
+    "docker compose up -d": "not run: `make compose-test` (run by hand, too long for .ci/run) runs it on "
+    "docker-compose.yml with the stand-ins of docker/compose.test.yml; `make compose-check` (ci) validates the file",
+    "docker compose down -v": "not run: `make compose-test` (run by hand, too long for .ci/run) ends with it",
 }
 
 _INLINE = re.compile(r"`((?:make|klinestream|airflow|docker|cp) [^`]+)`")
