@@ -57,11 +57,17 @@ engine_start() {
       "stop it (kill that pid) and run again" >&2
     return 1
   fi
-  # what dockerd changes on the host, to put back afterwards
-  iptables-save -t filter >"$ENGINE_DIR/iptables.filter.before"
-  iptables-save -t nat >"$ENGINE_DIR/iptables.nat.before"
-  cat /proc/sys/net/ipv4/ip_forward >"$ENGINE_DIR/ip_forward.before"
-  ip link show docker0 >/dev/null 2>&1 && echo 1 >"$ENGINE_DIR/docker0.before" || echo 0 >"$ENGINE_DIR/docker0.before"
+  # what dockerd changes on the host, to put back afterwards. A run whose engine was killed (the machine
+  # stopped it) left its bridges and rules behind: the state recorded before that run is the one to restore.
+  if [ -f "$ENGINE_DIR/started" ]; then
+    engine_log "an earlier run's engine was killed before it stopped: the host state recorded before that run is kept, to put back at the end"
+  else
+    iptables-save -t filter >"$ENGINE_DIR/iptables.filter.before"
+    iptables-save -t nat >"$ENGINE_DIR/iptables.nat.before"
+    cat /proc/sys/net/ipv4/ip_forward >"$ENGINE_DIR/ip_forward.before"
+    ip link show docker0 >/dev/null 2>&1 && echo 1 >"$ENGINE_DIR/docker0.before" || echo 0 >"$ENGINE_DIR/docker0.before"
+  fi
+  touch "$ENGINE_DIR/started"
   ENGINE_STARTED=1
   dockerd --data-root "$ENGINE_DIR/data" --exec-root "$run_dir/exec" --pidfile "$ENGINE_DIR/dockerd.pid" \
     --host "$DOCKER_HOST" --log-level warn >"$ENGINE_DIR/dockerd.log" 2>&1 &
@@ -100,7 +106,10 @@ engine_stop() {
   [ -f "$ENGINE_DIR/iptables.filter.before" ] && iptables-restore -T filter <"$ENGINE_DIR/iptables.filter.before"
   [ -f "$ENGINE_DIR/iptables.nat.before" ] && iptables-restore -T nat <"$ENGINE_DIR/iptables.nat.before"
   [ -f "$ENGINE_DIR/ip_forward.before" ] && cat "$ENGINE_DIR/ip_forward.before" >/proc/sys/net/ipv4/ip_forward
+  # the data-root mount a killed engine leaves (a clean stop removes it)
+  ! mountpoint -q "$ENGINE_DIR/data" || umount "$ENGINE_DIR/data" || true
   rm -rf "$(_engine_run_dir)"
+  rm -f "$ENGINE_DIR/started"
   engine_log "dockerd pid $ENGINE_PID stopped; bridge, iptables and ip_forward put back"
 }
 
@@ -111,6 +120,10 @@ engine_leftovers() {
   if pgrep -f "$ENGINE_DIR/|$run_dir|containerd-shim-runc-v2 -namespace moby" >/dev/null; then
     echo "left: engine processes:" >&2
     pgrep -af "$ENGINE_DIR/|$run_dir|containerd-shim-runc-v2 -namespace moby" >&2
+    left=1
+  fi
+  if grep -F " $ENGINE_DIR/" /proc/mounts >&2; then
+    echo "left: mounts under $ENGINE_DIR (above)" >&2
     left=1
   fi
   if ip -o link show | grep -E ' (veth[0-9a-f]+|br-[0-9a-f]{12})[@:]' >&2; then
