@@ -79,7 +79,12 @@ def use_experiment(tracking_uri: str, experiment: str = TRAINING_EXPERIMENT) -> 
     """Point mlflow at the server and the experiment (created when missing); returns its id."""
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
-    return mlflow.set_experiment(experiment).experiment_id
+    experiment_id = mlflow.set_experiment(experiment).experiment_id
+    # When another process creates the experiment between MLflow's lookup and its create (the parallel train
+    # tasks of a first dqn_retrain run), set_experiment returns it without making it the active one, and the
+    # runs would go to "Default": activating it by id always sticks.
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
 
 
 def training_params(
