@@ -38,7 +38,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
             f"{s['sharpe']:.2f} [{s['sharpe_ci_low']:.2f}, {s['sharpe_ci_high']:.2f}]",
             f"{s['max_drawdown'] * 100:.1f}%",
             f"{s['psr']:.2f}",
-            "–" if strategy["kind"] != "agent" else f"{s['dsr']:.2f}",
+            "–" if strategy["kind"] == "baseline" else f"{s['dsr']:.2f}",
             "–" if beats is None else f"{sum(beats)}/{len(beats)}",
         )
     Console().print(table)
@@ -65,11 +65,16 @@ def walkforward(
     workers: int = typer.Option(2, "--workers", min=1, help="Worker processes (one torch thread each)."),
     device: Device | None = typer.Option(None, "--device", help="Where to train (default: KLINESTREAM_DEVICE)."),
     tracking: bool = typer.Option(True, "--tracking/--no-tracking", help="Log the runs to MLflow."),
+    online_replay: bool = typer.Option(
+        True, "--online-replay/--no-online-replay",
+        help="Also trade each test month with the stream's trader, online learning off and on.",
+    ),
 ) -> None:
     """Walk-forward: train each variant × seed per fold, backtest the test months beside the baselines,
     write the report (and log MLflow runs)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from klinestream.online_replay import walkforward_replay
     from models.settings import load_settings
     from pipelines.walkforward.folds import min_embargo_hours
     from pipelines.walkforward.runner import WalkForwardConfig, run_walkforward
@@ -90,6 +95,7 @@ def walkforward(
         extra_trials=extra_trials,
         symbols=settings.symbols,
         traded_symbol=settings.traded_symbol,
+        online_replay=online_replay,
     )
     klines = _klines(_data_dir(data_dir))
     out = out or settings.home / "walkforward" / test_range.replace(":", "_")
@@ -100,9 +106,8 @@ def walkforward(
         def progress(done: int, total: int, item: dict[str, Any]) -> None:
             bars.update(task, completed=done, total=total, description=f"fold {item['fold']} {item['variant']} done")
 
-        run = run_walkforward(
-            config, klines, out, workers, device, settings.mlflow_tracking_uri if tracking else None, progress
-        )
+        run = run_walkforward(config, klines, out, workers, device, settings.mlflow_tracking_uri if tracking else None,
+                              progress, walkforward_replay if online_replay else None)  # fmt: skip
     _print_summary(run.summary)
     typer.echo(f"report: {run.report} ({run.wall_seconds:.0f} s)")
     if run.parent_run_id:
