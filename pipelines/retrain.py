@@ -85,6 +85,7 @@ def validated_until(settings: Settings, until_ms: int) -> int:
     """End (exclusive, ms) of the newest hour before ``until_ms`` that every context symbol has in the
     validated lake; an error names a symbol without any."""
     ends = []
+    until_ms -= until_ms % HOUR_MS  # only hours closed by then
     last_day = lake.day_of(until_ms - 1)
     for symbol in settings.symbols:
         days = [p.date for p in lake.list_partitions(settings.lake_root, "validated", symbol) if p.date <= last_day]
@@ -141,8 +142,14 @@ def plan_ranges(settings: Settings, config: RetrainConfig, interval_end_ms: int)
     if train is None:
         train_end = test.start_ms - embargo * HOUR_MS
         train = _range(add_months(train_end, -config.train_months), train_end)
-    elif train.end_ms + embargo * HOUR_MS > test.start_ms:
-        raise PermanentError(f"train_range {train} ends less than the embargo ({embargo} h) before {test}")
+    else:  # both pinned by a person: kept as given, the gap logged as the embargo (and warned about)
+        if train.end_ms > test.start_ms:
+            raise PermanentError(f"train_range {train} overlaps the test_range {test}")
+        embargo = (test.start_ms - train.end_ms) // HOUR_MS
+        if embargo < needed:
+            log.warning("pinned train_range %s ends %d h before test_range %s, less than the feature window plus "
+                        "one hour (%d h): its last samples' windows and rewards reach into the holdout", train,
+                        embargo, test, needed)  # fmt: skip
     ranges = RetrainRanges(train, test, embargo, source, interval_end_ms)
     log.info("retrain ranges train=%s test=%s embargo_hours=%d from=%s", train, test, embargo, source)
     return ranges
@@ -190,6 +197,24 @@ def interval_end_ms(data_interval_end: datetime | None, run_after: datetime | No
     """The run's data-interval end in ms (its run-after time, or now, when it has no data interval)."""
     moment = data_interval_end or run_after or datetime.now(UTC)
     return int(moment.timestamp() * 1000)
+
+
+#: Airflow's run type of a run that new validated klines (the lake asset's events) triggered.
+ASSET_TRIGGERED = "asset_triggered"
+
+
+def retrain_due(run_type: str, newest_ms: int, last_holdout_end_ms: int | None, min_new_days: int) -> tuple[bool, str]:
+    """Whether a run retrains, and why. Weekly (scheduled) and manual runs always do; a run triggered by new
+    validated klines only when at least ``min_new_days`` of them lie after the last successful retrain's
+    holdout end (``newest_ms``: end of the newest hour every context symbol has)."""
+    if run_type != ASSET_TRIGGERED:
+        return True, f"{run_type} run: retrains whatever landed"
+    if last_holdout_end_ms is None:
+        return True, "no successful rolling retrain yet"
+    new_days = (newest_ms - last_holdout_end_ms) / DAY_MS
+    due = new_days >= min_new_days
+    return due, (f"{new_days:.2f} days of new validated klines since the last retrain's holdout end "
+                 f"{iso(last_holdout_end_ms)} {'>=' if due else '<'} min_new_days {min_new_days}")  # fmt: skip
 
 
 def read_snapshot(snapshot: Mapping[str, Any]) -> pd.DataFrame:
@@ -313,6 +338,8 @@ def gate_versions(settings: Settings, config: RetrainConfig, snapshot: Mapping[s
         for item in registered:
             client.set_model_version_tag(name, str(item["version"]), "gate.decision", "skipped (promote=false)")
         return [{"version": int(item["version"]), "promoted": False, "reason": "promote=false"} for item in registered]
+    config = with_ranges(config, snapshot)
+    assert config.test_range is not None
     klines = read_snapshot(snapshot)
     holdout = config.test_range
     results = []
@@ -326,3 +353,24 @@ def gate_versions(settings: Settings, config: RetrainConfig, snapshot: Mapping[s
     finally:
         alerts.close()
     return results
+
+
+def retrained_extra(snapshot: Mapping[str, Any], dag_run_id: str, decisions: list[dict[str, Any]]) -> dict[str, Any]:
+    """The extra of the RETRAINED asset event a successful retrain publishes (what ``due`` reads next time)."""
+    test = parse_range(str(snapshot["test_range"]))
+    return {"holdout_end": iso(test.end_ms), "holdout_end_ms": test.end_ms, "test_range": str(snapshot["test_range"]),
+            "train_range": str(snapshot["train_range"]), "ranges_from": str(snapshot["ranges_from"]),
+            "snapshot_sha256": str(snapshot["sha256"]), "dag_run_id": dag_run_id,
+            "promoted": [int(d["version"]) for d in decisions if d["promoted"]]}  # fmt: skip
+
+
+def due_from_events(settings: Settings, config: RetrainConfig, run_type: str, extras: list[Mapping[str, Any]]) -> bool:
+    """:func:`retrain_due` for a run, the last rolling retrain's holdout end taken from the RETRAINED asset
+    events' ``extras`` (pinned-range retrains do not count); logs the reason."""
+    ends = [int(e["holdout_end_ms"]) for e in extras if e.get("ranges_from") == "run" and "holdout_end_ms" in e]
+    last = max(ends, default=None)
+    checks = run_type == ASSET_TRIGGERED and last is not None
+    newest = validated_until(settings, int(datetime.now(UTC).timestamp() * 1000)) if checks else 0
+    due, reason = retrain_due(run_type, newest, last, config.min_new_days)
+    log.info("retrain due=%s: %s", due, reason)
+    return due

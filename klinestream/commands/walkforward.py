@@ -66,7 +66,8 @@ def walkforward(
     device: Device | None = typer.Option(None, "--device", help="Where to train (default: KLINESTREAM_DEVICE)."),
     tracking: bool = typer.Option(True, "--tracking/--no-tracking", help="Log the runs to MLflow."),
     online_replay: bool = typer.Option(
-        True, "--online-replay/--no-online-replay",
+        True,
+        "--online-replay/--no-online-replay",
         help="Also trade each test month with the stream's trader, online learning off and on.",
     ),
 ) -> None:

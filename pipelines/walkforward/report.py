@@ -81,8 +81,9 @@ def plot_monthly(summary: dict[str, Any], path: Path) -> Path:
             yerr=None if spread is None else spread * 100,
             color=COLORS.get(group.split("+")[0]),
             hatch="//" if group.endswith("+online") else None,
-            label=LABELS.get(group, f"{group.replace('+online', '')}-DQN{' + online' if '+' in group else ''} "
-                                    "(seed mean, min–max)"),
+            label=LABELS.get(
+                group, f"{group.replace('+online', '')}-DQN{' + online' if '+' in group else ''} (seed mean, min–max)"
+            ),
             capsize=2,
         )
     ax.axhline(0.0, color="grey", linewidth=0.6)

@@ -157,9 +157,7 @@ def strategy_figures(
     return figures, stitched
 
 
-def online_figures(
-    config: WalkForwardConfig, figures: dict[str, Any], facts: dict[str, Any]
-) -> dict[str, Any]:
+def online_figures(config: WalkForwardConfig, figures: dict[str, Any], facts: dict[str, Any]) -> dict[str, Any]:
     """Per variant: online learning on against off (= the agent's backtest) over the same months and seeds."""
     out: dict[str, Any] = {"batch_hours": config.online_batch_hours, "max_off_vs_backtest": facts["off_vs_backtest"]}
     variants: dict[str, Any] = {}
