@@ -144,10 +144,10 @@ class ListDlq:
 def frame_klines(frame: pd.DataFrame) -> list[Kline]:
     """Contract-form kline rows → :class:`Kline` objects (missing optional values become None)."""
     names = [f for f in Kline.__dataclass_fields__]
-    columns = {name: frame[name].astype(object).where(frame[name].notna(), None) for name in names}
+    columns = {name: frame[name].tolist() for name in names}
     out = []
     for values in zip(*(columns[name] for name in names), strict=True):
-        row = dict(zip(names, values, strict=True))
+        row: dict[str, Any] = {n: None if pd.isna(v) else v for n, v in zip(names, values, strict=True)}
         for name in ("open_time", "close_time", "count"):
             if row[name] is not None:
                 row[name] = int(row[name])

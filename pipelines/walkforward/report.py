@@ -5,7 +5,7 @@ buy-and-hold and the trend rule, losses included), the per-seed and per-month ta
 the overfitting statistics and, with the online replay, what online learning did to each variant;
 ``equity.png`` (stitched equity), ``monthly.png`` (per-month returns) and ``fees.png`` (return at 1×, 2×,
 3× the fee) are linked from it. :func:`report_lines` gives the Markdown with the images under any prefix
-(docs/walkforward.md is written from it, pipelines/walkforward/doc.py).
+(to embed a run's report in another page).
 """
 
 from __future__ import annotations
