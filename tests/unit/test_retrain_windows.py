@@ -143,3 +143,18 @@ def test_the_last_rolling_retrain_comes_from_the_asset_events(tmp_path: Path) ->
     assert due_from_events(settings, config, ASSET_TRIGGERED, [pinned])  # no rolling retrain yet
     assert due_from_events(settings, config, ASSET_TRIGGERED, [{**rolling, "holdout_end_ms": T - 7 * DAY_MS}])
     assert due_from_events(settings, config, "scheduled", [rolling])
+
+
+def test_the_dag_short_circuits_first_and_reads_the_asset_its_gate_publishes() -> None:
+    from airflow.providers.standard.operators.python import ShortCircuitOperator
+
+    from klinestream.airflow_dags import load_dag
+
+    dag = load_dag("dqn_retrain")
+    due, gate = dag.get_task("due"), dag.get_task("gate")
+    assert isinstance(due, ShortCircuitOperator) and due.ignore_downstream_trigger_rules
+    assert due.upstream_task_ids == set() and due.downstream_task_ids == {"plan"}
+    assert (
+        [a.uri for a in due.inlets] == [a.uri for a in gate.outlets] == ["klinestream://mlflow/dqn_retrain/retrained"]
+    )
+    assert "short-circuit" in dag.doc_md and "asset events" in dag.doc_md
