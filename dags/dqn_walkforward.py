@@ -46,9 +46,10 @@ PARAMS = {
     "extra_trials": Param(0, type="integer", minimum=0,
                           description="Trials tried elsewhere (e.g. a search) that the deflated Sharpe counts."),
     "bootstrap": Param(1000, type="integer", minimum=100, description="Bootstrap samples of the Sharpe interval."),
-    "online_replay": Param(True, type="boolean",
+    "online_replay": Param(False, type="boolean",
                            description="Also trade each test month with the stream's trader, online learning "
-                                       "off and on (the report says what online learning does to each variant)."),
+                                       "off and on (the report says what online learning does to each variant; "
+                                       "slower: two hour-by-hour replays per member and month)."),
 }  # fmt: skip
 
 DEFAULT_ARGS: dict[str, Any] = {

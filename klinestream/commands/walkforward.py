@@ -66,9 +66,9 @@ def walkforward(
     device: Device | None = typer.Option(None, "--device", help="Where to train (default: KLINESTREAM_DEVICE)."),
     tracking: bool = typer.Option(True, "--tracking/--no-tracking", help="Log the runs to MLflow."),
     online_replay: bool = typer.Option(
-        True,
+        False,
         "--online-replay/--no-online-replay",
-        help="Also trade each test month with the stream's trader, online learning off and on.",
+        help="Also trade each test month with the stream's trader, online learning off and on (slower).",
     ),
 ) -> None:
     """Walk-forward: train each variant × seed per fold, backtest the test months beside the baselines,
