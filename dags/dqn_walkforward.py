@@ -52,6 +52,10 @@ PARAMS = {
     "extra_trials": Param(0, type="integer", minimum=0,
                           description="Trials tried elsewhere (e.g. a search) that the deflated Sharpe counts."),
     "bootstrap": Param(1000, type="integer", minimum=100, description="Bootstrap samples of the Sharpe interval."),
+    "online_replay": Param(False, type="boolean",
+                           description="Also trade each test month with the stream's trader, online learning "
+                                       "off and on (the report says what online learning does to each variant; "
+                                       "slower: two hour-by-hour replays per member and month)."),
 }  # fmt: skip
 
 DEFAULT_ARGS: dict[str, Any] = {
@@ -104,13 +108,16 @@ with DAG(
 
     @task(task_id="train", map_index_template="{{ fold_variant }}")
     def train(snapshot: str, item: dict[str, Any]) -> dict[str, Any]:
-        """Train one variant's seeds on one fold (a batched ensemble) and backtest them on its test month."""
+        """Train one variant's seeds on one fold (a batched ensemble), backtest them on its test month and
+        replay it through the stream's trader (online learning off and on)."""
+        from klinestream.online_replay import walkforward_replay
         from pipelines.walkforward.runner import train_fold_variant
 
         get_current_context()["fold_variant"] = f"{item['fold']}-{item['variant']}"  # type: ignore[typeddict-unknown-key]
         settings, config, work = _context()
         fold = config.folds()[int(item["fold"])]
-        return train_fold_variant(config, snapshot, fold, item["variant"], work, settings.device)
+        return train_fold_variant(config, snapshot, fold, item["variant"], work, settings.device,
+                                  replay=walkforward_replay)  # fmt: skip
 
     @task(task_id="report", execution_timeout=timedelta(minutes=30))
     def report(snapshot: str, trained: list[dict[str, Any]]) -> str:

@@ -44,6 +44,9 @@ def promote(
     min_trades: int = typer.Option(GateConfig.min_trades, help="--auto: fewest trades on the holdout."),
     old_version: int | None = typer.Option(None, "--version", min=1, hidden=True, help="Deprecated: --model."),
     old_test_range: str | None = typer.Option(None, "--test-range", hidden=True, help="Deprecated: --test."),
+    baseline: str = typer.Option(
+        GateConfig.baseline, help="--auto: baseline to beat after fees: cash, buy_and_hold or trend."
+    ),
 ) -> None:
     """Move the champion alias of the registered model: to a version, back (rollback), or by the gate."""
     from adapters.mlflow import aliases
@@ -68,17 +71,19 @@ def promote(
         challenger = alias_version(uri, name, CHALLENGER)
         if challenger is None:
             raise RegistryError(f"model {name!r} has no challenger: run the dqn_retrain DAG first")
-        decision = _auto(settings, challenger, test_range, sharpe_margin, max_drawdown, min_trades)
+        config = GateConfig(sharpe_margin=sharpe_margin, max_drawdown=max_drawdown, min_trades=min_trades,
+                            baseline=baseline)  # fmt: skip
+        decision = _auto(settings, challenger, test_range, config)
         typer.echo(f"{name}: version {challenger} {decision.summary}")
 
 
-def _auto(settings: Settings, challenger: int, test_range: str | None, sharpe_margin: float, max_drawdown: float,
-          min_trades: int) -> GateDecision:  # fmt: skip
+def _auto(settings: Settings, challenger: int, test_range: str | None, config: GateConfig) -> GateDecision:
     from adapters.alerting import build_alert_sink
     from adapters.mlflow.registry import registry_client
     from models.kline import HOUR_MS
     from pipelines import promotion
     from pipelines.retrain import HISTORY_PAD_HOURS, read_validated_klines
+    from pipelines.walkforward.backtests import DEFAULT_TREND_HOURS
 
     uri, name = settings.mlflow_tracking_uri, settings.mlflow_model_name
     client = registry_client(uri)
@@ -89,8 +94,8 @@ def _auto(settings: Settings, challenger: int, test_range: str | None, sharpe_ma
     if not text:
         raise typer.BadParameter("the challenger has no test_range tag: pass --test START:END")
     holdout = parse_range_option(text, "--test")
-    klines = read_validated_klines(settings, holdout.start_ms - HISTORY_PAD_HOURS * HOUR_MS, holdout.end_ms)
-    config = GateConfig(sharpe_margin=sharpe_margin, max_drawdown=max_drawdown, min_trades=min_trades)
+    history = HISTORY_PAD_HOURS + DEFAULT_TREND_HOURS  # the trend baseline's moving average needs a week more
+    klines = read_validated_klines(settings, holdout.start_ms - history * HOUR_MS, holdout.end_ms)
     alerts = build_alert_sink(settings)
     try:
         return promotion.gate_version(uri, name, challenger, klines, holdout, config, settings.fee_rate, alerts)

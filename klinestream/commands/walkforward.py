@@ -39,7 +39,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
             f"{s['sharpe']:.2f} [{s['sharpe_ci_low']:.2f}, {s['sharpe_ci_high']:.2f}]",
             f"{s['max_drawdown'] * 100:.1f}%",
             f"{s['psr']:.2f}",
-            "–" if strategy["kind"] != "agent" else f"{s['dsr']:.2f}",
+            "–" if strategy["kind"] == "baseline" else f"{s['dsr']:.2f}",
             "–" if beats is None else f"{sum(beats)}/{len(beats)}",
         )
     Console().print(table)
@@ -70,11 +70,17 @@ def walkforward(
         DEFAULT_REWARD, "--reward", help="Training reward: risk (default), log_return, or the paper's reference."
     ),
     option: list[str] = typer.Option([], "--option", help=f"NAME=VALUE agent option, repeatable. {OPTION_HELP}"),
+    online_replay: bool = typer.Option(
+        False,
+        "--online-replay/--no-online-replay",
+        help="Also trade each test month with the stream's trader, online learning off and on (slower).",
+    ),
 ) -> None:
     """Walk-forward: train each variant × seed per fold, backtest the test months beside the baselines,
     write the report (and log MLflow runs)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from klinestream.online_replay import walkforward_replay
     from models.settings import load_settings
     from pipelines.walkforward.folds import min_embargo_hours
     from pipelines.walkforward.runner import WalkForwardConfig, run_walkforward
@@ -99,6 +105,7 @@ def walkforward(
         extra_trials=extra_trials,
         symbols=settings.symbols,
         traded_symbol=settings.traded_symbol,
+        online_replay=online_replay,
     )
     klines = _klines(_data_dir(data_dir))
     out = out or settings.home / "walkforward" / test_range.replace(":", "_")
@@ -109,9 +116,8 @@ def walkforward(
         def progress(done: int, total: int, item: dict[str, Any]) -> None:
             bars.update(task, completed=done, total=total, description=f"fold {item['fold']} {item['variant']} done")
 
-        run = run_walkforward(
-            config, klines, out, workers, device, settings.mlflow_tracking_uri if tracking else None, progress
-        )
+        run = run_walkforward(config, klines, out, workers, device, settings.mlflow_tracking_uri if tracking else None,
+                              progress, walkforward_replay if online_replay else None)  # fmt: skip
     _print_summary(run.summary)
     typer.echo(f"report: {run.report} ({run.wall_seconds:.0f} s)")
     if run.parent_run_id:

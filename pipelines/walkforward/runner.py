@@ -8,7 +8,9 @@ in worker processes here (one torch thread each). Tasks exchange paths, never fr
 
     <work>/klines.parquet                         the klines of the whole walk-forward (snapshot)
     <work>/<fold name>/<variant>/result.json      per-member fees, notional, trades; training time
-    <work>/<fold name>/<variant>/curves.npz       hourly equity of each member at each fee multiple
+    <work>/<fold name>/<variant>/curves.npz       hourly equity of each member at each fee multiple (and, with
+                                                  the online replay, as the stream's trader traded it,
+                                                  online learning off and on)
     <work>/<fold name>/<variant>/seed<N>/policy/  the member's serving policy (models.policy files)
 """
 
@@ -38,8 +40,9 @@ from models.settings import DEFAULT_SYMBOLS, Settings
 from models.time_range import parse_range
 from pipelines.dataset import MarketDataset, build_dataset
 from pipelines.train import checked_options, default_configs, train_ensemble
-from pipelines.walkforward.backtests import DEFAULT_TREND_HOURS, fee_rates, policy_curves
+from pipelines.walkforward.backtests import DEFAULT_TREND_HOURS, fee_rates, policy_curves, portfolio_config
 from pipelines.walkforward.folds import Fold, FoldPlan, WindowKind, min_embargo_hours, plan_folds
+from pipelines.walkforward.online import OnlineReplay, replay_member
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +83,12 @@ class WalkForwardConfig:
     """Trials tried elsewhere (e.g. a hyperparameter search) that the deflated Sharpe must count."""
     bootstrap: int = 1000
     block_hours: int = 24
+    online_replay: bool = False
+    """Replay each member's test month through the stream's trader with online learning off and on (needs
+    the replay of the layer above: ``klinestream walkforward`` and the ``dqn_walkforward`` DAG give it)."""
+    online_batch_hours: int = 24
+    """Hours per micro-batch of the online replay (the trader's decisions do not depend on it; fewer,
+    larger batches replay faster)."""
     symbols: tuple[str, ...] = DEFAULT_SYMBOLS
     traded_symbol: str = "BTCUSDT"
 
@@ -97,6 +106,8 @@ class WalkForwardConfig:
             object.__setattr__(self, "options", checked_options(self.options, self.variants, self.reward))
         except ValueError as error:
             raise PermanentError(f"options: {error}") from None
+        if self.online_batch_hours < 1:
+            raise PermanentError("online_batch_hours must be at least 1")
         self.plan()  # fail early with a readable error
 
     def plan(self) -> FoldPlan:
@@ -113,8 +124,10 @@ class WalkForwardConfig:
 
     @property
     def n_trials(self) -> int:
-        """Every variant × seed × configuration tried, plus the trials counted elsewhere."""
-        return len(self.variants) * len(self.seeds) * self.configurations + self.extra_trials
+        """Every variant × seed × configuration tried (online learning on is one more configuration; off
+        trades exactly as the backtest), plus the trials counted elsewhere."""
+        modes = 2 if self.online_replay else 1
+        return len(self.variants) * len(self.seeds) * self.configurations * modes + self.extra_trials
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "options": dict(self.options)}
@@ -211,8 +224,12 @@ def train_fold_variant(
     work: Path | str,
     device: str = "cpu",
     threads: int = 1,
+    replay: OnlineReplay | None = None,
 ) -> dict[str, Any]:
-    """Train ``variant``'s seeds on ``fold``'s training window (one ensemble), backtest each on the test step."""
+    """Train ``variant``'s seeds on ``fold``'s training window (one ensemble), backtest each on the test step
+    (and, with ``config.online_replay``, replay it through the stream's trader, online learning off and on)."""
+    if config.online_replay and replay is None:
+        raise PermanentError("online_replay needs the stream's replay (klinestream walkforward or dqn_walkforward)")
     klines = pd.read_parquet(snapshot)
     pad = history_hours(config) * HOUR_MS
     dataset = fold_dataset(config, klines, fold)
@@ -228,15 +245,20 @@ def train_fold_variant(
         policy_dir = result.policy.save(out / f"seed{seed}" / "policy")
         curves = policy_curves(result.policy, test_klines, fold.test, fee_rates(config.fee_rate), config.slippage_bps)
         arrays.update({f"seed{seed}_fee{m}": c.equity for m, c in curves.items()})
-        members.append(
-            {
-                "seed": seed,
-                "policy_dir": str(policy_dir),
-                "curves": {
-                    str(m): {"fees": c.fees, "notional": c.notional, "n_trades": c.n_trades} for m, c in curves.items()
-                },
-            }
-        )
+        member: dict[str, Any] = {
+            "seed": seed,
+            "policy_dir": str(policy_dir),
+            "curves": {
+                str(m): {"fees": c.fees, "notional": c.notional, "n_trades": c.n_trades} for m, c in curves.items()
+            },
+        }
+        if replay is not None and config.online_replay:
+            env = portfolio_config(config.fee_rate, config.slippage_bps)
+            online, member["online"] = replay_member(
+                replay, result.policy, test_klines, fold.test, env, seed, config.online_batch_hours, curves[1]
+            )
+            arrays.update({f"seed{seed}_online_{mode}": equity for mode, equity in online.items()})
+        members.append(member)
     np.savez(out / CURVES_FILE, **arrays)
     summary = {
         "fold": fold.to_dict(),
@@ -291,21 +313,25 @@ def train_all(
     workers: int = 2,
     device: str = "cpu",
     progress: ProgressFn | None = None,
+    replay: OnlineReplay | None = None,
 ) -> list[dict[str, Any]]:
-    """Run every (fold, variant) task, in ``workers`` processes of one torch thread each (or inline)."""
+    """Run every (fold, variant) task, in ``workers`` processes of one torch thread each (or inline);
+    ``replay`` must be a module-level function (it travels to the worker processes by name)."""
     folds = {fold.index: fold for fold in config.folds()}
     todo = tasks(config)
     done: list[dict[str, Any]] = []
     if workers <= 1:
         _init_worker(1)
         for index, variant in todo:
-            done.append(train_fold_variant(config, snapshot, folds[index], variant, work, device))
+            done.append(train_fold_variant(config, snapshot, folds[index], variant, work, device, replay=replay))
             if progress:
                 progress(len(done), len(todo), done[-1])
         return done
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(1,)) as pool:
-        futures = [pool.submit(train_fold_variant, config, snapshot, folds[i], v, work, device) for i, v in todo]
+        futures = [
+            pool.submit(train_fold_variant, config, snapshot, folds[i], v, work, device, replay=replay) for i, v in todo
+        ]
         for future in as_completed(futures):
             done.append(future.result())
             if progress:
@@ -332,6 +358,7 @@ def run_walkforward(
     device: str = "cpu",
     tracking_uri: str | None = None,
     progress: ProgressFn | None = None,
+    replay: OnlineReplay | None = None,
 ) -> WalkForwardRun:
     """The whole walk-forward here: snapshot, every task, statistics, report, and MLflow when a URI is given."""
     from pipelines.walkforward.report import write_report
@@ -339,7 +366,7 @@ def run_walkforward(
 
     started = time.perf_counter()
     snapshot = write_snapshot(klines, config, work)
-    trained = train_all(config, snapshot, work, workers, device, progress)
+    trained = train_all(config, snapshot, work, workers, device, progress, replay)
     summary = summarise(config, snapshot, work, trained)
     report = write_report(summary, work / "report")
     parent = None
