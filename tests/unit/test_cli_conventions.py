@@ -66,8 +66,13 @@ def test_version_prints_the_projects_version_and_exits_0() -> None:
 
 
 def test_install_completion_writes_a_bash_completion_that_lists_the_commands(tmp_path: Path) -> None:
-    done = run("--install-completion", HOME=str(tmp_path), SHELL="/bin/bash")
-    assert done.returncode == 0, done.stderr
+    # Typer finds the shell among the caller's processes (shellingham), not in $SHELL: install from a bash that
+    # stays the parent (a detached run, e.g. under nohup, has no shell above it and is refused)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("KLINESTREAM_")}
+    clean.update(PYTHONPATH=str(REPO_ROOT), HOME=str(tmp_path), SHELL="/bin/bash")
+    done = subprocess.run(["bash", "-c", f"'{CLI}' --install-completion; exit $?"], cwd=REPO_ROOT, env=clean,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
     script = tmp_path / ".bash_completions" / "klinestream.sh"
     assert f"source '{script}'" in (tmp_path / ".bashrc").read_text()
     env = {**os.environ, "PATH": f"{Path(CLI).parent}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(REPO_ROOT)}
