@@ -131,8 +131,8 @@ class Settings(BaseSettings):
     lake_dir: Path | None = Field(None, description="Kline lake root; defaults to <home>/lake.")
     defaults_file: Path | None = Field(
         None,
-        description="Training defaults (JSON, as `klinestream tune --apply` writes them) for train, the DAGs and "
-        "the demo; unset = the project's committed pipelines/defaults.json.",
+        description="Training defaults (JSON, as `klinestream tune --write-defaults` writes them) for train, the "
+        "DAGs and the demo; unset = the project's committed pipelines/defaults.json.",
     )
 
     # --- market ----------------------------------------------------------------------------------

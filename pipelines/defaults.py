@@ -8,7 +8,7 @@ these dataclasses is a valid name at once: the search space (pipelines/tune/spac
 fields, never code.
 
 The defaults live in ``pipelines/defaults.json``, committed (a change of the defaults is a reviewed commit),
-written by ``klinestream tune --apply``::
+written by ``klinestream tune --write-defaults``::
 
     {"version": 1,
      "variants": {"linear": {"params": {"env.reward": "risk", "agent.learning_rate": 0.001, ...},

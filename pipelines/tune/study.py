@@ -341,7 +341,7 @@ def _trials(job: TrialJob, first: int, count: int, workers: int) -> Iterator[dic
 
 
 def best_defaults(storage: str, name: str) -> TrainingDefaults:
-    """The best complete trial's configuration and its provenance (what ``--apply`` writes)."""
+    """The best complete trial's configuration and its provenance (what ``--write-defaults`` writes)."""
     from adapters.mlflow.tracking import git_commit
 
     study = load_existing(storage, name)
@@ -372,3 +372,33 @@ def best_defaults(storage: str, name: str) -> TrainingDefaults:
         "git_commit": git_commit(),
     }
     return TrainingDefaults(dict(best.user_attrs["config"]), provenance)
+
+
+def summarize(storage: str, name: str, importance_min_trials: int = 4) -> dict[str, Any]:
+    """The study at a glance: trial counts by state, the best trial (params, objective, fold scores) and,
+    when at least ``importance_min_trials`` trials completed, Optuna's parameter importance (fANOVA)."""
+    study = load_existing(storage, name)
+    states = [t.state.name.lower() for t in study.get_trials(deepcopy=False)]
+    best = best_trial(study)
+    summary: dict[str, Any] = {
+        "study": name,
+        "storage": describe_storage(storage),
+        "config": study.user_attrs.get(CONFIG_ATTR, {}),
+        "space": study.user_attrs.get(SPACE_NAME_ATTR, ""),
+        "trials": {state: states.count(state) for state in sorted(set(states))},
+        "n_trials": len(finished_trials(study)),
+        "best": None,
+        "importance": {},
+    }
+    if best is not None:
+        folds = [best.user_attrs[k] for k in sorted(best.user_attrs) if re.fullmatch(r"fold\d+", k)]
+        summary["best"] = {"trial": best.number, "objective": best.value, "params": best.user_attrs.get("config", {}),
+                           "folds": folds}  # fmt: skip
+    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    if len(complete) >= importance_min_trials:
+        try:
+            importance = optuna.importance.get_param_importances(study)
+            summary["importance"] = {k: round(float(v), 4) for k, v in importance.items()}
+        except (ValueError, RuntimeError) as exc:  # e.g. every trial sampled the same values
+            log.warning("study=%s parameter importance unavailable: %s", name, exc)
+    return summary

@@ -3,7 +3,8 @@
 - parent run (experiment :data:`EXPERIMENT` unless told otherwise), tags ``kind=tune-study``, ``study``,
   ``variant``: the study's config (``tune.*``) and space (``space.*``) as params; as metrics ``n_trials``
   (finished trials: complete + pruned, what the walk-forward's deflated Sharpe counts), ``best.objective``
-  and ``best.trial`` (logged again at each resume, step = the number of trials); the tag ``best_trial``.
+  and ``best.trial`` (logged again at each resume, step = the number of trials); the tag ``best_trial``;
+  the study's summary as the artifact ``summary.json`` and the parameter importances as ``importance.*``.
   A resumed study reopens the same parent run (its id is kept in the study's user attributes).
 - nested run per trial (started in the worker process that runs it), tags ``kind=tune-trial``, ``study``,
   ``trial`` (its number) and ``state`` (running → complete | pruned; MLflow status FAILED when it failed):
@@ -128,3 +129,13 @@ class MlflowRecorder:
             except BaseException:
                 mlflow.set_tag("state", "failed")
                 raise
+
+
+def log_summary(tracking_uri: str, parent_run_id: str, summary: Mapping[str, Any]) -> None:
+    """The study's summary on its parent run: ``summary.json`` and the parameter importances as metrics."""
+    client = MlflowClient(tracking_uri)
+    client.log_dict(parent_run_id, dict(summary), "summary.json")
+    importance = summary.get("importance") or {}
+    if importance:
+        metrics = [Metric(f"importance.{k}", float(v), 0, int(summary["n_trials"])) for k, v in importance.items()]
+        client.log_batch(parent_run_id, metrics=metrics)
