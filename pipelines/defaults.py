@@ -1,4 +1,4 @@
-"""The project's training defaults: a preset per variant and reward (:func:`pipelines.train.preset_configs`)
+"""The project's training defaults: a preset per variant and reward (:func:`pipelines.train.default_configs`)
 plus, per variant, the configuration a hyperparameter study chose, with its provenance.
 
 A configuration is named by **dotted config fields**: ``agent.<field>`` (:class:`~models.config.AgentConfig`),
@@ -75,6 +75,14 @@ class Configuration:
     def params(self) -> dict[str, Any]:
         """Every field as a dotted name (what an MLflow run logs)."""
         return {f"{s}.{f.name}": getattr(getattr(self, s), f.name) for s in SECTIONS for f in fields(SECTIONS[s])}
+
+    def shortened(self, total_env_steps: int) -> Configuration:
+        """A quick run of ``total_env_steps``: learning starts after a quarter of them at the latest, and the
+        batch shrinks to an eighth of them (at least 32)."""
+        train = replace(self.train, total_env_steps=total_env_steps,
+                        learning_starts=min(self.train.learning_starts, max(1, total_env_steps // 4)))  # fmt: skip
+        agent = replace(self.agent, batch_size=min(self.agent.batch_size, max(32, total_env_steps // 8)))
+        return replace(self, agent=agent, train=train)
 
 
 def split_name(name: str) -> tuple[str, str]:
@@ -202,3 +210,27 @@ def write_defaults(path: Path | str | None, variant: str, chosen: TrainingDefaul
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(updated.to_dict(), indent=2, sort_keys=True) + "\n")
     return updated
+
+
+def configure(variant: str, params: Mapping[str, Any], seed: int = 0, device: str = "cpu") -> Configuration:
+    """The preset of ``variant`` for the reward ``params`` names (``env.reward``, else the preset's) with the
+    dotted ``params`` set: what a study's trial trains, and what the defaults file gives."""
+    from pipelines.train import default_configs  # the presets; imported here to keep this module light
+
+    reward = str(params.get("env.reward", EnvConfig.reward))
+    configuration = Configuration(*default_configs(variant, seed, device, reward)).with_params(params)
+    return replace(configuration, train=replace(configuration.train, seed=seed, device=device))
+
+
+def default_configuration(
+    variant: str,
+    seed: int = 0,
+    device: str = "cpu",
+    reward: str | None = None,
+    defaults: ProjectDefaults | None = None,
+) -> tuple[Configuration, TrainingDefaults]:
+    """The project's default configuration of ``variant`` (the configuration a study chose, from
+    ``defaults`` or the committed file; else the preset) and the defaults it came from (their provenance).
+    ``reward`` other than the chosen configuration's gives that reward's preset."""
+    chosen = (defaults or load_defaults()).for_variant(variant, reward)
+    return configure(variant, chosen.params, seed, device), chosen

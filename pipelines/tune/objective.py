@@ -33,8 +33,8 @@ import pandas as pd
 
 from models.kline import HOUR_MS
 from pipelines.dataset import MarketDataset, build_dataset
-from pipelines.defaults import Configuration, FeatureConfig
-from pipelines.train import configure, shorten, train_ensemble
+from pipelines.defaults import Configuration, FeatureConfig, configure
+from pipelines.train import train_ensemble
 from pipelines.tune.config import Aggregate, TuneConfig, history_hours
 from pipelines.tune.space import SearchSpace
 from pipelines.walkforward.backtests import FoldMarket, baseline_curve, policy_curves
@@ -109,10 +109,8 @@ def trial_configuration(params: dict[str, Any], config: TuneConfig, device: str)
     """The configuration a trial trains: the preset for its reward with ``params``, one torch thread,
     shortened to ``config.steps`` env steps when the study asks for quick trials."""
     configuration = configure(config.variant, params, config.seeds[0], device)
-    agent, train = configuration.agent, replace(configuration.train, threads=1)
-    if config.steps:
-        agent, train = shorten(agent, train, config.steps)
-    return replace(configuration, agent=agent, train=train)
+    configuration = replace(configuration, train=replace(configuration.train, threads=1))
+    return configuration.shortened(config.steps) if config.steps else configuration
 
 
 def evaluate_fold(data: StudyData, configuration: Configuration, fold: Fold) -> FoldScore:

@@ -20,16 +20,10 @@ from models.synthetic import random_walk_klines
 from models.time_range import parse_range
 from pipelines.defaults import load_defaults
 from tests.integration.conftest import StackHandle
+from tests.tune_space import SYMBOLS
+from tests.tune_space import TINY_SPACE as SPACE
 
 pytestmark = pytest.mark.integration
-
-SYMBOLS = ("BTCUSDT", "ETHUSDT")
-SPACE = {
-    "fixed": {"env.accounting": "portfolio", "env.reward": "log_return", "env.episode_hours": 48,
-              "features.set": "reference", "train.n_envs": 4},
-    "params": {"agent.learning_rate": {"low": 1.0e-4, "high": 1.0e-2, "log": True},
-               "agent.gamma": {"low": 0.8, "high": 0.99}},
-}  # fmt: skip
 
 
 def _search(uri: str, experiment_id: str, filter_string: str) -> list[dict[str, Any]]:

@@ -19,20 +19,14 @@ from models.errors import PermanentError
 from models.kline import HOUR_MS
 from models.synthetic import random_walk_klines
 from models.time_range import parse_range
-from pipelines.defaults import Configuration, load_defaults, write_defaults
-from pipelines.train import default_configuration
+from pipelines.defaults import Configuration, default_configuration, load_defaults, write_defaults
 from pipelines.tune.config import TestMonthsError, TuneConfig, reading_span, resolved, validation_folds
 from pipelines.tune.objective import FoldScore, StudyData, run_trial
 from pipelines.tune.space import SearchSpace, SpaceError, load_space
 from pipelines.tune.study import best_defaults, count_trials, prepare_study, run_trials, summarize
+from tests.tune_space import SYMBOLS
+from tests.tune_space import TINY_SPACE as SPACE
 
-SYMBOLS = ("BTCUSDT", "ETHUSDT")
-SPACE = {
-    "fixed": {"env.accounting": "portfolio", "env.reward": "log_return", "env.episode_hours": 48,
-              "features.set": "reference", "train.n_envs": 4},
-    "params": {"agent.learning_rate": {"low": 1.0e-4, "high": 1.0e-2, "log": True},
-               "agent.gamma": {"low": 0.8, "high": 0.99}},
-}  # fmt: skip
 CONFIG = TuneConfig(tune_range="2021-01-01:2021-04-01", folds=2, train_months=1, steps=192, symbols=SYMBOLS,
                     startup_trials=2)  # fmt: skip
 
