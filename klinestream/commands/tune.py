@@ -78,10 +78,7 @@ def tune(
     """Run (or resume) a hyperparameter study; print its best configuration; --write-defaults makes it the
     variant's training defaults, with its provenance."""
     from models.settings import load_settings
-    from pipelines.defaults import write_defaults as write
     from pipelines.tune.config import TuneConfig
-    from pipelines.tune.study import best_defaults, default_storage, prepare_study, run_trials, summarize
-    from pipelines.tune.tracking import log_summary
 
     settings = load_settings()
     device = device or settings.device
@@ -94,6 +91,9 @@ def tune(
     }  # fmt: skip
     given = {k: v for k, v in options.items() if v is not None}
     requested = TuneConfig(symbols=settings.symbols, traded_symbol=settings.traded_symbol, **given)
+    from pipelines.defaults import write_defaults as write
+    from pipelines.tune.study import best_defaults, default_storage, prepare_study, run_trials, summarize
+
     name = study_name or variant or TuneConfig.variant
     storage = storage or default_storage(settings.home)
     prepared = prepare_study(name, storage, requested, frozenset(given), space)
@@ -112,6 +112,8 @@ def tune(
     out = settings.home / "tune" / f"{name}.summary.json"
     out.write_text(json.dumps(summary, indent=2, default=str))
     if uri and outcome.parent_run_id:
+        from pipelines.tune.tracking import log_summary
+
         log_summary(uri, outcome.parent_run_id, summary)
     _print_summary(summary)
     typer.echo(f"{len(outcome.ran)} trial(s) in {outcome.wall_seconds:.0f} s; summary: {out}")

@@ -27,6 +27,8 @@ DEFAULT_TUNE_RANGE = "2021-01-01:2022-01-01"
 #: The walk-forward's test months (pipelines.walkforward.runner.WalkForwardConfig.test_range): never tuned on.
 DEFAULT_FORBIDDEN_RANGE = "2022-01-01:2023-02-01"
 Aggregate = Literal["mean", "lower_quartile"]
+#: MLflow experiment of the studies' runs (pipelines/tune/tracking.py).
+EXPERIMENT = "klinestream-tune"
 #: Hours of klines read before a training window beyond the features' own history (outages at its start).
 HISTORY_MARGIN_HOURS = 48
 

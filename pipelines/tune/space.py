@@ -25,13 +25,15 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import optuna
 import yaml
 
 from models.errors import PermanentError
 from pipelines.defaults import check_value
+
+if TYPE_CHECKING:
+    import optuna
 
 SPACES_DIR = Path(__file__).with_name("spaces")
 DEFAULT_SPACE = "default"

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 import pandas as pd
@@ -37,6 +37,7 @@ from optuna.trial import FrozenTrial, TrialState
 from models.errors import PermanentError
 from pipelines.defaults import TrainingDefaults
 from pipelines.tune.config import (
+    EXPERIMENT,
     OBJECTIVE_FIELDS,
     TuneConfig,
     check_outside_test_months,
@@ -44,10 +45,12 @@ from pipelines.tune.config import (
     resolved,
     validation_folds,
 )
-from pipelines.tune.objective import NoRecorder, StudyData, TrialRecorder, run_trial
 from pipelines.tune.space import SearchSpace, load_space
-from pipelines.tune.tracking import EXPERIMENT, StudyRun, close_parent_run, open_parent_run
 from pipelines.walkforward.runner import slice_klines
+
+if TYPE_CHECKING:  # the objective (torch) and the tracking (mlflow) load when trials run, not to parse options
+    from pipelines.tune.objective import StudyData, TrialRecorder
+    from pipelines.tune.tracking import StudyRun
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +197,8 @@ def _init_worker(job: TrialJob) -> None:
     torch.set_num_threads(1)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    from pipelines.tune.objective import NoRecorder, StudyData
+
     config = TuneConfig.from_dict(job.config)
     space = SearchSpace.from_dict(job.space)
     data = StudyData(pd.read_parquet(job.snapshot), config, space, validation_folds(config), job.device)
@@ -209,6 +214,8 @@ def run_one_trial(job: TrialJob, ordinal: int) -> dict[str, Any]:
     """Ask the study for a trial and run it (in a worker process, or inline); its outcome as a dict."""
     if _WORKER.get("job") != job:
         _init_worker(job)
+    from pipelines.tune.objective import run_trial
+
     data: StudyData = _WORKER["data"]
     config = data.config
     sampler = optuna.samplers.TPESampler(
@@ -280,6 +287,8 @@ def run_trials(
     progress: ProgressFn | None = None,
 ) -> StudyOutcome:
     """Run trials until the study has ``target`` finished ones, in ``workers`` processes (inline with one)."""
+    from pipelines.tune.tracking import close_parent_run, open_parent_run
+
     started = time.perf_counter()
     study, name = prepared.study, prepared.name
     with study_lock(home, name):

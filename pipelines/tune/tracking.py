@@ -1,6 +1,7 @@
 """A study in MLflow: one parent run per study, one nested run per trial. It registers nothing.
 
-- parent run (experiment :data:`EXPERIMENT` unless told otherwise), tags ``kind=tune-study``, ``study``,
+- parent run (experiment :data:`pipelines.tune.config.EXPERIMENT` unless told otherwise), tags ``kind=tune-study``,
+  ``study``,
   ``variant``: the study's config (``tune.*``) and space (``space.*``) as params; as metrics ``n_trials``
   (finished trials: complete + pruned, what the walk-forward's deflated Sharpe counts), ``best.objective``
   and ``best.trial`` (logged again at each resume, step = the number of trials); the tag ``best_trial``;
@@ -30,8 +31,6 @@ from pipelines.defaults import Configuration
 from pipelines.tune.objective import FoldScore, TrialLog
 
 log = logging.getLogger(__name__)
-
-EXPERIMENT = "klinestream-tune"
 
 
 def _flat(value: Any) -> Any:

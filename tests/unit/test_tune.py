@@ -209,3 +209,30 @@ def test_a_bad_defaults_file_fails_naming_what_is_wrong(tmp_path: Path, content:
         load_defaults(path)
     with pytest.raises(PermanentError, match="does not exist"):
         load_defaults(tmp_path / "missing.json")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--range", "2021-06-01:2022-03-01"], "never tune on test months"),
+        (["--space", "nope"], "no search space 'nope'"),
+        (["--aggregate", "median"], "aggregate must be mean or lower_quartile"),
+    ],
+)
+def test_bad_tune_arguments_exit_non_zero_with_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-m", "klinestream.cli", "tune", *args, "--data-dir", str(tmp_path), "--no-tracking"],
+        capture_output=True,
+        text=True,
+        cwd=repo,
+        timeout=300,
+        env={**os.environ, "KLINESTREAM_HOME": str(tmp_path)},
+    )
+    assert done.returncode != 0
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], done.stderr
