@@ -236,3 +236,15 @@ def test_bad_tune_arguments_exit_non_zero_with_one_line(tmp_path: Path, args: li
     assert done.returncode != 0
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], done.stderr
+
+
+def test_walkforward_counts_a_studys_trials_and_names_a_missing_study(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    args = ["--studies", "nope", "--tune-storage", str(tmp_path / "j.journal"), "--data-dir", str(repo)]
+    done = subprocess.run([sys.executable, "-m", "klinestream.cli", "walkforward", *args, "--no-tracking"],
+                          capture_output=True, text=True, cwd=repo, timeout=300)  # fmt: skip
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode != 0 and len(lines) == 1 and "no study 'nope'" in lines[0], done.stderr
