@@ -80,7 +80,7 @@ down: ## Stop the local services started by `make up`
 status: ## Ports, pids, memory and health of the local services
 	$(BIN)/klinestream stack status
 
-BENCH := bench/training.py bench/backfill.py bench/streaming.py bench/stack_startup.py
+BENCH := bench/training.py bench/backfill.py bench/streaming.py bench/stack_startup.py bench/tune.py
 BENCH_LONG := bench/reference_protocol.py bench/retrain.py bench/walkforward.py
 
 bench: install ## Benchmarks that print their figures (minutes; see bench/)
