@@ -125,6 +125,9 @@ def tune(
         written = write(path, prepared.config.variant, chosen)
         typer.echo(f"defaults of {prepared.config.variant} written to {written.path} (study {name}, trial "
                    f"{chosen.provenance['trial']})")  # fmt: skip
+        if prepared.config.steps:
+            typer.echo(f"note: the study trained {prepared.config.steps:,} env steps per fold; the defaults train "
+                       "with the preset's length: confirm them with klinestream walkforward --studies")  # fmt: skip
 
 
 def register(app: typer.Typer) -> None:
