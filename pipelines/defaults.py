@@ -30,7 +30,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from models.config import AgentConfig, EnvConfig, TrainConfig
 from models.errors import PermanentError
-from models.feature_sets import DEFAULT_FEATURE_SET, FEATURE_SETS
+from models.feature_sets import DEFAULT_FEATURE_SET, FEATURE_SETS, FEATURES
 
 DEFAULTS_FILE = Path(__file__).with_name("defaults.json")
 DEFAULTS_VERSION = 1
@@ -50,6 +50,11 @@ class FeatureConfig:
     """Named feature set (models/feature_sets.py)."""
     window: int = 10
     """Hours of feature rows in a state."""
+
+    @property
+    def history_hours(self) -> int:
+        """Hours of klines before a state's hour that its features read: the set's longest lookback + the window."""
+        return max(FEATURES[name].lookback for name in FEATURE_SETS[self.set]) + self.window
 
 
 SECTIONS: dict[str, type] = {"agent": AgentConfig, "env": EnvConfig, "train": TrainConfig, "features": FeatureConfig}

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
 from models.errors import PermanentError
-from models.feature_sets import DEFAULT_FEATURE_SET, FEATURE_SETS, FEATURES
+from models.feature_sets import DEFAULT_FEATURE_SET
 from models.kline import HOUR_MS
 from models.settings import DEFAULT_SYMBOLS
 from models.time_range import TimeRange, parse_range
@@ -113,8 +113,7 @@ def feature_history_hours(space: SearchSpace) -> int:
     """The longest lookback of any feature the space can choose plus its largest window (hours)."""
     sets = space.values("features.set", DEFAULT_FEATURE_SET)
     windows = space.values("features.window", FeatureConfig.window)
-    lookback = max(FEATURES[name].lookback for feature_set in sets for name in FEATURE_SETS[feature_set])
-    return int(lookback + max(windows))
+    return max(FeatureConfig(feature_set, window).history_hours for feature_set in sets for window in windows)
 
 
 def resolved(config: TuneConfig, space: SearchSpace) -> TuneConfig:

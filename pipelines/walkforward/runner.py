@@ -156,8 +156,12 @@ def work_dir(home: Path, run_id: str) -> Path:
 
 
 def history_hours(config: WalkForwardConfig) -> int:
-    """Hours of klines read before a range so its first hours have features, states and a trend average."""
-    return max(2 * WARMUP_HOURS + 48, config.trend_hours + WARMUP_HOURS + 48)
+    """Hours of klines read before a range so its first hours have features (of the feature set the defaults
+    choose for each variant), states and a trend average."""
+    defaults = load_defaults(config.defaults_file or None)
+    features = max(default_configuration(v, reward=config.reward, defaults=defaults)[0].features.history_hours
+                   for v in config.variants)  # fmt: skip
+    return max(2 * WARMUP_HOURS + 48, config.trend_hours + WARMUP_HOURS + 48, features + 48)
 
 
 def member_configs(

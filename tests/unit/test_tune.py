@@ -248,3 +248,14 @@ def test_walkforward_counts_a_studys_trials_and_names_a_missing_study(tmp_path: 
                           capture_output=True, text=True, cwd=repo, timeout=300)  # fmt: skip
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert done.returncode != 0 and len(lines) == 1 and "no study 'nope'" in lines[0], done.stderr
+
+
+def test_the_walk_forward_reads_the_history_of_the_feature_set_the_defaults_choose(tmp_path: Path) -> None:
+    from pipelines.defaults import FeatureConfig, TrainingDefaults
+    from pipelines.walkforward.runner import WalkForwardConfig, history_hours
+
+    path = tmp_path / "defaults.json"
+    write_defaults(path, "linear", TrainingDefaults({"features.set": "indicators"}, {"study": "s"}))
+    chosen = WalkForwardConfig(variants=("linear",), defaults_file=str(path))
+    assert history_hours(chosen) >= FeatureConfig("indicators").history_hours > 500
+    assert history_hours(WalkForwardConfig(variants=("linear",))) < FeatureConfig("indicators").history_hours
