@@ -14,7 +14,10 @@ written by ``klinestream tune --write-defaults``::
      "variants": {"linear": {"params": {"env.reward": "risk", "agent.learning_rate": 0.001, ...},
                              "provenance": {"study": "...", "trial": 17, "objective": 0.84, "date": "...", ...}}}}
 
-A variant without an entry trains with the preset (the defaults before any study). ``KLINESTREAM_DEFAULTS_FILE``
+A variant without an entry trains with the preset (the defaults before any study): the reward
+:data:`~models.config.DEFAULT_REWARD` unless the entry sets ``env.reward``. The fee and the slippage are the
+run's (its flags and settings), never a configuration's. Agent options (models/options.py, ``--option``) are
+applied after the defaults. ``KLINESTREAM_DEFAULTS_FILE``
 points every entry point (``klinestream train``, the DAGs, the demo, the walk-forward) at another file.
 Every training records the provenance it trained with (MLflow params ``defaults.*``, the policy's metadata).
 """
@@ -28,14 +31,17 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
-from models.config import AgentConfig, EnvConfig, TrainConfig
+from models.config import DEFAULT_FEE_RATE, DEFAULT_REWARD, AgentConfig, EnvConfig, TrainConfig
 from models.errors import PermanentError
 from models.feature_sets import DEFAULT_FEATURE_SET, FEATURE_SETS, FEATURES
 
 DEFAULTS_FILE = Path(__file__).with_name("defaults.json")
 DEFAULTS_VERSION = 1
-#: Fields a configuration never sets: the variant is the study's, the rest belong to the run.
-RESERVED = frozenset({"agent.variant", "train.seed", "train.device", "train.threads"})
+#: Fields a configuration never sets: the variant is the study's, the rest belong to the run (its flags and
+#: settings: seed, device, threads, fee and slippage).
+RESERVED = frozenset(
+    {"agent.variant", "train.seed", "train.device", "train.threads", "env.fee_rate", "env.slippage_bps"}
+)
 
 
 class ConfigNameError(PermanentError):
@@ -77,6 +83,14 @@ class Configuration:
             changes[section][key] = check_value(name, value)
         return Configuration(**{s: replace(getattr(self, s), **c) for s, c in changes.items()})
 
+    def with_options(self, options: Mapping[str, Any]) -> Configuration:
+        """A copy with the agent ``options`` (models/options.py) set and the accounting's rules checked;
+        ValueError says which option is wrong and why."""
+        from models.options import apply_options
+
+        agent, env, train = apply_options((self.agent, self.env, self.train), options)
+        return replace(self, agent=agent, env=env, train=train)
+
     def params(self) -> dict[str, Any]:
         """Every field as a dotted name (what an MLflow run logs)."""
         return {f"{s}.{f.name}": getattr(getattr(self, s), f.name) for s in SECTIONS for f in fields(SECTIONS[s])}
@@ -99,7 +113,9 @@ def split_name(name: str) -> tuple[str, str]:
     if key not in known:
         raise ConfigNameError(f"{name!r}: {SECTIONS[section].__name__} has no field {key!r}; it has {sorted(known)}")
     if name in RESERVED:
-        raise ConfigNameError(f"{name!r} is set by the run (variant, seed, device, threads), not by a configuration")
+        raise ConfigNameError(
+            f"{name!r} is set by the run (variant, seed, device, threads, fee, slippage), not by a configuration"
+        )
     return section, key
 
 
@@ -149,7 +165,7 @@ class TrainingDefaults:
 
     @property
     def reward(self) -> str:
-        return str(self.params.get("env.reward", EnvConfig.reward))
+        return str(self.params.get("env.reward", DEFAULT_REWARD))
 
     @property
     def source(self) -> str:
@@ -217,13 +233,27 @@ def write_defaults(path: Path | str | None, variant: str, chosen: TrainingDefaul
     return updated
 
 
-def configure(variant: str, params: Mapping[str, Any], seed: int = 0, device: str = "cpu") -> Configuration:
-    """The preset of ``variant`` for the reward ``params`` names (``env.reward``, else the preset's) with the
-    dotted ``params`` set: what a study's trial trains, and what the defaults file gives."""
+def configure(
+    variant: str,
+    params: Mapping[str, Any],
+    seed: int = 0,
+    device: str = "cpu",
+    fee_rate: float = DEFAULT_FEE_RATE,
+    slippage_bps: float = 0.0,
+) -> Configuration:
+    """The preset of ``variant`` (:func:`pipelines.train.default_configs`) for the reward ``params`` names
+    (``env.reward``, else :data:`~models.config.DEFAULT_REWARD`), the run's fee and slippage, with the dotted
+    ``params`` set and the accounting's rules checked: what a study's trial trains, and what the defaults give."""
+    from models.accounting import check_rules
     from pipelines.train import default_configs  # the presets; imported here to keep this module light
 
-    reward = str(params.get("env.reward", EnvConfig.reward))
-    configuration = Configuration(*default_configs(variant, seed, device, reward)).with_params(params)
+    reward = str(params.get("env.reward", DEFAULT_REWARD))
+    presets = default_configs(variant, seed, device, reward, fee_rate, slippage_bps)
+    configuration = Configuration(*presets).with_params(params)
+    try:
+        check_rules(configuration.env)
+    except ValueError as error:
+        raise ConfigNameError(f"configuration {dict(params)}: {error}") from None
     return replace(configuration, train=replace(configuration.train, seed=seed, device=device))
 
 
@@ -233,9 +263,14 @@ def default_configuration(
     device: str = "cpu",
     reward: str | None = None,
     defaults: ProjectDefaults | None = None,
+    fee_rate: float = DEFAULT_FEE_RATE,
+    slippage_bps: float = 0.0,
+    options: Mapping[str, Any] | None = None,
 ) -> tuple[Configuration, TrainingDefaults]:
     """The project's default configuration of ``variant`` (the configuration a study chose, from
-    ``defaults`` or the committed file; else the preset) and the defaults it came from (their provenance).
-    ``reward`` other than the chosen configuration's gives that reward's preset."""
+    ``defaults`` or the committed file; else the preset) with the run's fee and slippage and then the agent
+    ``options`` on top, and the defaults it came from (their provenance). ``reward`` other than the chosen
+    configuration's gives that reward's preset."""
     chosen = (defaults or load_defaults()).for_variant(variant, reward)
-    return configure(variant, chosen.params, seed, device), chosen
+    configuration = configure(variant, chosen.params, seed, device, fee_rate, slippage_bps)
+    return (configuration.with_options(options) if options else configuration), chosen

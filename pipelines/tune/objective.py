@@ -106,9 +106,9 @@ class StudyData:
 
 
 def trial_configuration(params: dict[str, Any], config: TuneConfig, device: str) -> Configuration:
-    """The configuration a trial trains: the preset for its reward with ``params``, one torch thread,
-    shortened to ``config.steps`` env steps when the study asks for quick trials."""
-    configuration = configure(config.variant, params, config.seeds[0], device)
+    """The configuration a trial trains: the preset for its reward, the study's fee and slippage, with
+    ``params``, one torch thread, shortened to ``config.steps`` env steps when the study asks for quick trials."""
+    configuration = configure(config.variant, params, config.seeds[0], device, config.fee_rate, config.slippage_bps)
     configuration = replace(configuration, train=replace(configuration.train, threads=1))
     return configuration.shortened(config.steps) if config.steps else configuration
 
