@@ -121,8 +121,7 @@ def test_bad_dag_params_fail_with_a_readable_error(params: dict[str, object], me
 
 def test_fewer_episodes_scale_the_training_down() -> None:
     config = config_from_params({"episodes": 2, "episode_hours": 48, "n_envs": 4})
-    configuration, _ = train_configs("linear", 3, config, "cpu")
-    agent, env, train = configuration.agent, configuration.env, configuration.train
+    agent, env, train = train_configs("linear", 3, config, "cpu")
     assert (env.episode_hours, train.n_envs, train.total_env_steps, train.seed) == (48, 4, 2 * 48 * 4, 3)
     assert train.learning_starts <= train.total_env_steps // 4
     assert agent.batch_size <= train.total_env_steps
