@@ -48,7 +48,7 @@ from pipelines.defaults import Configuration, ProjectDefaults, TrainingDefaults,
 from pipelines.evaluate import evaluate_policy
 from pipelines.promotion import HoldoutMetrics, gate_version
 from pipelines.retrain_config import RetrainConfig
-from pipelines.train import default_configs, train_ensemble
+from pipelines.train import train_ensemble
 from pipelines.walkforward.folds import add_months, iso, min_embargo_hours
 
 log = logging.getLogger(__name__)
@@ -270,8 +270,9 @@ def train_variant(
     assert config.train_range is not None and config.test_range is not None
     klines = read_snapshot(snapshot)
     train_range, ranges = config.train_range, (str(config.train_range), str(config.test_range))
-    configuration, chosen = retrain_configuration(variant, config.seeds[0], config, settings.device, settings.fee_rate,
-                                                  settings.slippage_bps, load_defaults(settings.defaults_file))  # fmt: skip
+    configuration, chosen = retrain_configuration(variant, config.seeds[0], config, settings.device,
+                                                  settings.fee_rate, settings.slippage_bps,
+                                                  load_defaults(settings.defaults_file))  # fmt: skip
     agent_config, env_config, train_config = configuration.agent, configuration.env, configuration.train
     features = configuration.features
     dataset = build_dataset(klines, train_range, settings.symbols, settings.traded_symbol, features.window,
