@@ -12,7 +12,18 @@ from typing import Any
 
 import typer
 
-from klinestream.commands.dqn import RANGE_HELP, _data_dir, _klines
+from klinestream.commands.dqn import _data_dir, _klines
+from klinestream.commands.options import (
+    DATA_DIR_HELP,
+    RANGE_HELP,
+    RANGE_METAVAR,
+    Device,
+    TuneAggregate,
+    Variant,
+    json_option,
+    parse_range_option,
+    print_json,
+)
 from klinestream.commands.walkforward import _ints
 
 
@@ -44,7 +55,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 
 def tune(
-    variant: str | None = typer.Option(None, "--variant", help="Q-network: linear (default) or lstm."),
+    variant: Variant | None = typer.Option(None, "--variant", help="The Q-network (default: linear)."),
     study_name: str | None = typer.Option(None, "--study-name", help="Study to create or resume (default: variant)."),
     trials: int = typer.Option(20, "--trials", min=0, help="Finished trials the study should have (resumes add)."),
     storage: str | None = typer.Option(
@@ -52,7 +63,10 @@ def tune(
     ),
     space: str | None = typer.Option(None, "--space", help="Space: a name in pipelines/tune/spaces, or a file."),
     tune_range: str | None = typer.Option(
-        None, "--range", help=f"Klines the objective may read (default 2021-01-01:2022-01-01). {RANGE_HELP}"
+        None,
+        "--range",
+        metavar=RANGE_METAVAR,
+        help=f"Klines the objective may read (default 2021-01-01:2022-01-01). {RANGE_HELP}",
     ),
     folds: int | None = typer.Option(None, "--folds", min=1, help="Validation months at the end of --range (3)."),
     train_months: int | None = typer.Option(None, "--train-months", min=1, help="Training months per fold (6)."),
@@ -60,12 +74,12 @@ def tune(
     steps: int | None = typer.Option(None, "--steps", min=1, help="Env steps per member and fold (default: preset)."),
     fee_rate: float | None = typer.Option(None, "--fee-rate", min=0.0, max=0.1, help="Fee per side (0.001)."),
     trade_budget: float | None = typer.Option(None, "--trade-budget", min=1.0, help="Trades per 30 days (60)."),
-    aggregate: str | None = typer.Option(None, "--aggregate", help="mean or lower_quartile of the fold scores."),
+    aggregate: TuneAggregate | None = typer.Option(None, "--aggregate", help="How fold scores combine (mean)."),
     sampler_seed: int | None = typer.Option(None, "--sampler-seed", help="Seed of the TPE sampler (0)."),
     prune: bool | None = typer.Option(None, "--prune/--no-prune", help="Median pruner after each fold (on)."),
     workers: int = typer.Option(2, "--workers", min=1, help="Worker processes (one torch thread each)."),
-    device: str | None = typer.Option(None, "--device", help="cpu, cuda or auto (default: KLINESTREAM_DEVICE)."),
-    data_dir: Path | None = typer.Option(None, "--data-dir", help="Folder of <SYMBOL>.csv kline files."),
+    device: Device | None = typer.Option(None, "--device", help="Where to train (default: KLINESTREAM_DEVICE)."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
     tracking: bool = typer.Option(True, "--tracking/--no-tracking", help="Log the study and trials to MLflow."),
     experiment: str = typer.Option("klinestream-tune", "--experiment", help="MLflow experiment of the study."),
     write_defaults: bool = typer.Option(
@@ -74,16 +88,17 @@ def tune(
     defaults_file: Path | None = typer.Option(
         None, "--defaults-file", help="Defaults file to write (default KLINESTREAM_DEFAULTS_FILE, else the committed)."
     ),
+    as_json: bool = json_option(),
 ) -> None:
     """Run (or resume) a hyperparameter study; print its best configuration; --write-defaults makes it the
     variant's training defaults, with its provenance."""
     from models.settings import load_settings
     from pipelines.tune.config import TuneConfig
 
+    if tune_range is not None:
+        parse_range_option(tune_range, "--range")
     settings = load_settings()
     device = device or settings.device
-    if device not in ("cpu", "cuda", "auto"):
-        raise typer.BadParameter(f"{device!r} is not cpu, cuda or auto", param_hint="--device")
     options: dict[str, Any] = {
         "variant": variant, "tune_range": tune_range, "folds": folds, "train_months": train_months,
         "seeds": _ints(seeds, "--seeds") if seeds is not None else None, "steps": steps, "fee_rate": fee_rate,
@@ -103,7 +118,8 @@ def tune(
     def progress(done: int, total: int, outcome: dict[str, Any]) -> None:
         value = "–" if outcome["value"] is None else f"{outcome['value']:.3f}"
         seconds = outcome["seconds"]
-        typer.echo(f"trial {outcome['number']} {outcome['state']} {value} ({seconds:.0f} s) [{done}/{total}]")
+        typer.echo(f"trial {outcome['number']} {outcome['state']} {value} ({seconds:.0f} s) [{done}/{total}]",
+                   err=as_json)  # fmt: skip
 
     outcome = run_trials(prepared, klines, trials, settings.home, workers, device, uri, experiment, progress)
     summary = summarize(storage, name)
@@ -115,19 +131,24 @@ def tune(
         from pipelines.tune.tracking import log_summary
 
         log_summary(uri, outcome.parent_run_id, summary)
-    _print_summary(summary)
-    typer.echo(f"{len(outcome.ran)} trial(s) in {outcome.wall_seconds:.0f} s; summary: {out}")
+    lines = [f"{len(outcome.ran)} trial(s) in {outcome.wall_seconds:.0f} s; summary: {out}"]
     if outcome.parent_run_id:
-        typer.echo(f"MLflow parent run: {outcome.parent_run_id}")
+        lines.append(f"MLflow parent run: {outcome.parent_run_id}")
     if write_defaults:
         chosen = best_defaults(storage, name)
-        path = defaults_file or settings.defaults_file
-        written = write(path, prepared.config.variant, chosen)
-        typer.echo(f"defaults of {prepared.config.variant} written to {written.path} (study {name}, trial "
-                   f"{chosen.provenance['trial']})")  # fmt: skip
+        written = write(defaults_file or settings.defaults_file, prepared.config.variant, chosen)
+        summary["defaults_written"] = str(written.path)
+        lines.append(f"defaults of {prepared.config.variant} written to {written.path} (study {name}, trial "
+                     f"{chosen.provenance['trial']})")  # fmt: skip
         if prepared.config.steps:
-            typer.echo(f"note: the study trained {prepared.config.steps:,} env steps per fold; the defaults train "
-                       "with the preset's length: confirm them with klinestream walkforward --studies")  # fmt: skip
+            lines.append(f"note: the study trained {prepared.config.steps:,} env steps per fold; the defaults train "
+                         "with the preset's length: confirm them with klinestream walkforward --studies")  # fmt: skip
+    if as_json:
+        print_json(summary)
+    else:
+        _print_summary(summary)
+    for line in lines:
+        typer.echo(line, err=as_json)
 
 
 def register(app: typer.Typer) -> None:

@@ -216,7 +216,8 @@ def test_a_bad_defaults_file_fails_naming_what_is_wrong(tmp_path: Path, content:
     [
         (["--range", "2021-06-01:2022-03-01"], "never tune on test months"),
         (["--space", "nope"], "no search space 'nope'"),
-        (["--aggregate", "median"], "aggregate must be mean or lower_quartile"),
+        (["--aggregate", "median"], "'median' is not one of 'mean', 'lower_quartile'"),
+        (["--range", "2021-06-01"], "--range"),
     ],
 )
 def test_bad_tune_arguments_exit_non_zero_with_one_line(tmp_path: Path, args: list[str], message: str) -> None:
