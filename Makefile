@@ -18,7 +18,7 @@ export KLINESTREAM_DATA_DIR := $(abspath $(SHARED_KLINES))
 endif
 endif
 
-.PHONY: help demo dashboard install system-deps lock bench-long lint format typecheck test test-unit test-integration up down status bench compose-check compose-test clean
+.PHONY: help demo dashboard tune install system-deps lock bench-long lint format typecheck test test-unit test-integration up down status bench compose-check compose-test clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -28,6 +28,9 @@ demo: install ## The main job end to end: stack, backfill, validate, retrain, pr
 
 dashboard: install ## Serve the live dashboard (http://127.0.0.1:8050)
 	$(BIN)/klinestream dashboard
+
+tune: install ## Hyperparameter study on the klines of KLINESTREAM_DATA_DIR (TUNE_ARGS="--variant lstm --trials 40"; docs/tuning.md)
+	$(BIN)/klinestream tune $(TUNE_ARGS)
 
 install: $(STAMP) ## Install Python (locked, every extra) and JVM dependencies, and the dashboard's chart library (npm ci); a second run does nothing
 	@$(BIN)/klinestream stack install
@@ -77,7 +80,7 @@ down: ## Stop the local services started by `make up`
 status: ## Ports, pids, memory and health of the local services
 	$(BIN)/klinestream stack status
 
-BENCH := bench/training.py bench/backfill.py bench/streaming.py bench/stack_startup.py
+BENCH := bench/training.py bench/backfill.py bench/streaming.py bench/stack_startup.py bench/tune.py
 BENCH_LONG := bench/reference_protocol.py bench/retrain.py bench/walkforward.py
 
 bench: install ## Benchmarks that print their figures (minutes; see bench/)

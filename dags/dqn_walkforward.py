@@ -73,7 +73,8 @@ def _context() -> tuple[Any, Any, Any]:
 
     context = get_current_context()
     settings = load_settings()
-    params = {**context["params"], "symbols": settings.symbols, "traded_symbol": settings.traded_symbol}
+    params = {**context["params"], "symbols": settings.symbols, "traded_symbol": settings.traded_symbol,
+              "defaults_file": str(settings.defaults_file or "")}  # fmt: skip
     config = config_from_params(params, settings.fee_rate)
     return settings, config, work_dir(settings.home, str(context["dag_run"].run_id))
 

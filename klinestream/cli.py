@@ -28,7 +28,9 @@ import klinestream
 from models.errors import KlinestreamError
 
 #: Modules under ``klinestream.commands`` whose ``register(app)`` adds commands.
-COMMAND_MODULES: tuple[str, ...] = ("stack", "market", "live", "registry", "dqn", "walkforward", "demo", "config")
+COMMAND_MODULES: tuple[str, ...] = (
+    "stack", "market", "live", "registry", "dqn", "walkforward", "tune", "demo", "config",
+)  # fmt: skip
 
 
 def _untyped_flags(params: list[Any]) -> list[Any]:

@@ -129,6 +129,11 @@ class Settings(BaseSettings):
     )
     data_dir: Path | None = Field(None, description="Folder of kline files used when Binance is unreachable.")
     lake_dir: Path | None = Field(None, description="Kline lake root; defaults to <home>/lake.")
+    defaults_file: Path | None = Field(
+        None,
+        description="Training defaults (JSON, as `klinestream tune --write-defaults` writes them) for train, the "
+        "DAGs and the demo; unset = the project's committed pipelines/defaults.json.",
+    )
 
     # --- market ----------------------------------------------------------------------------------
     symbols: Annotated[tuple[str, ...], NoDecode] = Field(DEFAULT_SYMBOLS, description="Context symbols.")
@@ -276,6 +281,7 @@ class Settings(BaseSettings):
     @field_validator(
         "data_dir",
         "lake_dir",
+        "defaults_file",
         "binance_base_url",
         "binance_ws_url",
         "binance_api_key",
@@ -358,7 +364,7 @@ class Settings(BaseSettings):
             raise ValueError("must be on the hour, e.g. 2023-01-01T00:00:00Z")
         return value
 
-    @field_validator("home", "data_dir", "lake_dir")
+    @field_validator("home", "data_dir", "lake_dir", "defaults_file")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return None if value is None else value.expanduser().resolve()

@@ -61,6 +61,7 @@ def track_training(
     with mlflow.start_run(run_name=f"{summary.variant}-seed{summary.seed}", tags=tags) as run:
         policy = Policy.load(policy_dir, device="cpu")
         tracking.log_training(summary.configs, policy, summary.history, figures, ranges, extra=extra)
+        mlflow.log_params(dict(summary.extra.get("defaults") or {}))  # where the configuration came from
         if summary.report is not None:
             tracking.log_evaluation(summary.report)
             tracking.log_plots(summary.plots)

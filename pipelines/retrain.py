@@ -40,15 +40,15 @@ from models.errors import PermanentError
 from models.evaluation import EvaluationReport
 from models.features import WARMUP_HOURS
 from models.kline import HOUR_MS
-from models.options import apply_options
 from models.policy import Policy
 from models.settings import Settings
 from models.time_range import TimeRange, parse_range, parse_time
 from pipelines.dataset import build_dataset
+from pipelines.defaults import Configuration, ProjectDefaults, TrainingDefaults, default_configuration, load_defaults
 from pipelines.evaluate import evaluate_policy
 from pipelines.promotion import HoldoutMetrics, gate_version
 from pipelines.retrain_config import RetrainConfig
-from pipelines.train import default_configs, train_ensemble
+from pipelines.train import train_ensemble
 from pipelines.walkforward.folds import add_months, iso, min_embargo_hours
 
 log = logging.getLogger(__name__)
@@ -173,7 +173,7 @@ def build_snapshot(settings: Settings, config: RetrainConfig, work: Path, interv
     Parquet file; returns its path, counts, the ranges and the content hash."""
     ranges = plan_ranges(settings, config, interval_end_ms)
     train, test = ranges.train, ranges.test
-    start = min(train.start_ms, test.start_ms) - HISTORY_PAD_HOURS * HOUR_MS
+    start = min(train.start_ms, test.start_ms) - history_pad_hours(settings, config) * HOUR_MS
     frame = read_validated_klines(settings, start, max(train.end_ms, test.end_ms))
     for label, time_range in (("train_range", train), ("test_range", test)):
         inside = frame[(frame["open_time"] >= time_range.start_ms) & (frame["open_time"] < time_range.end_ms)]
@@ -222,23 +222,42 @@ def read_snapshot(snapshot: Mapping[str, Any]) -> pd.DataFrame:
     return pd.read_parquet(snapshot["klines"])
 
 
-def train_configs(
+def history_pad_hours(settings: Settings, config: RetrainConfig) -> int:
+    """Hours of klines the snapshot holds before its ranges: enough for the features of the feature set the
+    defaults choose for each variant (pipelines/defaults.py)."""
+    defaults = load_defaults(settings.defaults_file)
+    features = max(default_configuration(v, reward=config.reward, defaults=defaults)[0].features.history_hours
+                   for v in config.variants)  # fmt: skip
+    return max(HISTORY_PAD_HOURS, features + 48)
+
+
+def retrain_configuration(
     variant: str, seed: int, config: RetrainConfig, device: str, fee_rate: float = DEFAULT_FEE_RATE,
-    slippage_bps: float = 0.0,
-) -> tuple[AgentConfig, EnvConfig, TrainConfig]:  # fmt: skip
-    """The project's default configs for the run's reward, fee and slippage with the run's agent options
-    (models/options.py), scaled down when the run asks for fewer episodes."""
-    defaults = default_configs(variant, seed, device, config.reward, fee_rate, slippage_bps)
-    agent, env, train = apply_options(defaults, config.options)
+    slippage_bps: float = 0.0, defaults: ProjectDefaults | None = None,
+) -> tuple[Configuration, TrainingDefaults]:  # fmt: skip
+    """The project's default configuration (pipelines/defaults.py, or ``defaults``) for the run's reward, fee
+    and slippage with the run's agent options (models/options.py) on top, scaled down when the run asks for
+    fewer episodes, and the defaults it came from."""
+    configuration, chosen = default_configuration(variant, seed, device, config.reward, defaults, fee_rate,
+                                                  slippage_bps, config.options)  # fmt: skip
+    env, train = configuration.env, configuration.train
     if config.episode_hours:
         env = replace(env, episode_hours=config.episode_hours)
     if config.n_envs:
         train = replace(train, n_envs=config.n_envs)
+    configuration = replace(configuration, env=env, train=train)
     if config.episodes:
-        total = config.episodes * env.episode_hours * train.n_envs
-        train = replace(train, total_env_steps=total, learning_starts=min(train.learning_starts, max(1, total // 4)))
-        agent = replace(agent, batch_size=min(agent.batch_size, max(32, total // 8)))
-    return agent, env, train
+        configuration = configuration.shortened(config.episodes * env.episode_hours * train.n_envs)
+    return configuration, chosen
+
+
+def train_configs(
+    variant: str, seed: int, config: RetrainConfig, device: str, fee_rate: float = DEFAULT_FEE_RATE,
+    slippage_bps: float = 0.0, defaults: ProjectDefaults | None = None,
+) -> tuple[AgentConfig, EnvConfig, TrainConfig]:  # fmt: skip
+    """The agent, env and train configs of :func:`retrain_configuration`."""
+    configuration = retrain_configuration(variant, seed, config, device, fee_rate, slippage_bps, defaults)[0]
+    return configuration.agent, configuration.env, configuration.train
 
 
 def train_variant(
@@ -251,9 +270,13 @@ def train_variant(
     assert config.train_range is not None and config.test_range is not None
     klines = read_snapshot(snapshot)
     train_range, ranges = config.train_range, (str(config.train_range), str(config.test_range))
-    dataset = build_dataset(klines, train_range, settings.symbols, settings.traded_symbol)
-    agent_config, env_config, train_config = train_configs(variant, config.seeds[0], config, settings.device,
-                                                           settings.fee_rate, settings.slippage_bps)  # fmt: skip
+    configuration, chosen = retrain_configuration(variant, config.seeds[0], config, settings.device,
+                                                  settings.fee_rate, settings.slippage_bps,
+                                                  load_defaults(settings.defaults_file))  # fmt: skip
+    agent_config, env_config, train_config = configuration.agent, configuration.env, configuration.train
+    features = configuration.features
+    dataset = build_dataset(klines, train_range, settings.symbols, settings.traded_symbol, features.window,
+                            feature_set=features.set)  # fmt: skip
     results = train_ensemble(dataset, train_range, agent_config, env_config, train_config, seeds=config.seeds)
     tracking.use_experiment(settings.mlflow_tracking_uri, tracking.TRAINING_EXPERIMENT)
     runs = []
@@ -262,12 +285,13 @@ def train_variant(
         tags = tracking.run_tags(variant, seed, *ranges)
         tags["dag_run_id"] = dag_run_id
         with mlflow.start_run(run_name=f"{variant}-seed{seed}", tags=tags) as run:
+            result.policy.metadata["defaults"] = chosen.metadata()
             policy_dir = result.policy.save(work / variant / f"seed{seed}" / "policy")
             figures = {**tracking.training_figures(result.seconds, result.env_steps, result.updates),
                        "train.ensemble_size": float(len(results))}  # fmt: skip
             tracking.log_training((agent_config, env_config, member_train), result.policy, result.history, figures,
                                   ranges, extra=config.to_dict())  # fmt: skip
-            mlflow.log_params(dict(snapshot["params"]))
+            mlflow.log_params({**snapshot["params"], **chosen.log_params()})
         runs.append({"seed": seed, "run_id": run.info.run_id, "policy_dir": str(policy_dir)})
     return {"variant": variant, "runs": runs}
 

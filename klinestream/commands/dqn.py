@@ -31,6 +31,7 @@ from models.errors import ServiceError
 if TYPE_CHECKING:
     from models.evaluation import EvaluationReport
     from models.settings import Settings
+    from pipelines.defaults import ProjectDefaults
     from pipelines.experiments import RunSummary
 
 #: models.feature_sets.DEFAULT_FEATURE_SET (that module imports numpy; tests check they agree)
@@ -117,15 +118,19 @@ def train(
     slippage_bps: float | None = typer.Option(
         None, "--slippage-bps", min=0.0, help="Slippage for training and evaluation, in bps (default: the settings')."
     ),
-    reward: RewardKind = typer.Option(
-        DEFAULT_REWARD,
+    reward: RewardKind | None = typer.Option(
+        None,
         "--reward",
-        help="risk (default) and log_return = portfolio accounting with fees and slippage (risk also subtracts "
-        "the drawdown increase); reference = the paper's max(profit,0) on a sell, unit accounting, no fees "
-        "(reproduces Table I only).",
+        help="risk and log_return = portfolio accounting with fees and slippage (risk also subtracts the drawdown "
+        "increase); reference = the paper's max(profit,0) on a sell, unit accounting, no fees (reproduces Table I "
+        f"only). Default: the training defaults' (pipelines/defaults.json, KLINESTREAM_DEFAULTS_FILE), else "
+        f"{DEFAULT_REWARD}; another reward trains its preset.",
     ),
-    feature_set: FeatureSetName = typer.Option(
-        DEFAULT_FEATURE_SET, "--features", help="Feature set (docs/features.md); reference = the reference system's."
+    feature_set: FeatureSetName | None = typer.Option(
+        None,
+        "--features",
+        help=f"Feature set (docs/features.md); reference = the reference system's. Default: the training "
+        f"defaults', else {DEFAULT_FEATURE_SET}.",
     ),
     track: bool = typer.Option(
         True,
@@ -139,6 +144,7 @@ def train(
 ) -> None:
     """Train a DQN agent, save its policy under --out, evaluate it on --test, and log the run to MLflow."""
     from models.settings import load_settings
+    from pipelines.defaults import load_defaults
 
     train, test = (
         parse_range_option(train_range, "--train"),
@@ -148,8 +154,9 @@ def train(
         raise typer.BadParameter("--register needs --test START:END (the gate compares versions on it)")
     if register and not track:
         raise typer.BadParameter("--register logs the run: drop --no-track", param_hint="--register")
-    options = cli_options(option, [variant], reward)
     settings = load_settings()
+    defaults = load_defaults(settings.defaults_file)
+    options = cli_options(option, [variant], reward or defaults.for_variant(variant).reward)
     device = device or settings.device
     if device == "cuda":
         import torch
@@ -162,7 +169,7 @@ def train(
     summary = _run_training(klines, variant, seed, train, test, out, device, steps,
                             settings.fee_rate if fee_rate is None else fee_rate,
                             settings.slippage_bps if slippage_bps is None else slippage_bps, reward,
-                            feature_set, options)  # fmt: skip
+                            feature_set, options, defaults)  # fmt: skip
     typer.echo(
         f"policy saved to {out / 'policy'} ({summary.env_steps_per_second:,.0f} env steps/s, "
         f"{summary.train_seconds:.1f} s)"
@@ -190,8 +197,9 @@ def _tracking_server(settings: Settings, track: bool, register: bool) -> bool:
 
 
 def _run_training(klines: Any, variant: str, seed: int, train: Any, test: Any, out: Path, device: str,
-                  steps: int | None, fee_rate: float, slippage_bps: float, reward: str,
-                  feature_set: str, options: dict[str, Any]) -> RunSummary:  # fmt: skip
+                  steps: int | None, fee_rate: float, slippage_bps: float, reward: str | None,
+                  feature_set: str | None, options: dict[str, Any],
+                  defaults: ProjectDefaults) -> RunSummary:  # fmt: skip
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from pipelines.experiments import run_training
@@ -204,7 +212,8 @@ def _run_training(klines: Any, variant: str, seed: int, train: Any, test: Any, o
             bars.update(task, completed=done, total=total, description=f"train {variant} seed {seed} loss {loss:.4f}")
 
         return run_training(klines, variant, seed, train, test, out, device, steps, fee_rate, slippage_bps,
-                            progress, reward, feature_set=feature_set, options=options)  # fmt: skip
+                            progress, reward, feature_set=feature_set, options=options,
+                            defaults=defaults)  # fmt: skip
 
 
 def _track(settings: Settings, summary: RunSummary, policy_dir: Path, klines: Any, register: bool) -> None:

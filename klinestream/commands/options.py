@@ -34,6 +34,8 @@ FeatureSetName = Literal["reference", "indicators", "extended"]
 KillSwitchState = Literal["on", "off", "status"]
 WindowKind = Literal["sliding", "expanding"]
 """Walk-forward training windows (``pipelines.walkforward.folds.WindowKind``)."""
+TuneAggregate = Literal["mean", "lower_quartile"]
+"""How a study's fold scores become its objective (``pipelines.tune.config.Aggregate``)."""
 
 
 class ServiceName(StrEnum):

@@ -61,6 +61,12 @@ def walkforward(
     fee_rate: float | None = typer.Option(None, "--fee-rate", min=0.0, max=0.1, help="Fee per side."),
     slippage_bps: float = typer.Option(0.0, "--slippage-bps", min=0.0, help="Slippage in bps."),
     extra_trials: int = typer.Option(0, "--extra-trials", min=0, help="Trials tried elsewhere (deflated Sharpe)."),
+    studies: str = typer.Option(
+        "",
+        "--studies",
+        help="`klinestream tune` studies (comma-separated) whose trials the deflated Sharpe counts.",
+    ),
+    tune_storage: str | None = typer.Option(None, "--tune-storage", help="Their storage (default: tune's default)."),
     data_dir: Path | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
     out: Path | None = typer.Option(None, "--out", help="Output folder (default var/walkforward/<range>)."),
     workers: int = typer.Option(2, "--workers", min=1, help="Worker processes (one torch thread each)."),
@@ -89,6 +95,12 @@ def walkforward(
     options = cli_options(option, variant_names, reward)
     settings = load_settings()
     device = device or settings.device
+    names = tuple(n.strip() for n in studies.split(",") if n.strip())
+    if names:
+        from pipelines.tune.study import count_trials, default_storage
+
+        storage = tune_storage or default_storage(settings.home)
+        extra_trials += sum(count_trials(storage, name) for name in names)
     config = WalkForwardConfig(
         test_range=test_range,
         train_months=train_months,
@@ -103,6 +115,8 @@ def walkforward(
         reward=reward,
         options=options,
         extra_trials=extra_trials,
+        studies=names,
+        defaults_file=str(settings.defaults_file or ""),
         symbols=settings.symbols,
         traded_symbol=settings.traded_symbol,
         online_replay=online_replay,

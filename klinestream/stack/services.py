@@ -94,6 +94,7 @@ class Service(ABC):
         for name, path in (
             ("KLINESTREAM_DATA_DIR", self.settings.data_dir),
             ("KLINESTREAM_LAKE_DIR", self.settings.lake_dir),
+            ("KLINESTREAM_DEFAULTS_FILE", self.settings.defaults_file),
         ):
             if path is not None:
                 env[name] = str(path)

@@ -127,20 +127,22 @@ def _finish(fig: Any, ax: Any, path: Path, ylabel: str, dates: bool = True) -> P
 def _setup(summary: dict[str, Any]) -> list[str]:
     c, folds = summary["config"], summary["folds"]
     steps = "the default configuration" if not c["steps"] else f"{c['steps']:,} env steps per member (quick run)"
+    reward = f"reward `{c['reward']}`" if c.get("reward") else "the default configuration's reward"
+    studies = f" (the trials of studies {', '.join(c['studies'])})" if c.get("studies") else ""
     return [
         f"# Walk-forward {c['test_range']}",
         "",
         f"- {len(folds)} folds: test steps of {c['test_months']} month(s) from {folds[0]['month']} to "
         f"{folds[-1]['month']}; {c['window']} training windows of {c['train_months']} months; an embargo of "
         f"{c['embargo_hours']} h between each training window and its test month.",
-        f"- Agents: {', '.join(f'{v}-DQN' for v in c['variants'])} × seeds {c['seeds']}, {steps}, reward "
-        f"`{c['reward']}`; each fold's seeds trained together as a batched ensemble; normalisation fitted on "
+        f"- Agents: {', '.join(f'{v}-DQN' for v in c['variants'])} × seeds {c['seeds']}, {steps}, {reward}"
+        "; each fold's seeds trained together as a batched ensemble; normalisation fitted on "
         "each training window only.",
         f"- Every strategy through the same environment: portfolio accounting, fee {c['fee_rate'] * 100:.2f}% per "
         f"side, slippage {c['slippage_bps']} bps; baselines cash, buy-and-hold and a trend rule (all in while the "
         f"close is above its {c['trend_hours']} h moving average, fixed a priori).",
         f"- Trials counted by the deflated Sharpe: {summary['n_trials']} (variants × seeds × {c['configurations']} "
-        f"configuration(s) + {c['extra_trials']} tried elsewhere); variance of the trials' hourly Sharpe "
+        f"configuration(s) + {c['extra_trials']} tried elsewhere{studies}); variance of the trials' hourly Sharpe "
         f"{summary['trial_sharpe_variance']:.3g}.",
         "",
     ]

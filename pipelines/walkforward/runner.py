@@ -35,11 +35,11 @@ from models.errors import PermanentError
 from models.features import WARMUP_HOURS
 from models.kline import HOUR_MS
 from models.networks import NETWORKS
-from models.options import apply_options
 from models.settings import DEFAULT_SYMBOLS, Settings
 from models.time_range import parse_range
 from pipelines.dataset import MarketDataset, build_dataset
-from pipelines.train import checked_options, default_configs, train_ensemble
+from pipelines.defaults import Configuration, FeatureConfig, TrainingDefaults, default_configuration, load_defaults
+from pipelines.train import checked_options, train_ensemble
 from pipelines.walkforward.backtests import DEFAULT_TREND_HOURS, fee_rates, policy_curves, portfolio_config
 from pipelines.walkforward.folds import Fold, FoldPlan, WindowKind, min_embargo_hours, plan_folds
 from pipelines.walkforward.online import OnlineReplay, replay_member
@@ -70,7 +70,10 @@ class WalkForwardConfig:
     n_envs: int | None = None
     episode_hours: int | None = None
     reward: str = DEFAULT_REWARD
-    """Training reward of the default configuration (pipelines.train.default_configs): fee-aware by default."""
+    """Training reward (fee-aware by default): the project's defaults (pipelines/defaults.py) when they chose
+    this reward, else its preset (pipelines.train.default_configs)."""
+    defaults_file: str = ""
+    """Training defaults file (blank = the committed pipelines/defaults.json; see pipelines/defaults.py)."""
     options: Mapping[str, Any] = field(default_factory=dict)
     """Agent options (models/options.py) on top of the default configuration, e.g. {"min_hold_hours": 4}."""
     fee_rate: float = 0.001
@@ -81,6 +84,8 @@ class WalkForwardConfig:
     """Configurations tried for this walk-forward (each variant × seed × configuration is a trial)."""
     extra_trials: int = 0
     """Trials tried elsewhere (e.g. a hyperparameter search) that the deflated Sharpe must count."""
+    studies: tuple[str, ...] = ()
+    """Hyperparameter studies whose trials ``extra_trials`` counts (names, for the record)."""
     bootstrap: int = 1000
     block_hours: int = 24
     online_replay: bool = False
@@ -156,26 +161,37 @@ def work_dir(home: Path, run_id: str) -> Path:
 
 
 def history_hours(config: WalkForwardConfig) -> int:
-    """Hours of klines read before a range so its first hours have features, states and a trend average."""
-    return max(2 * WARMUP_HOURS + 48, config.trend_hours + WARMUP_HOURS + 48)
+    """Hours of klines read before a range so its first hours have features (of the feature set the defaults
+    choose for each variant), states and a trend average."""
+    defaults = load_defaults(config.defaults_file or None)
+    features = max(default_configuration(v, reward=config.reward, defaults=defaults)[0].features.history_hours
+                   for v in config.variants)  # fmt: skip
+    return max(2 * WARMUP_HOURS + 48, config.trend_hours + WARMUP_HOURS + 48, features + 48)
+
+
+def member_configuration(
+    variant: str, config: WalkForwardConfig, device: str, threads: int
+) -> tuple[Configuration, TrainingDefaults]:
+    """The project's default configuration of ``variant`` (pipelines/defaults.py) with the run's fee, slippage
+    and options, shortened when ``config.steps`` asks for a quick run, and the defaults it came from."""
+    defaults = load_defaults(config.defaults_file or None)
+    configuration, chosen = default_configuration(variant, 0, device, config.reward, defaults, config.fee_rate,
+                                                  config.slippage_bps, config.options)  # fmt: skip
+    env, train = configuration.env, replace(configuration.train, threads=threads)
+    if config.episode_hours:
+        env = replace(env, episode_hours=config.episode_hours)
+    if config.n_envs:
+        train = replace(train, n_envs=config.n_envs)
+    configuration = replace(configuration, env=env, train=train)
+    return (configuration.shortened(config.steps) if config.steps else configuration), chosen
 
 
 def member_configs(
     variant: str, config: WalkForwardConfig, device: str, threads: int
 ) -> tuple[AgentConfig, EnvConfig, TrainConfig]:
-    """The default configuration of ``variant``, shortened when ``config.steps`` asks for a quick run."""
-    defaults = default_configs(variant, 0, device, config.reward, config.fee_rate, config.slippage_bps)
-    agent, env, train = apply_options(defaults, config.options)
-    if config.episode_hours:
-        env = replace(env, episode_hours=config.episode_hours)
-    if config.n_envs:
-        train = replace(train, n_envs=config.n_envs)
-    if config.steps:
-        train = replace(
-            train, total_env_steps=config.steps, learning_starts=min(train.learning_starts, max(1, config.steps // 4))
-        )
-        agent = replace(agent, batch_size=min(agent.batch_size, max(32, config.steps // 8)))
-    return agent, env, replace(train, threads=threads)
+    """The agent, env and train configs of :func:`member_configuration`."""
+    configuration = member_configuration(variant, config, device, threads)[0]
+    return configuration.agent, configuration.env, configuration.train
 
 
 def snapshot_span(config: WalkForwardConfig) -> tuple[int, int]:
@@ -208,12 +224,17 @@ def slice_klines(klines: pd.DataFrame, start_ms: int, end_ms: int) -> pd.DataFra
     return klines[(klines["open_time"] >= start_ms) & (klines["open_time"] < end_ms)]
 
 
-def fold_dataset(config: WalkForwardConfig, klines: pd.DataFrame, fold: Fold) -> MarketDataset:
-    """The fold's training dataset: klines up to the training window's end only (the trainer never sees
-    a later kline), normalisation fitted on the training window."""
+def fold_dataset(
+    config: WalkForwardConfig, klines: pd.DataFrame, fold: Fold, features: FeatureConfig | None = None
+) -> MarketDataset:
+    """The fold's training dataset (of ``features``, default the reference set): klines up to the training
+    window's end only (the trainer never sees a later kline), normalisation fitted on the training window."""
+    features = features or FeatureConfig()
     start = fold.train.start_ms - history_hours(config) * HOUR_MS
     train_klines = slice_klines(klines, start, fold.train.end_ms)
-    return build_dataset(train_klines, fold.train, config.symbols, config.traded_symbol)
+    return build_dataset(
+        train_klines, fold.train, config.symbols, config.traded_symbol, features.window, feature_set=features.set
+    )
 
 
 def train_fold_variant(
@@ -232,16 +253,19 @@ def train_fold_variant(
         raise PermanentError("online_replay needs the stream's replay (klinestream walkforward or dqn_walkforward)")
     klines = pd.read_parquet(snapshot)
     pad = history_hours(config) * HOUR_MS
-    dataset = fold_dataset(config, klines, fold)
-    agent, env, train = member_configs(variant, config, device, threads)
+    configuration, chosen = member_configuration(variant, config, device, threads)
+    dataset = fold_dataset(config, klines, fold, configuration.features)
     cpu = time.process_time()
-    results = train_ensemble(dataset, fold.train, agent, env, train, seeds=config.seeds)
+    results = train_ensemble(
+        dataset, fold.train, configuration.agent, configuration.env, configuration.train, seeds=config.seeds
+    )
     cpu = time.process_time() - cpu
     test_klines = slice_klines(klines, fold.test.start_ms - pad, fold.test.end_ms)
     out = Path(work) / fold.name / variant
     members: list[dict[str, Any]] = []
     arrays: dict[str, Any] = {}
     for seed, result in zip(config.seeds, results, strict=True):
+        result.policy.metadata["defaults"] = chosen.metadata()
         policy_dir = result.policy.save(out / f"seed{seed}" / "policy")
         curves = policy_curves(result.policy, test_klines, fold.test, fee_rates(config.fee_rate), config.slippage_bps)
         arrays.update({f"seed{seed}_fee{m}": c.equity for m, c in curves.items()})
@@ -270,6 +294,7 @@ def train_fold_variant(
         "env_steps": results[0].env_steps * len(results),
         "updates": results[0].updates,
         "device": str(results[0].agent.device),
+        "defaults": chosen.log_params(),
     }
     (out / RESULT_FILE).write_text(json.dumps(summary, indent=2))
     log.info(

@@ -103,6 +103,8 @@ CHOICES: list[tuple[list[str], list[str]]] = [
     (["stack", "down", "kafka", "zookeeper"], ["kafka", "cassandra", "mlflow", "airflow"]),
     (["stack", "status", "zookeeper"], ["kafka", "cassandra", "mlflow", "airflow"]),
     (["stack", "install", "zookeeper"], ["kafka", "cassandra", "spark-kafka"]),
+    (["tune", "--aggregate", "median"], ["mean", "lower_quartile"]),
+    (["tune", "--variant", "gru"], ["linear", "lstm"]),
 ]
 
 
@@ -159,12 +161,14 @@ def test_the_choice_lists_equal_their_sources() -> None:
     from models.feature_sets import FEATURE_SETS
     from models.networks import NETWORKS
     from pipelines.backfill import SOURCES
+    from pipelines.tune.config import Aggregate
     from pipelines.walkforward.folds import WindowKind
 
     assert get_args(options.SourceKind) == SOURCES
     assert get_args(options.FeatureSetName) == tuple(FEATURE_SETS) and DEFAULT_FEATURE_SET == FEATURES_DEFAULT
     assert tuple(options.ServiceName) == (*SERVICE_NAMES, "live") and tuple(options.JvmBundle) == BUNDLES
     assert get_args(options.WindowKind) == get_args(WindowKind)
+    assert get_args(options.TuneAggregate) == get_args(Aggregate)
     assert tuple(NETWORKS) == VARIANTS
 
 
