@@ -80,8 +80,8 @@ down: ## Stop the local services started by `make up`
 status: ## Ports, pids, memory and health of the local services
 	$(BIN)/klinestream stack status
 
-BENCH := bench/training.py bench/backfill.py bench/streaming.py bench/stack_startup.py bench/tune.py
-BENCH_LONG := bench/reference_protocol.py bench/retrain.py bench/walkforward.py
+BENCH := bench/training.py bench/backfill.py bench/streaming.py bench/stack_startup.py
+BENCH_LONG := bench/reference_protocol.py bench/retrain.py bench/walkforward.py bench/tune.py
 
 bench: install ## Benchmarks that print their figures (minutes; see bench/)
 	@for script in $(BENCH); do echo "== $$script"; $(BIN)/python $$script || exit 1; done
