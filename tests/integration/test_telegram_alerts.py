@@ -169,15 +169,15 @@ def test_each_gate_decision_sends_one_message(settings: Settings, stack: Any, ap
     sink = build_alert_sink(with_telegram(settings, api))
     gate = GateConfig(sharpe_margin=0.1, max_drawdown=0.5, min_trades=0)
     try:
-        for action in (0, 1, 0):  # stay out (first champion), buy (beats it), stay out again (rejected)
+        for action in (0, 1, 0):  # stay out (below the cash baseline), buy (first champion), stay out (rejected)
             version = register(uri, name, constant_policy(uptrend, action), uptrend, tmp_path)
             promotion.gate_version(uri, name, version, uptrend, parse_range(TEST_RANGE), gate, alerts=sink)
     finally:
         sink.close()
     sent = messages(api, "gate decision")
     assert len(sent) == 3
-    assert "v1 promoted to champion (no champion before)" in sent[0]
-    assert "v2 promoted to champion (champion was v1)" in sent[1] and "v3 rejected" in sent[2]
+    assert "v1 rejected" in sent[0]  # the gate demands beating cash after fees, even with no champion
+    assert "v2 promoted to champion (no champion before)" in sent[1] and "v3 rejected" in sent[2]
 
 
 def test_a_failed_dag_run_sends_one_message(
