@@ -73,7 +73,7 @@ class Workspace:
 @pytest.fixture(scope="module")
 def ws(stack: StackHandle, settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
     if not (SHARED / "BTCUSDT.csv").exists():
-        pytest.skip("the README's commands read ../shared/data/binance_spot_1h, which is absent")
+        pytest.skip("the README's commands need a folder of real klines (this project keeps one at ../shared in CI)")
     from adapters.kafka import delete_topics, ensure_topics
 
     stack.require("kafka", "cassandra", "mlflow", "spark")

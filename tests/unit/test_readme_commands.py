@@ -27,16 +27,16 @@ BASH_COMMANDS: dict[str, str] = {
     "make status": "ci: make status",
     "make down": "ci: make down || true",
     "klinestream backfill --symbols BTCUSDT,ETHUSDT --range 2023-01-01:2023-02-01 --source files "
-    "--data-dir ../shared/data/binance_spot_1h": WORKING
+    "--data-dir ~/klines": WORKING
     + "test_readme_backfill_then_validate_put_january_2023_of_two_symbols_into_the_validated_lake",
     "klinestream validate --symbols BTCUSDT,ETHUSDT --range 2023-01-01:2023-02-01": WORKING
     + "test_readme_backfill_then_validate_put_january_2023_of_two_symbols_into_the_validated_lake",
     "klinestream train --variant lstm --train 2021-01-01:2022-01-01 --test 2023-01-01:2023-02-01 --seed 0 "
-    "--data-dir ../shared/data/binance_spot_1h --register": WORKING
+    "--data-dir ~/klines --register": WORKING
     + "test_readme_train_registers_an_lstm_challenger_and_promote_auto_makes_it_champion",
     "klinestream promote --auto": WORKING
     + "test_readme_train_registers_an_lstm_challenger_and_promote_auto_makes_it_champion",
-    "klinestream simulator --data-dir ../shared/data/binance_spot_1h --start 2023-01-01 --speed 10": WORKING
+    "klinestream simulator --data-dir ~/klines --start 2023-01-01 --speed 10": WORKING
     + "test_readme_simulator_serves_rest_and_websocket_and_ingest_publishes_closed_klines_to_kafka",
     "klinestream ingest": WORKING
     + "test_readme_simulator_serves_rest_and_websocket_and_ingest_publishes_closed_klines_to_kafka",
