@@ -296,3 +296,35 @@ class KafkaDlqWriter:
 
     def write(self, records: Sequence[DlqRecord]) -> int:
         return send_dlq(self.producer, self.topic, records)
+
+
+class EndOffsets:
+    """The end offset of each partition of ``topic`` (Kafka consumer lag = these − a consumer's position),
+    on one client kept open between calls (the stream's monitor asks every few seconds)."""
+
+    def __init__(self, settings: Settings, topic: str, principal: KafkaPrincipal, timeout_ms: int = 3000) -> None:
+        self.settings, self.topic, self.principal, self.timeout_ms = settings, topic, principal, timeout_ms
+        self._consumer: KafkaConsumer | None = None
+
+    def __call__(self) -> dict[int, int]:
+        try:
+            if self._consumer is None:
+                self._consumer = KafkaConsumer(
+                    **client_config(self.settings, self.principal, enable_auto_commit=False, group_id=None,
+                                    client_id="klinestream-lag", request_timeout_ms=self.timeout_ms + 1000)
+                )  # fmt: skip
+            consumer = self._consumer
+            partitions = consumer.partitions_for_topic(self.topic)
+            if not partitions:
+                raise TemporaryError(f"topic {self.topic} has no partitions (missing?)")
+            tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+            ends = consumer.end_offsets(tps)
+        except KafkaError as exc:
+            self.close()
+            raise TemporaryError(f"kafka unavailable at {self.settings.kafka_bootstrap_servers}: {exc}") from exc
+        return {tp.partition: int(offset) for tp, offset in ends.items()}
+
+    def close(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            consumer.close()

@@ -56,3 +56,16 @@ class LoopThread:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=timeout)
             self._thread = None
+
+
+async def start_site(app: Any, host: str, port: int) -> tuple[Any, int]:
+    """Serve the aiohttp ``app`` on ``host:port`` (0 = any free port); returns its runner (``cleanup()`` it to
+    stop) and the port it listens on."""
+    from aiohttp import web
+
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    sockets = getattr(site._server, "sockets", None) or []
+    return runner, int(sockets[0].getsockname()[1]) if sockets else port

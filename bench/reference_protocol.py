@@ -134,6 +134,11 @@ def write_report(groups: dict[str, list[RunSummary]], path: Path) -> None:
         "accounting (no fees, realised FIFO profit as in Table I) and in portfolio accounting (buy/sell move "
         "0.2 of equity, with and without a 0.1% fee per side).",
         "",
+        "This is the reference protocol, kept to reproduce Table I: the platform itself trains, retrains, "
+        "demonstrates and trades with the fee-aware `risk` reward in portfolio accounting with fees and "
+        "slippage (models.config.DEFAULT_REWARD) and the agent options of docs/dqn.md; the `reference` "
+        "reward and unit accounting stay available (`--reward reference`) for this comparison only.",
+        "",
         "Reproduce (each run is also `klinestream train --variant V --train 2021-01-01:2022-01-01 "
         "--test 2023-01-01:2023-02-01 --seed N --reward R --data-dir ../shared/data/binance_spot_1h`):",
         "",

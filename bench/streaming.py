@@ -19,6 +19,11 @@ Needs Kafka and Cassandra running (``klinestream stack up kafka cassandra``) and
 "in trader" is the part of the latency spent inside ``OnlineTrader.process_batch`` up to the durable rows
 (features, decision, order, learning, Cassandra writes); the rest is Kafka → Spark micro-batch → driver.
 
+``--metrics on`` runs the stream as ``klinestream stream`` does with its operations side on: the metrics and
+monitor of every micro-batch (streaming/metrics.py, streaming/monitoring.py, with the Kafka end-offset poll)
+and the ``/metrics`` endpoint, scraped every second by a thread of the bench (Prometheus scrapes every 15 s);
+``--metrics both`` measures each case twice, without and with, one after the other.
+
 One unreported replay of two weeks first warms the JVM, Spark's code generation and the clients, as in a
 job that has been running. The policy is a randomly initialised Linear-DQN fitted to December 2022
 (latency does not depend on the weights). Every run uses fresh topics and a fresh Cassandra keyspace,
@@ -176,8 +181,61 @@ def build(settings: Settings, model_dir: Path, online: bool) -> TimedTrader:
     return TimedTrader(build_trader(settings, model_dir, online))
 
 
+class Operations:
+    """The stream's operations side (``--metrics on``): metrics and monitor per micro-batch, the Kafka poll, the
+    ``/metrics`` endpoint, and a scraper; ``on_outcome`` is None when off."""
+
+    def __init__(self, settings: Settings, checkpoint: Path, enabled: bool) -> None:
+        self.on_outcome: Any = None
+        self.scrapes = 0
+        if not enabled:
+            return
+        import threading
+
+        import requests
+
+        from adapters.kafka import EndOffsets
+        from adapters.ops_http import OpsServer, new_registry
+        from models.alerts import LoggingAlertSink
+        from streaming.metrics import StreamMetrics
+        from streaming.monitoring import MonitorConfig, MonitorSources, StreamMonitor
+        from streaming.spark_job import committed_offsets
+
+        registry = new_registry()
+        topic = settings.kafka_topic_klines
+        sources = MonitorSources(
+            EndOffsets(settings, topic, KafkaPrincipal.STREAM), lambda: committed_offsets(checkpoint / "spark", topic)
+        )
+        self.monitor = StreamMonitor(MonitorConfig("bench", topic, live=False), StreamMetrics(registry),
+                                     LoggingAlertSink(), sources).start()  # fmt: skip
+        self.server = OpsServer(registry, port=0).start()
+        self.on_outcome = self.monitor.on_outcome
+        self._stop = threading.Event()
+
+        def scrape() -> None:
+            while not self._stop.wait(1.0):
+                requests.get(f"{self.server.url}/metrics", timeout=5).raise_for_status()
+                self.scrapes += 1
+
+        self._scraper = threading.Thread(target=scrape, daemon=True)
+        self._scraper.start()
+
+    def close(self) -> None:
+        if self.on_outcome is not None:
+            self._stop.set()
+            self._scraper.join(timeout=10)
+            self.monitor.stop()
+            self.server.close()
+
+
 def run_replay(
-    spark: Any, settings: Settings, klines: list[Kline], model_dir: Path, online: bool, max_offsets: int = 20_000
+    spark: Any,
+    settings: Settings,
+    klines: list[Kline],
+    model_dir: Path,
+    online: bool,
+    max_offsets: int = 20_000,
+    metrics: bool = False,
 ) -> dict[str, Any]:
     from streaming.spark_job import StreamOptions, run_stream
 
@@ -187,8 +245,12 @@ def run_replay(
         options = StreamOptions(
             name="bench", available_now=True, max_offsets_per_trigger=max_offsets, checkpoint_dir=Path(checkpoint)
         )
+        ops = Operations(run, Path(checkpoint), metrics)
         started = time.perf_counter()
-        run_stream(spark, run, timed, options)
+        try:
+            run_stream(spark, run, timed, options, ops.on_outcome)
+        finally:
+            ops.close()
         seconds = time.perf_counter() - started
         measured = latencies(run, timed, klines[0].open_time + 48 * HOUR_MS)
         timed.trader.sink.db.close()
@@ -206,6 +268,7 @@ def run_live(
     online: bool,
     pace: float,
     trigger: float,
+    metrics: bool = False,
 ) -> dict[str, Any]:
     from adapters.kafka import build_producer
     from streaming.spark_job import StreamOptions, start_stream
@@ -215,7 +278,8 @@ def run_live(
         append(run, warmup)
         options = StreamOptions(name="bench-live", trigger_seconds=trigger, checkpoint_dir=Path(checkpoint))
         producer = build_producer(run, client_id="bench-dlq", principal=KafkaPrincipal.STREAM)
-        query = start_stream(spark, run, timed, options, producer)
+        ops = Operations(run, Path(checkpoint), metrics)
+        query = start_stream(spark, run, timed, options, producer, ops.on_outcome)
         try:
             _wait(lambda: len(timed.done) >= len(warmup) - len(SYMBOLS), 120)
             for hour in live:
@@ -226,6 +290,7 @@ def run_live(
         finally:
             query.stop()
             producer.close()
+            ops.close()
         measured = latencies(run, timed, live[0][0].open_time)
         timed.trader.sink.db.close()
     return {"klines": sum(len(h) for h in live), "decisions": timed.decisions, **measured}
@@ -243,7 +308,7 @@ def report(label: str, result: dict[str, Any]) -> None:
     def ms(name: str, q: float) -> float:
         return float(np.percentile(result[name] * 1000, q))
 
-    line = f"{label:<36} klines {result['klines']:>6}  decisions {result['decisions']:>5}  "
+    line = f"{label:<50} klines {result['klines']:>6}  decisions {result['decisions']:>5}  "
     line += f"durable p50 {ms('latency', 50):6.0f} ms  p99 {ms('latency', 99):6.0f} ms  "
     line += f"commit p99 {ms('commit', 99):6.0f} ms  (in trader p50 {ms('trader', 50):4.0f} ms)"
     if "seconds" in result:
@@ -262,6 +327,9 @@ def main() -> None:
     parser.add_argument("--max-offsets", type=int, default=10_000, help="maxOffsetsPerTrigger of the replay.")
     parser.add_argument("--trigger-seconds", type=float, default=None, help="Live trigger (default: the job's).")
     parser.add_argument("--only", choices=("live", "replay"), default=None, help="Run one of the two measurements.")
+    parser.add_argument("--metrics", choices=("off", "on", "both"), default="off",
+                        help="The operations side (metrics, monitor, /metrics scraped every second): off, on, or "
+                        "each case both without and with it.")  # fmt: skip
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     import torch
@@ -291,14 +359,18 @@ def main() -> None:
             live = [by_hour[h] for h in hours[48 : 48 + args.live_hours]]
             # warm the JVM, Spark's code generation and the Kafka/Cassandra clients once, as a running job is
             run_replay(spark, settings, replay[: 24 * 14 * len(SYMBOLS)], model_dir, False, args.max_offsets)
+            cases = {"off": (False,), "on": (True,), "both": (False, True)}[args.metrics]
             for online in (True, False):
                 tag = "online learning on " if online else "online learning off"
-                if args.only != "replay":
-                    result = run_live(spark, settings, warm, live, model_dir, online, args.pace, trigger)
-                    report(f"live pace ({args.pace:g} s/hour), {tag}", result)
-                if args.only != "live":
-                    label = f"max replay ({args.replay_from}→2023-02), {tag}"
-                    report(label, run_replay(spark, settings, replay, model_dir, online, args.max_offsets))
+                for metrics in cases:
+                    mark = ", metrics on " if metrics else (", metrics off" if args.metrics == "both" else "")
+                    if args.only != "replay":
+                        result = run_live(spark, settings, warm, live, model_dir, online, args.pace, trigger, metrics)
+                        report(f"live pace ({args.pace:g} s/hour), {tag}{mark}", result)
+                    if args.only != "live":
+                        label = f"max replay ({args.replay_from}→2023-02), {tag}{mark}"
+                        result = run_replay(spark, settings, replay, model_dir, online, args.max_offsets, metrics)
+                        report(label, result)
     finally:
         spark.stop()
 

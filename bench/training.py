@@ -8,7 +8,11 @@ For each variant it prints, measured in the same run:
   batches), and the replay ratio achieved (sampled transitions per env step);
 - naive training: one env, one act (batch 1) and one batch-32 update per env step (replay ratio 32);
 - vectorised backtest: greedy decisions/s (1,024 envs, account features, no learning), and a naive
-  backtest (one env, one forward per decision).
+  backtest (one env, one forward per decision);
+- ``--configs``: training throughput of the platform's default configuration (fee-aware "risk" reward,
+  portfolio accounting) beside the one before it (the reference reward, unit accounting), and of each
+  robust-agent and turnover option on top of the default (served policies per second too: an ensemble
+  of K networks trains K networks per policy).
 
 Data: the real klines of ../shared/data/binance_spot_1h when present (2021), synthetic otherwise.
 The machine is shared: the load average is printed beside the figures, and every figure is also
@@ -32,6 +36,7 @@ from adapters.kline_files import read_kline_folder
 from models.agent import DqnAgent
 from models.config import AgentConfig, EnvConfig
 from models.env import VectorTradingEnv
+from models.options import apply_options
 from models.replay import IndexReplayBuffer
 from models.settings import DEFAULT_SYMBOLS
 from models.synthetic import START_MS, synthetic_klines
@@ -132,10 +137,41 @@ def backtest(dataset: MarketDataset, variant: str, n_envs: int, steps: int) -> t
     return clock.rates(n_envs * steps)
 
 
+#: name → (reward, agent options of models/options.py) measured by ``--configs``.
+CONFIGS: dict[str, tuple[str, dict[str, object]]] = {
+    "before: reference reward, unit accounting": ("reference", {}),
+    "default: risk reward, fees (portfolio)": ("risk", {}),
+    "+ position step 0.5, hold 4 h": ("risk", {"position_step": 0.5, "min_hold_hours": 4}),
+    "+ dueling": ("risk", {"dueling": True}),
+    "+ n-step 3": ("risk", {"n_step": 3}),
+    "+ ensemble of 3 (mean)": ("risk", {"ensemble_members": 3}),
+    "+ early stopping (28 d, every 2,000 updates)": ("risk", {"validation_days": 28}),
+}
+
+
+def config_throughput(dataset: MarketDataset, train: TimeRange, variant: str, steps: int) -> None:
+    """Env steps/s (of all networks) and served policies' env steps/s of every :data:`CONFIGS` entry."""
+    for name, (reward, options) in CONFIGS.items():
+        defaults = default_configs(variant, seed=0, device="cpu", reward=reward)
+        agent_config, env_config, train_config = apply_options(defaults, options)
+        train_config = replace(train_config, total_env_steps=steps, learning_starts=agent_config.batch_size,
+                               threads=torch.get_num_threads())  # fmt: skip
+        with Clock() as clock:
+            result = train_agent(dataset, train, agent_config, env_config, train_config)
+        networks = agent_config.ensemble_members
+        print(
+            f"{variant:6s} {name:46s} {networks * result.env_steps / clock.wall:>9,.0f} env steps/s "
+            f"[{networks * result.env_steps / max(clock.cpu, 1e-9):,.0f} per CPU-s] "
+            f"{result.env_steps / clock.wall:>9,.0f} per served policy ({clock.wall:.1f} s)",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="fewer steps (smoke run)")
+    parser.add_argument("--configs", action="store_true", help="only the default configuration vs the options")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
@@ -144,6 +180,11 @@ def main() -> None:
     print(f"data: {source}; torch {torch.__version__}, {args.threads} threads, {platform.processor() or 'cpu'}")
     print(f"load average before: {os.getloadavg()}")
     plan = {"linear": (400_000, 1_500, 400), "lstm": (60_000, 400, 100)}
+    if args.configs:
+        for variant, (train_steps, _, _) in plan.items():
+            config_throughput(dataset, train, variant, int(train_steps * scale / 2))
+        print(f"load average after: {os.getloadavg()}")
+        return
     for variant, (train_steps, naive_steps, backtest_steps) in plan.items():
         vec = vectorised_training(dataset, train, variant, int(train_steps * scale))
         naive = naive_training(dataset, train, variant, int(naive_steps * scale))

@@ -25,6 +25,8 @@ from typing import Any
 
 from airflow.sdk import DAG, Param, get_current_context, task
 
+from models.config import DEFAULT_REWARD, REWARD_KINDS
+
 PARAMS = {
     "test_range": Param("2022-01-01:2023-02-01", type="string",
                         description="Test months, START:END (UTC, end excluded), cut into test steps."),
@@ -43,9 +45,17 @@ PARAMS = {
     "n_envs": Param(None, type=["null", "integer"], minimum=1, description="Parallel environments; empty = default."),
     "episode_hours": Param(None, type=["null", "integer"], minimum=2, description="Episode length; empty = 720."),
     "fee_rate": Param(None, type=["null", "number"], minimum=0, description="Fee per side; empty = the settings'."),
+    "reward": Param(DEFAULT_REWARD, type="string", enum=list(REWARD_KINDS),
+                    description="Training reward: risk/log_return pay fees; reference reproduces the paper only."),
+    "options": Param({}, type="object",
+                     description="Agent options (models/options.py), e.g. {\"min_hold_hours\": 4}."),
     "extra_trials": Param(0, type="integer", minimum=0,
                           description="Trials tried elsewhere (e.g. a search) that the deflated Sharpe counts."),
     "bootstrap": Param(1000, type="integer", minimum=100, description="Bootstrap samples of the Sharpe interval."),
+    "online_replay": Param(False, type="boolean",
+                           description="Also trade each test month with the stream's trader, online learning "
+                                       "off and on (the report says what online learning does to each variant; "
+                                       "slower: two hour-by-hour replays per member and month)."),
 }  # fmt: skip
 
 DEFAULT_ARGS: dict[str, Any] = {
@@ -66,7 +76,8 @@ def _context() -> tuple[Any, Any, Any]:
     context = get_current_context()
     settings = load_settings()
     use_account(settings, MlflowAccount.WRITER)  # logs the walk-forward's runs
-    params = {**context["params"], "symbols": settings.symbols, "traded_symbol": settings.traded_symbol}
+    params = {**context["params"], "symbols": settings.symbols, "traded_symbol": settings.traded_symbol,
+              "defaults_file": str(settings.defaults_file or "")}  # fmt: skip
     config = config_from_params(params, settings.fee_rate)
     return settings, config, work_dir(settings.home, str(context["dag_run"].run_id))
 
@@ -101,13 +112,16 @@ with DAG(
 
     @task(task_id="train", map_index_template="{{ fold_variant }}")
     def train(snapshot: str, item: dict[str, Any]) -> dict[str, Any]:
-        """Train one variant's seeds on one fold (a batched ensemble) and backtest them on its test month."""
+        """Train one variant's seeds on one fold (a batched ensemble), backtest them on its test month and
+        replay it through the stream's trader (online learning off and on)."""
+        from klinestream.online_replay import walkforward_replay
         from pipelines.walkforward.runner import train_fold_variant
 
         get_current_context()["fold_variant"] = f"{item['fold']}-{item['variant']}"  # type: ignore[typeddict-unknown-key]
         settings, config, work = _context()
         fold = config.folds()[int(item["fold"])]
-        return train_fold_variant(config, snapshot, fold, item["variant"], work, settings.device)
+        return train_fold_variant(config, snapshot, fold, item["variant"], work, settings.device,
+                                  replay=walkforward_replay)  # fmt: skip
 
     @task(task_id="report", execution_timeout=timedelta(minutes=30))
     def report(snapshot: str, trained: list[dict[str, Any]]) -> str:

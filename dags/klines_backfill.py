@@ -29,6 +29,8 @@ from typing import Any
 
 from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, get_current_context, task
 
+from pipelines.dag_alerts import on_dag_failure
+
 VALIDATED_KLINES = Asset("klinestream://lake/validated/klines_1h")
 
 
@@ -55,6 +57,7 @@ with DAG(
         "retry_delay": timedelta(minutes=1),
         "retry_exponential_backoff": True,
     },
+    on_failure_callback=on_dag_failure,  # one dag_failed alert per failed run
     tags=["klinestream", "market-data"],
 ) as dag:
 

@@ -3,33 +3,104 @@
 Each area of the platform keeps its commands in ``klinestream/commands/<area>.py`` with a
 ``register(app)`` function; this module only assembles them, so importing it stays cheap (heavy
 imports happen inside the command bodies). Failures exit non-zero with a one-line reason.
+
+Conventions every command follows (README "Working with it"): ``--version`` and shell completion
+(``--install-completion``) on the root; choices are ``Literal``/``Enum`` types, so ``--help`` and completion
+list them and a wrong one exits 2 naming the allowed values; one option name per concept (``--range``,
+``--train``, ``--test`` as ``START:END``; ``--data-dir`` for kline files; ``--model`` for a model);
+``--json`` where a command reports figures; ``--home`` (or ``KLINESTREAM_HOME``) for the local state.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
+from pathlib import Path
+from typing import Any
 
 import typer
 from typer._click.exceptions import ClickException, NoArgsIsHelpError
+from typer.core import TyperGroup
 
+import klinestream
 from models.errors import KlinestreamError
 
 #: Modules under ``klinestream.commands`` whose ``register(app)`` adds commands.
-COMMAND_MODULES: tuple[str, ...] = ("stack", "market", "live", "registry", "dqn", "walkforward", "demo")
+COMMAND_MODULES: tuple[str, ...] = (
+    "stack", "market", "live", "registry", "dqn", "walkforward", "tune", "demo", "config",
+)  # fmt: skip
+
+
+def _untyped_flags(params: list[Any]) -> list[Any]:
+    """A flag takes no value: show no type beside it in ``--help``."""
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
+class KlinestreamGroup(TyperGroup):
+    """The command groups of ``klinestream``.
+
+    Typer's Rich help prints the type of every parameter in a column, flags included, so each flag (and
+    ``--help``) showed ``<bool>``; its plain help leaves flags without a type. An empty metavar gives
+    flags the same treatment in the Rich help, for the group's own options and its commands'.
+    """
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _untyped_flags(super().get_params(ctx))
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _untyped_flags(command.get_params(ctx))
+        return command
+
+
+def version() -> str:
+    """The installed distribution's version (the package's own when it is not installed)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("klinestream")
+    except metadata.PackageNotFoundError:
+        return klinestream.__version__
+
 
 app = typer.Typer(
     name="klinestream",
+    cls=KlinestreamGroup,
     help="Reinforcement-learning traders on Binance klines: backfill, validate, train, promote, stream.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"klinestream {version()}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at DEBUG level.")) -> None:
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at DEBUG level."),
+    home: Path | None = typer.Option(
+        None,
+        "--home",
+        help="Folder of local state (KLINESTREAM_HOME): stack data and logs, lake, models. Default: the "
+        "checkout's var/ when run from a checkout, else ~/.local/share/klinestream.",
+        show_default=False,
+    ),
+    _version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    if home is not None:  # every settings object of this process, and the processes it starts, see it
+        os.environ["KLINESTREAM_HOME"] = str(home.expanduser().resolve())
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -69,6 +140,12 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+def one_line(exc: ClickException) -> str:
+    """Click's message on one line, without the "Value error, " that Typer's choice check puts in it."""
+    message = " ".join(exc.format_message().split())
+    return message.replace(": Value error, ", ": ")
+
+
 def main() -> None:
     """Entry point: run the app; bad arguments and Klinestream errors become one line and a non-zero exit."""
     try:
@@ -77,7 +154,7 @@ def main() -> None:
         typer.echo(exc.ctx.get_help() if exc.ctx is not None else "see --help")
         sys.exit(2)
     except ClickException as exc:
-        typer.echo(f"error: {exc.format_message()}", err=True)
+        typer.echo(f"error: {one_line(exc)}", err=True)
         sys.exit(exc.exit_code)
     except typer.Abort:
         typer.echo("error: aborted", err=True)

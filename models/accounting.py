@@ -13,16 +13,22 @@ are 0-d arrays) apply the same arithmetic in the same order, and the paper broke
   than half a step would remain.
 - **fills**: at the close moved against the trader by ``slippage_bps``; the fee is ``fee_rate`` of the
   notional (a buy's spend, a sell's proceeds).
+- **turnover rules**: exposure moves by ``position_step`` per buy or sell (``position_step`` 0.5 gives
+  the target exposures {0, ½, 1}, 1.0 gives {0, 1}, with the same three actions); a buy or sell within
+  ``min_hold_hours`` of the last trade (a fill) executes as hold (:func:`executed_actions`), as does
+  any action at an hour that is not tradable.
 - **account features** (:func:`models.features.account_features`): exposure = held value / equity;
-  the return since entry of what the next sell closes; whether a buy would execute.
+  the return since entry of what the next sell closes; whether a buy would execute (cash, cap and the
+  minimum holding time).
 - **rewards**: ``reference`` = max(realised profit, 0) (the profit is 0 except on a unit sell);
   ``log_return`` = log(equity after / equity before); ``risk`` = ``log_return`` − ``drawdown_penalty``
-  × the increase of the drawdown from the running peak.
+  × the increase of the drawdown from the running peak; both minus ``turnover_penalty`` × the traded
+  notional / the equity before the trade (:func:`step_reward`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -33,6 +39,10 @@ from models.features import account_features
 HOLD, BUY, SELL = 0, 1, 2
 SELL_ALL_BELOW = 0.5
 """Portfolio accounting: a sell closes the position when less than this many steps would remain."""
+NEVER_TRADED = 1 << 40
+"""Hours since the last trade of an account that never traded (no minimum holding time applies)."""
+TURNOVER_RULES = ("position_step", "max_position", "min_hold_hours")
+"""The EnvConfig fields that say how a policy trades (not what it pays): a backtest of a policy keeps them."""
 
 #: A float or a float64 array (one entry per account); results have the broadcast shape. ``Any`` because
 #: numpy's stubs cannot type the mixed float / array operators these functions are written with.
@@ -66,6 +76,36 @@ def check_rules(config: EnvConfig) -> None:
         raise ValueError(f"unsupported accounting {config.accounting!r} or reward {config.reward!r}")
     if config.accounting == "portfolio" and config.reward == "reference":
         raise ValueError("the reference reward needs unit accounting (profit per FIFO unit)")
+    if not 0.0 < config.position_step <= config.max_position <= 1.0:
+        step, cap = config.position_step, config.max_position
+        raise ValueError(f"need 0 < position_step ({step}) <= max_position ({cap}) <= 1")
+    if config.min_hold_hours < 0 or config.turnover_penalty < 0.0:
+        raise ValueError(f"min_hold_hours ({config.min_hold_hours}) and turnover_penalty "
+                         f"({config.turnover_penalty}) must be >= 0")  # fmt: skip
+    if config.turnover_penalty and config.reward == "reference":
+        raise ValueError("the turnover penalty needs the log_return or risk reward (a fraction of equity)")
+
+
+# --- turnover rules ---------------------------------------------------------------------------------
+def with_turnover_rules(config: EnvConfig, trained: EnvConfig) -> EnvConfig:
+    """``config`` (a backtest's accounting, fees and slippage) trading by the :data:`TURNOVER_RULES` of
+    ``trained`` (the policy's training rules), so a policy is always judged trading as it was trained."""
+    return replace(config, **{name: getattr(trained, name) for name in TURNOVER_RULES})
+
+
+def trade_allowed(hours_since_trade: Amount, min_hold_hours: int) -> Amount:
+    """Whether a buy or sell may execute ``hours_since_trade`` hours after the account's last fill."""
+    return np.asarray(hours_since_trade) >= min_hold_hours
+
+
+def executed_actions(actions: Amount, tradable: Amount, hours_since_trade: Amount, min_hold_hours: int) -> Amount:
+    """The actions as executed: hold where the hour is not tradable or the last trade is too recent."""
+    return np.where(np.asarray(tradable) & trade_allowed(hours_since_trade, min_hold_hours), actions, HOLD)
+
+
+def turnover(notional: Amount, equity: Amount) -> Amount:
+    """Traded notional as a fraction of the equity before the trade (the turnover penalty's measure)."""
+    return notional / np.maximum(equity, 1e-12)
 
 
 # --- fills and fees ---------------------------------------------------------------------------------
@@ -151,22 +191,26 @@ def entry_return(value: Amount, paid: Amount, holding: Amount) -> Amount:
 
 def unit_account(
     cash: Amount, quantity: Amount, price: Amount, oldest_price: Amount, order_units: float, fee_rate: float,
-    max_units: float,
+    max_units: float, allowed: Amount = True,
 ) -> np.ndarray:  # fmt: skip
-    """float32 ``[..., 3]`` account features in unit accounting (``oldest_price``: the oldest lot's price)."""
+    """float32 ``[..., 3]`` account features in unit accounting (``oldest_price``: the oldest lot's price;
+    ``allowed``: :func:`trade_allowed` now)."""
     held = quantity * price
     equity = cash + held
     entry = entry_return(price, oldest_price, holds(quantity) & (oldest_price > 0))
-    can_buy = unit_can_buy(cash, quantity, price, order_units, fee_rate, max_units)
+    can_buy = unit_can_buy(cash, quantity, price, order_units, fee_rate, max_units) & allowed
     return account_features(held / equity, entry, can_buy)
 
 
-def portfolio_account(cash: Amount, quantity: Amount, basis: Amount, price: Amount, max_position: float) -> np.ndarray:
-    """float32 ``[..., 3]`` account features in portfolio accounting (``basis``: quote paid for the holdings)."""
+def portfolio_account(
+    cash: Amount, quantity: Amount, basis: Amount, price: Amount, max_position: float, allowed: Amount = True
+) -> np.ndarray:
+    """float32 ``[..., 3]`` account features in portfolio accounting (``basis``: quote paid for the holdings;
+    ``allowed``: :func:`trade_allowed` now)."""
     held = quantity * price
     equity = cash + held
     entry = entry_return(held, basis, basis > 0)
-    return account_features(held / equity, entry, portfolio_can_buy(cash, held, equity, max_position))
+    return account_features(held / equity, entry, portfolio_can_buy(cash, held, equity, max_position) & allowed)
 
 
 # --- rewards ----------------------------------------------------------------------------------------
@@ -182,15 +226,17 @@ def drawdown_step(peak: Amount, drawdown: Amount, equity: Amount) -> tuple[Amoun
 
 
 def step_reward(
-    config: EnvConfig, profit: Amount, before: Amount, after: Amount, peak: Amount, drawdown: Amount
-) -> tuple[Amount, Amount, Amount]:
+    config: EnvConfig, profit: Amount, before: Amount, after: Amount, peak: Amount, drawdown: Amount,
+    traded: Amount = 0.0,
+) -> tuple[Amount, Amount, Amount]:  # fmt: skip
     """(reward as float64, new peak, new drawdown) of one step of ``config.reward`` from equity ``before``
     (at the decision's close) to ``after`` (at the next close); ``profit`` is the realised profit of
-    the step (0 unless a unit was sold). The reference reward leaves the peak and drawdown as they are."""
+    the step (0 unless a unit was sold), ``traded`` the step's :func:`turnover`. The reference reward
+    leaves the peak and drawdown as they are."""
     kind = config.reward
     if kind == "reference":
         return np.maximum(profit, 0.0), peak, drawdown
-    change = log_return(before, after)
+    change = log_return(before, after) - config.turnover_penalty * traded
     peak, drawdown, increase = drawdown_step(peak, drawdown, after)
     if kind == "log_return":
         return change, peak, drawdown

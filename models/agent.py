@@ -4,7 +4,9 @@ This is the reference's "Target-Policy architecture": ``policy_net`` is trained 
 with the Huber loss and gradient-norm clipping (RMSprop); ``target_net`` (eval mode, no gradients)
 chooses the epsilon-greedy actions and gives the bootstrap value, and is synchronised with the policy
 net every ``target_sync_every`` gradient steps (hard) or softly every step (Polyak, ``tau`` < 1).
-Double DQN (policy net picks the bootstrap action, target net values it) is an option.
+Double DQN (policy net picks the bootstrap action, target net values it), a dueling head
+(models/networks.py) and n-step returns (a batch's ``discounts``, from models.replay.NStepWindow) are
+options.
 
 Checkpoints hold both networks, the optimiser, epsilon, the step counters, the exploration
 generator and optionally the replay buffer, written with ``torch.save`` of plain state dicts (never
@@ -46,8 +48,8 @@ class DqnAgent:
         self.config, self.window, self.n_features, self.n_account = config, window, n_features, n_account
         self.device = resolve_device(device)
         torch.manual_seed(seed)
-        self.policy_net = build_network(config.variant, window, n_features, n_account).to(self.device)
-        self.target_net = build_network(config.variant, window, n_features, n_account).to(self.device)
+        self.policy_net = build_network(config.variant, window, n_features, n_account, config.dueling).to(self.device)
+        self.target_net = build_network(config.variant, window, n_features, n_account, config.dueling).to(self.device)
         self.target_net.load_state_dict(self.policy_net.state_dict())
         self.target_net.eval().requires_grad_(False)
         self.optimizer = torch.optim.RMSprop(self.policy_net.parameters(), lr=config.learning_rate)
@@ -96,7 +98,8 @@ class DqnAgent:
         """One gradient step on ``batch``; syncs the target when due. Returns the loss."""
         cfg = self.config
         next_values = self.bootstrap_values(batch.next_states, batch.next_accounts)
-        targets = batch.rewards * cfg.reward_scale + cfg.gamma * (1.0 - batch.terminals) * next_values
+        discount = cfg.gamma if batch.discounts is None else batch.discounts
+        targets = batch.rewards * cfg.reward_scale + discount * (1.0 - batch.terminals) * next_values
         q = self.policy_net(batch.states, batch.accounts).gather(1, batch.actions.unsqueeze(1)).squeeze(1)
         loss = F.huber_loss(q, targets, delta=cfg.huber_delta)
         self.optimizer.zero_grad(set_to_none=True)
@@ -122,7 +125,8 @@ class DqnAgent:
     # --- policy export and checkpoints ----------------------------------------------------------
     def to_policy(self, spec: FeatureSpec, normalizer: Normalizer, metadata: dict[str, Any] | None = None) -> Policy:
         """A serving :class:`Policy` with a copy of the acting (target) network."""
-        network = build_network(self.config.variant, self.window, self.n_features, self.n_account).to(self.device)
+        cfg = self.config
+        network = build_network(cfg.variant, self.window, self.n_features, self.n_account, cfg.dueling).to(self.device)
         network.load_state_dict(self.target_net.state_dict())
         return Policy(spec, normalizer, self.config, network, metadata)
 

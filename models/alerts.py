@@ -20,12 +20,23 @@ from typing import Any, Literal, Protocol
 
 log = logging.getLogger(__name__)
 
-Severity = Literal["warning", "error"]
+Severity = Literal["info", "warning", "error"]
 
 #: The kinds of alert the record path emits: a kline or hour the trader set aside (decided as a hold), a
 #: micro-batch that failed again and again and was dead-lettered, a second, different kline for an accepted
 #: (symbol, hour), a run that accepted nothing, a kline whose time was far off the stream's clock.
-ALERT_KINDS = ("quarantined_hour", "repeated_batch_failure", "conflicting_duplicate", "empty_run", "clock_outlier")
+RECORD_PATH_KINDS = ("quarantined_hour", "repeated_batch_failure", "conflicting_duplicate", "empty_run",
+                     "clock_outlier")  # fmt: skip
+#: The live monitor's (streaming/monitor.py): the champion trails its baselines over the window, the monitor
+#: rolled it back (or could not), the shadow challenger failed a batch.
+MONITOR_KINDS = ("champion_trailing", "champion_rolled_back", "shadow_failed")
+#: The kinds the operations side emits (streaming/monitoring.py, the gate, the DAGs' failure callback): an
+#: order filled (only with ``KLINESTREAM_ALERT_ORDER_FILLED``), the kill switch turned on or off, a trader's
+#: daily-loss stop engaged, no kline of an hour N minutes after it closed, a burst of dead letters, a hot
+#: swap of the model, a gate decision (promoted or rejected), a failed DAG run.
+OPERATIONS_KINDS = ("order_filled", "kill_switch", "daily_loss_stop", "stale_data", "dead_letter_burst",
+                    "model_swap", "gate_decision", "dag_failed")  # fmt: skip
+ALERT_KINDS = RECORD_PATH_KINDS + MONITOR_KINDS + OPERATIONS_KINDS
 
 
 @dataclass(frozen=True)
@@ -53,14 +64,17 @@ class AlertSink(Protocol):
     def emit(self, alert: Alert) -> None: ...
 
 
+_LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+
 class LoggingAlertSink:
-    """The default sink: one log line per alert (``warning`` → WARNING, ``error`` → ERROR)."""
+    """The default sink: one log line per alert (``info`` → INFO, ``warning`` → WARNING, ``error`` → ERROR)."""
 
     def __init__(self, logger: logging.Logger | None = None) -> None:
         self.logger = logger or logging.getLogger("klinestream.alerts")
 
     def emit(self, alert: Alert) -> None:
-        level = logging.ERROR if alert.severity == "error" else logging.WARNING
+        level = _LEVELS[alert.severity]
         details = json.dumps(alert.details, sort_keys=True, default=str, separators=(",", ":"))
         self.logger.log(level, "alert=%s severity=%s key=%s %s details=%s", alert.kind, alert.severity, alert.key,
                         alert.message, details)  # fmt: skip
@@ -73,3 +87,21 @@ def emit(sink: AlertSink, alert: Alert) -> None:
     except Exception:
         log.exception("alert sink %s failed; alert=%s key=%s %s", type(sink).__name__, alert.kind, alert.key,
                       alert.message)  # fmt: skip
+
+
+class FanOutAlertSink:
+    """Gives every alert to each of ``sinks`` in turn (a failing one is logged and skipped, see :func:`emit`)."""
+
+    def __init__(self, *sinks: AlertSink) -> None:
+        self.sinks = sinks
+
+    def emit(self, alert: Alert) -> None:
+        for sink in self.sinks:
+            emit(sink, alert)
+
+    def close(self) -> None:
+        """Close the sinks that can be closed (a channel that delivers from a queue flushes it first)."""
+        for sink in self.sinks:
+            close = getattr(sink, "close", None)
+            if callable(close):
+                close()

@@ -5,6 +5,8 @@
 - :class:`PaperBroker` fills a MARKET order at the decision's close moved against the trader by
   ``slippage_bps`` and charges ``fee_rate`` of the notional in the quote asset. Deterministic: the
   same order always fills the same way, so a replayed micro-batch reproduces its fills.
+- :class:`ShadowBroker` is the paper broker's arithmetic for the shadow challenger (streaming/shadow.py): its
+  hypothetical fills are recorded with mode ``shadow`` and no exchange order id; nothing is ever sent.
 - The exchange's broker (:class:`adapters.binance.orders.BinanceBroker`) and the choice between them
   (:func:`streaming.brokers.make_broker`) live outside the domain.
 """
@@ -73,3 +75,20 @@ class PaperBroker:
     def submit(self, order: OrderRequest) -> Fill:
         price, fee = market_fill(order.side, order.quantity, order.price, self.fee_rate, self.slippage_bps)
         return Fill(order.client_order_id, "filled", order.quantity, price, fee, f"paper-{order.client_order_id}")
+
+
+SHADOW_MODE = "shadow"
+#: Broker modes whose orders leave nothing outside the trader (no intent to make durable before sending).
+UNSENT_MODES = ("paper", SHADOW_MODE)
+
+
+class ShadowBroker(PaperBroker):
+    """The paper broker's fills (same fees, same slippage) for orders that are never sent: mode ``shadow``."""
+
+    @property
+    def mode(self) -> str:
+        return SHADOW_MODE
+
+    def submit(self, order: OrderRequest) -> Fill:
+        fill = super().submit(order)
+        return Fill(fill.client_order_id, fill.status, fill.filled_quantity, fill.fill_price, fill.fee, None)

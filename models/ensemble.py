@@ -25,6 +25,7 @@ Variants (:class:`EnsembleQNetwork`):
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -35,7 +36,14 @@ from torch import nn
 from models.agent import CHECKPOINT_VERSION, DqnAgent
 from models.config import AgentConfig, config_to_dict
 from models.features import FeatureSpec, Normalizer
-from models.networks import N_ACTIONS, LinearQNetwork, LstmQNetwork, build_network
+from models.networks import (
+    N_ACTIONS,
+    EnsembleNetwork,
+    LinearQNetwork,
+    LstmQNetwork,
+    build_network,
+    combine_dueling,
+)
 from models.policy import Policy, resolve_device
 from models.replay import Batch, IndexBatch
 
@@ -63,6 +71,15 @@ class EnsembleQNetwork(nn.Module):
             nn.Parameter(torch.stack([s[name].detach() for s in states]).clone()) for name in self.names
         )
         self.hidden = template.lstm.hidden_size if isinstance(template, LstmQNetwork) else 0
+        self.dueling = template.dueling
+        self._groups = {
+            group: [i for i, name in enumerate(self.names) if name.startswith(f"{group}.")]
+            for group in ("net", "head", "head.value", "head.advantage")
+        }
+
+    def _group(self, name: str) -> list[torch.Tensor]:
+        """The stacked parameters whose names start with ``name.``, in state-dict order."""
+        return [self.stacked[i] for i in self._groups[name]]
 
     def forward(self, market: torch.Tensor, account: torch.Tensor | None = None) -> torch.Tensor:
         return self.head(self.embed(market), account)
@@ -80,18 +97,26 @@ class EnsembleQNetwork(nn.Module):
         """Q-values ``[K, B, 3]`` from :meth:`embed`'s output and the account features."""
         if self.n_account and account is None:
             raise ValueError("this network needs account features")
-        params = list(self.stacked)
         if self.variant == "lstm":
             if self.n_account:
                 embedding = torch.cat([embedding, account], dim=2)  # type: ignore[list-item]
-            return torch.baddbmm(params[5].unsqueeze(1), embedding, params[4].transpose(1, 2))
-        hidden = embedding + params[1].unsqueeze(1)
+            if self.dueling:
+                return self._dueling(embedding)
+            weight, bias = self._group("head")
+            return torch.baddbmm(bias.unsqueeze(1), embedding, weight.transpose(1, 2))
+        trunk = self._group("net")
+        hidden = embedding + trunk[1].unsqueeze(1)
         if self.n_account:
             width = self.window * self.n_features
-            hidden = torch.baddbmm(hidden, account, params[0][:, :, width:].transpose(1, 2))  # type: ignore[arg-type]
-        for i in range(2, len(params), 2):
-            hidden = torch.baddbmm(params[i + 1].unsqueeze(1), F.leaky_relu(hidden), params[i].transpose(1, 2))
-        return hidden
+            hidden = torch.baddbmm(hidden, account, trunk[0][:, :, width:].transpose(1, 2))  # type: ignore[arg-type]
+        for i in range(2, len(trunk), 2):
+            hidden = torch.baddbmm(trunk[i + 1].unsqueeze(1), F.leaky_relu(hidden), trunk[i].transpose(1, 2))
+        return self._dueling(F.leaky_relu(hidden)) if self.dueling else hidden
+
+    def _dueling(self, features: torch.Tensor) -> torch.Tensor:
+        """:class:`~models.networks.DuelingHead` of every member on ``features`` ``[K, B, in]``."""
+        value, advantage = (_stream(features, self._group(name)) for name in ("head.value", "head.advantage"))
+        return combine_dueling(value, advantage)
 
     def _lstm_last(self, sequence: torch.Tensor) -> torch.Tensor:
         w_ih, w_hh, b_ih, b_hh = list(self.stacked)[:4]
@@ -110,7 +135,7 @@ class EnsembleQNetwork(nn.Module):
 
     def member_network(self, k: int) -> nn.Module:
         """A copy of member ``k`` as an ordinary :mod:`models.networks` Q-network (same device)."""
-        network = build_network(self.variant, self.window, self.n_features, self.n_account)
+        network = build_network(self.variant, self.window, self.n_features, self.n_account, self.dueling)
         network.load_state_dict(self.member_state_dict(k))
         return network.to(self.stacked[0].device)
 
@@ -133,6 +158,13 @@ class _MarketProduct(torch.autograd.Function):
         weight = grad.new_zeros(ctx.weight_shape)
         torch.bmm(grad.transpose(1, 2), market, out=weight[:, :, : market.shape[2]])
         return None, weight
+
+
+def _stream(features: torch.Tensor, params: Sequence[torch.Tensor]) -> torch.Tensor:
+    """A two-layer stream (Linear, LeakyReLU, Linear) of every member: ``[K, B, in]`` → ``[K, B, out]``."""
+    w0, b0, w1, b1 = params
+    hidden = F.leaky_relu(torch.baddbmm(b0.unsqueeze(1), features, w0.transpose(1, 2)))
+    return torch.baddbmm(b1.unsqueeze(1), hidden, w1.transpose(1, 2))
 
 
 def member_norms(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -161,7 +193,7 @@ class EnsembleAgent:
         members = []
         for seed in self.seeds:  # the initial weights of DqnAgent(seed=seed)
             torch.manual_seed(seed)
-            members.append(build_network(config.variant, window, n_features, n_account))
+            members.append(build_network(config.variant, window, n_features, n_account, config.dueling))
         self.policy_net = EnsembleQNetwork(members).to(self.device)
         self.target_net = EnsembleQNetwork(members).to(self.device)
         self.target_net.eval().requires_grad_(False)
@@ -276,7 +308,8 @@ class EnsembleAgent:
         self, states: torch.Tensor, batch: Batch | IndexBatch, next_values: torch.Tensor
     ) -> torch.Tensor:
         cfg = self.config
-        targets = batch.rewards * cfg.reward_scale + cfg.gamma * (1.0 - batch.terminals) * next_values
+        discount = cfg.gamma if batch.discounts is None else batch.discounts
+        targets = batch.rewards * cfg.reward_scale + discount * (1.0 - batch.terminals) * next_values
         q = self.policy_net(states, batch.accounts).gather(2, batch.actions.unsqueeze(2)).squeeze(2)
         losses = F.huber_loss(q, targets, delta=cfg.huber_delta, reduction="none").mean(dim=1)
         self.optimizer.zero_grad(set_to_none=True)
@@ -313,6 +346,17 @@ class EnsembleAgent:
     ) -> Policy:
         """Member ``k``'s serving :class:`Policy` (a copy of its acting target network)."""
         return Policy(spec, normalizer, self.config, self.target_net.member_network(k), metadata)
+
+    def group_policy(
+        self, members: Sequence[int], spec: FeatureSpec, normalizer: Normalizer, metadata: dict[str, Any] | None = None
+    ) -> Policy:
+        """One served :class:`Policy` of several members acting together (models.networks.EnsembleNetwork,
+        ``config.ensemble_rule``), or member ``k``'s own policy for a group of one."""
+        if len(members) == 1:
+            return self.to_policy(members[0], spec, normalizer, metadata)
+        network = EnsembleNetwork([self.target_net.member_network(k) for k in members], self.config.ensemble_rule)
+        config = replace(self.config, ensemble_members=len(members))
+        return Policy(spec, normalizer, config, network, metadata)
 
     def member_state(self, k: int) -> dict[str, Any]:
         """Member ``k`` as a :meth:`DqnAgent.state_dict` checkpoint (nets, optimiser, epsilon, counters)."""

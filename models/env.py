@@ -18,6 +18,10 @@ Rewards: ``reference`` = max(profit, 0) on a unit sell, else 0; ``log_return`` =
 change from this close to the next (net of fees); ``risk`` = ``log_return`` minus ``drawdown_penalty``
 × the increase of the drawdown from the running peak.
 
+Turnover rules (models/accounting.py): ``position_step`` sets the exposure levels; a buy or sell
+within ``min_hold_hours`` of the env's last fill executes as hold; ``turnover_penalty`` charges the
+log_return / risk rewards for the traded notional.
+
 Episodes: rows ``[start, stop]``; an action is taken at every row but the last, whose close only marks
 the equity. Hours where the traded symbol's kline is missing (outages) are not tradable: any action
 there is executed as hold. Training envs restart at a random row when an episode ends (``truncated``;
@@ -33,10 +37,12 @@ import numpy as np
 from models.accounting import (
     BUY,
     HOLD,
+    NEVER_TRADED,
     SELL,
     Fills,
     buy_price,
     check_rules,
+    executed_actions,
     fee,
     holds,
     portfolio_account,
@@ -46,6 +52,8 @@ from models.accounting import (
     sell_price,
     sell_proceeds,
     step_reward,
+    trade_allowed,
+    turnover,
     unit_account,
     unit_can_buy,
 )
@@ -93,8 +101,11 @@ class VectorTradingEnv:
         self.peak, self.drawdown = np.zeros(n), np.zeros(n)
         self.realized_profit, self.fees = np.zeros(n), np.zeros(n)
         self.n_buys, self.n_sells = np.zeros(n, np.int64), np.zeros(n, np.int64)
+        self.last_trade = np.full(n, -NEVER_TRADED, np.int64)  # row of each env's last fill
         self.last_fills = Fills(np.zeros(n), np.zeros(n), np.zeros(n))
         """What each env traded in the latest step."""
+        self.last_actions = np.zeros(n, np.int64)
+        """The latest step's actions as executed (hold where not tradable or within the minimum holding time)."""
         self._all = np.arange(n)
 
     # --- episodes -------------------------------------------------------------------------------
@@ -116,6 +127,7 @@ class VectorTradingEnv:
         self.peak[mask], self.drawdown[mask] = self.config.capital, 0.0
         self.realized_profit[mask], self.fees[mask] = 0.0, 0.0
         self.n_buys[mask], self.n_sells[mask] = 0, 0
+        self.last_trade[mask] = -NEVER_TRADED
 
     def equity(self, rows: np.ndarray | None = None) -> np.ndarray:
         """Cash plus holdings marked at the close of ``rows`` (default: the current rows)."""
@@ -124,11 +136,13 @@ class VectorTradingEnv:
     def account(self, rows: np.ndarray | None = None) -> np.ndarray:
         """float32 ``[n, 3]`` account features marked at ``rows`` (default the current rows; see
         models.features.account_features)."""
-        price = self.close[self.rows if rows is None else rows]
+        rows = self.rows if rows is None else rows
+        price = self.close[rows]
+        allowed = trade_allowed(rows - self.last_trade, self.config.min_hold_hours)
         if self.config.accounting == "unit":
             oldest = self.fifo[self._all, self.fifo_head]
-            return unit_account(self.cash, self.quantity, price, oldest, 1.0, 0.0, self.capacity)
-        return portfolio_account(self.cash, self.quantity, self.basis, price, self.config.max_position)
+            return unit_account(self.cash, self.quantity, price, oldest, 1.0, 0.0, self.capacity, allowed)
+        return portfolio_account(self.cash, self.quantity, self.basis, price, self.config.max_position, allowed)
 
     # --- stepping -------------------------------------------------------------------------------
     def step(self, actions: np.ndarray) -> StepResult:
@@ -136,16 +150,20 @@ class VectorTradingEnv:
         rows = self.rows
         price = self.close[rows]
         equity_before = self.cash + self.quantity * price
-        actions = np.where(self.tradable[rows], actions, HOLD)
+        actions = executed_actions(actions, self.tradable[rows], rows - self.last_trade, self.config.min_hold_hours)
+        self.last_actions = actions
         profit: np.ndarray | float = 0.0  # realised profit: unit accounting's sells only
         if self.config.accounting == "unit":
             profit = self._step_unit(actions, price)
         else:
             self._step_portfolio(actions, price, equity_before)
+        fills = self.last_fills
+        self.last_trade = np.where(fills.quantity != 0.0, rows, self.last_trade)
         next_rows = rows + 1
         equity_after = self.cash + self.quantity * self.close[next_rows]
+        traded = turnover(np.abs(fills.quantity) * fills.price, equity_before)
         reward, self.peak, self.drawdown = step_reward(
-            self.config, profit, equity_before, equity_after, self.peak, self.drawdown
+            self.config, profit, equity_before, equity_after, self.peak, self.drawdown, traded
         )
         rewards = reward.astype(np.float32)
         truncated = next_rows >= self.stop

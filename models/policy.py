@@ -7,7 +7,9 @@ Files written by :meth:`Policy.save` (no pickled modules):
 
 - ``policy.json`` — format version, feature spec, agent config, free-form metadata;
 - ``normalizer.json`` — per-feature mean and std fitted on the training range;
-- ``weights.pt`` — the acting network's ``state_dict`` (tensors only; loaded with ``weights_only=True``).
+- ``weights.pt`` — the acting network's ``state_dict`` (tensors only; loaded with ``weights_only=True``):
+  one Q-network, or an ensemble's members (``members.<k>.…``) when ``agent_config.ensemble_members`` > 1
+  (models/networks.py :class:`~models.networks.EnsembleNetwork`: mean Q or vote).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from models.config import AgentConfig, config_from_dict, config_to_dict
+from models.config import AgentConfig, EnvConfig, config_from_dict, config_to_dict
 from models.features import (
     FLAT_ACCOUNT,
     FeatureError,
@@ -33,7 +35,7 @@ from models.features import (
     state_rows,
     window_index,
 )
-from models.networks import build_network
+from models.networks import build_policy_network
 
 POLICY_FORMAT_VERSION = 1
 POLICY_FILE, NORMALIZER_FILE, WEIGHTS_FILE = "policy.json", "normalizer.json", "weights.pt"
@@ -84,6 +86,11 @@ class Policy:
     @property
     def variant(self) -> str:
         return self.agent_config.variant
+
+    @property
+    def env_config(self) -> EnvConfig:
+        """The rules the policy was trained with (metadata ``env_config``; the defaults when absent)."""
+        return config_from_dict(EnvConfig, dict(self.metadata.get("env_config") or {}))
 
     @property
     def history_hours(self) -> int:
@@ -178,7 +185,7 @@ class Policy:
         spec = FeatureSpec.from_dict(document["feature_spec"])
         config = config_from_dict(AgentConfig, document["agent_config"])
         target = resolve_device(device)
-        network = build_network(config.variant, spec.window, spec.n_features, spec.n_account).to(target)
+        network = build_policy_network(config, spec.window, spec.n_features, spec.n_account).to(target)
         weights = torch.load(directory / WEIGHTS_FILE, map_location=target, weights_only=True)
         network.load_state_dict(weights)
         return cls(spec, normalizer, config, network, document.get("metadata", {}))

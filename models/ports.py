@@ -9,7 +9,10 @@ without importing the trader, and unit tests pass fakes:
 - :class:`Controls` — operator switches read while it runs (``adapters.cassandra.controls``);
 - :class:`ModelSource` — which model version to trade and that version's policy
   (``adapters.mlflow.registry.MlflowModelSource``, ``streaming.model_source``);
-- :class:`OnlineLogger` — where the online weights are reported (``adapters.mlflow.tracking``).
+- :class:`OnlineLogger` — where the online weights are reported (``adapters.mlflow.tracking``);
+- :class:`PositionSource` — the position rows the live monitor reads back (``adapters.cassandra.reader``);
+- :class:`ChampionRegistry` — the champion alias as the live monitor sees and rolls it back
+  (``adapters.mlflow.aliases.MlflowChampionRegistry``).
 """
 
 from __future__ import annotations
@@ -66,3 +69,26 @@ class OnlineLogger(Protocol):
     """Receives the online (target-net) weights now and then."""
 
     def log_online(self, parent_version: str, policy: Policy, metrics: Mapping[str, float], step: int) -> None: ...
+
+
+class PositionSource(Protocol):
+    """The position rows of a trader between two hours (both included), in hour order."""
+
+    def positions_between(self, trader_id: str, symbol: str, start: int | None, end: int) -> list[PositionRecord]:
+        """``start`` None: from the trader's first hour."""
+        ...
+
+
+class ChampionRegistry(Protocol):
+    """The champion alias for the live monitor (streaming/monitor.py)."""
+
+    def champion_version(self) -> str | None:
+        """The version the champion alias points to now (None when unset)."""
+        ...
+
+    def version_tags(self, version: str) -> Mapping[str, str]: ...
+
+    def rollback(self, version: str, condition: str, tags: Mapping[str, str]) -> str:
+        """Tag ``version`` with ``tags`` (why), put the ``previous`` champion back with the same call as
+        ``klinestream promote --rollback``, then mark both versions with ``condition``; returns the new champion."""
+        ...

@@ -8,12 +8,23 @@ the same rows (docs/architecture.md, "Deterministic keys").
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from models.kline import HOUR_MS
 
 ACTION_NAMES = ("hold", "buy", "sell")
 SIDES = {1: "BUY", 2: "SELL"}
+
+#: ``order_status`` of a decision whose action could not become an order: nothing to sell, or no room to buy.
+#: It is a decision to do nothing, not an order: no order row, no client order id; ``order_reason`` says why.
+NOT_EXECUTABLE = "not_executable"
+NO_POSITION = "no_position"
+"""A sell with nothing held."""
+NO_ROOM = "no_room"
+"""A buy with no room left (portfolio accounting: the position is at its maximum fraction, or no cash is left)."""
+NOT_EXECUTABLE_REASONS = (NO_POSITION, NO_ROOM)
 
 #: Binance accepts client order ids matching ``^[.A-Z:/a-z0-9_-]{1,36}$``.
 CLIENT_ORDER_ID_PREFIX = "ks"
@@ -58,8 +69,13 @@ class DecisionRecord:
     batch_id: int
     client_order_id: str | None
     order_status: str | None
+    """The status of the decision's order (``filled``, ``failed``, ``rejected``); :data:`NOT_EXECUTABLE` when the
+    action could not become an order; None for a hold."""
     swapped_from: str | None = None
     """Set on the first decision after a hot swap: the model version traded before."""
+    order_reason: str | None = None
+    """Why: the risk check that rejected the order, the exchange's reason for a failure, or a
+    :data:`NOT_EXECUTABLE_REASONS` entry; None when the order was filled or there was none."""
 
     @property
     def action_name(self) -> str:
@@ -81,13 +97,16 @@ class OrderRecord:
     price: float
     """The close the decision saw (the reference price of the order)."""
     status: str
-    """``filled``, ``rejected`` (never sent; see ``reason``) or ``failed`` (the exchange refused it)."""
+    """``filled``, ``rejected`` (a risk check refused it, never sent; see ``reason``) or ``failed`` (the exchange
+    refused it). A decision that could not be an order (:data:`NOT_EXECUTABLE`) has no order row."""
     reason: str | None
     filled_quantity: float
     fill_price: float
     fee: float
     """Fee in the quote asset."""
     mode: str
+    """The broker's mode: ``paper``, ``testnet``, ``live``, or ``shadow`` (a hypothetical fill of the shadow
+    challenger, never sent anywhere: streaming/shadow.py)."""
     exchange_order_id: str | None
     batch_id: int
 
@@ -108,3 +127,9 @@ class PositionRecord:
     fees_paid: float
     day_start_equity: float
     batch_id: int
+
+
+def legacy_not_executable(order: Mapping[str, Any]) -> bool:
+    """An order row written before decisions that could not be orders stopped being recorded as rejected orders
+    (``rejected`` with reason ``no_position`` / ``no_room``): counted as a :data:`NOT_EXECUTABLE` decision."""
+    return order.get("status") == "rejected" and order.get("reason") in NOT_EXECUTABLE_REASONS

@@ -5,6 +5,8 @@
 - :class:`IndexReplayBuffer` stores row indices into a feature table and gathers the windows at
   sampling time (``[batch, window, n_features]``), so a transition costs a few integers instead of a
   copied window; used by the vectorised trainer for both variants (sequence-aware for the LSTM).
+- :class:`NStepWindow` turns one-step transitions of vectorised environments into n-step ones
+  (discounted return of n rewards, bootstrap from the state n steps on, discount ``gamma ** n``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class Batch(NamedTuple):
     next_states: torch.Tensor  # float32 [B, window, n_features]
     next_accounts: torch.Tensor  # float32 [B, n_account]
     terminals: torch.Tensor  # float32 [B], 1.0 = no bootstrap
+    discounts: torch.Tensor | None = None  # float32 [B] discount of the bootstrap; None = the agent's gamma
 
 
 class IndexBatch(NamedTuple):
@@ -34,6 +37,7 @@ class IndexBatch(NamedTuple):
     next_rows: torch.Tensor  # int64 [B]
     next_accounts: torch.Tensor  # float32 [B, n_account]
     terminals: torch.Tensor  # float32 [B]
+    discounts: torch.Tensor | None = None  # float32 [B]; None = the agent's gamma (one-step transitions)
 
 
 class _Ring:
@@ -88,7 +92,7 @@ class ReplayBuffer(_Ring):
 
     def add(self, batch: Batch) -> None:
         """Add a batch of transitions (leading dimension = number of transitions)."""
-        states, accounts, actions, rewards, next_states, next_accounts, terminals = batch
+        states, accounts, actions, rewards, next_states, next_accounts, terminals = batch[:7]
         slots = self._slots(len(actions))
         self.states[slots] = states.to(self.device, torch.float32)
         self.next_states[slots] = next_states.to(self.device, torch.float32)
@@ -208,6 +212,7 @@ class EnsembleReplayBuffer(_Ring):
         self.actions = torch.zeros_like(self.rows)
         self.rewards = torch.zeros((k, capacity), dtype=torch.float32, device=self.device)
         self.terminals = torch.zeros_like(self.rewards)
+        self.discounts: torch.Tensor | None = None  # allocated by the first add with discounts (n-step)
         self._members = torch.arange(k, device=self.device).unsqueeze(1)
 
     def add(
@@ -219,9 +224,15 @@ class EnsembleReplayBuffer(_Ring):
         next_rows: np.ndarray,
         next_accounts: np.ndarray,
         terminals: np.ndarray,
+        discounts: np.ndarray | None = None,
     ) -> None:
-        """Add ``[K, n]`` transitions (``[K, n, n_account]`` accounts): n per member."""
+        """Add ``[K, n]`` transitions (``[K, n, n_account]`` accounts): n per member; ``discounts`` ``[K, n]``
+        for n-step transitions (every add then needs them)."""
         slots = self._slots(actions.shape[1])
+        if discounts is not None:
+            if self.discounts is None:
+                self.discounts = torch.zeros_like(self.rewards)
+            self.discounts[:, slots] = torch.as_tensor(discounts, dtype=torch.float32).to(self.device)
         for name, values, dtype in (
             ("rows", rows, torch.int64),
             ("accounts", accounts, torch.float32),
@@ -247,6 +258,7 @@ class EnsembleReplayBuffer(_Ring):
             self.next_rows[k, i],
             self.next_accounts[k, i],
             self.terminals[k, i],
+            None if self.discounts is None else self.discounts[k, i],
         )
 
     @staticmethod
@@ -261,7 +273,57 @@ class EnsembleReplayBuffer(_Ring):
             states.index_select(0, batch.next_rows.reshape(-1)).view(shape),
             batch.next_accounts,
             batch.terminals,
+            batch.discounts,
         )
+
+
+class NStepWindow:
+    """The last ``n`` steps of ``E`` vectorised environments, turned into n-step transitions.
+
+    :meth:`push` takes one step's one-step transitions (``[E, ...]`` arrays) and, once ``n`` steps are
+    held, returns each env's transition that started ``n - 1`` steps before: the discounted sum of its
+    next ``h`` rewards, the state after them and the discount ``gamma ** h`` of the bootstrap, where
+    ``h = n``, or fewer when the episode ended (``truncated``) in between, so no return mixes episodes.
+    Exactly one transition per env and step, as the ensemble replay needs.
+    """
+
+    def __init__(self, n: int, gamma: float) -> None:
+        if n < 1:
+            raise ValueError(f"n-step returns need n >= 1, got {n}")
+        self.n, self.gamma = n, gamma
+        self.steps: list[tuple[np.ndarray, ...]] = []
+
+    def push(
+        self,
+        rows: np.ndarray,
+        accounts: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        next_rows: np.ndarray,
+        next_accounts: np.ndarray,
+        truncated: np.ndarray,
+    ) -> tuple[np.ndarray, ...] | None:
+        """Add one step; returns (rows, accounts, actions, returns, next rows, next accounts, terminals,
+        discounts) of the transitions that started ``n - 1`` steps ago, or None while fewer are held."""
+        self.steps.append((rows, accounts, actions, rewards, next_rows, next_accounts, truncated))
+        if len(self.steps) < self.n:
+            return None
+        steps, self.steps = self.steps, self.steps[1:]
+        first = steps[0]
+        alive = np.ones(len(rewards), dtype=bool)
+        returns = np.zeros(len(rewards), dtype=np.float64)
+        horizon = np.zeros(len(rewards), dtype=np.int64)
+        end_rows, end_accounts = first[4].copy(), first[5].copy()
+        for i, (_, _, _, reward, next_row, next_account, ended) in enumerate(steps):
+            returns += np.where(alive, self.gamma**i * reward, 0.0)
+            horizon += alive
+            end_rows = np.where(alive, next_row, end_rows)
+            end_accounts[alive] = next_account[alive]
+            alive &= ~ended
+        discounts = self.gamma ** horizon.astype(np.float64)
+        terminals = np.zeros(len(rewards), dtype=np.float32)
+        return (first[0], first[1], first[2], returns.astype(np.float32), end_rows, end_accounts, terminals,
+                discounts.astype(np.float32))  # fmt: skip
 
 
 _FULL = ("states", "accounts", "actions", "rewards", "next_states", "next_accounts", "terminals")

@@ -1,20 +1,37 @@
 """Runtime settings: one object, read from ``KLINESTREAM_*`` environment variables and a ``.env`` file.
 
 Built once at an entry point (CLI command, DAG task, Spark driver) with :func:`load_settings` and passed
-down. Invalid or missing values stop start-up with a :class:`~models.errors.SettingsError` that names
+down. Where things are does not depend on the current folder (:func:`locate`): the home is
+``KLINESTREAM_HOME`` when it is set (environment or ``.env``), else ``<checkout>/var`` when the code runs
+from a checkout (the folder holding the project's ``pyproject.toml``), else the user data folder
+(``$XDG_DATA_HOME/klinestream``, by default ``~/.local/share/klinestream``). The ``.env`` file is read from
+the checkout, or from that user data folder, and the relative paths it gives are taken from its own folder.
+
+Invalid or missing values stop start-up with a :class:`~models.errors.SettingsError` that names
 the environment variable. Binance keys are ``SecretStr``: their value never appears in ``repr``, ``str``,
 logs or ``model_dump`` output.
 """
 
 from __future__ import annotations
 
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
+from models.config import Device
 from models.credentials import (
     PASSWORD_FIELDS,
     PASSWORD_PATTERN,
@@ -37,11 +54,75 @@ MIN_DASHBOARD_PASSWORD = 8
 TradingMode = Literal["paper", "testnet", "live"]
 #: Fields whose values are never echoed in an error message.
 SECRET_FIELDS = frozenset(
-    {"binance_api_key", "binance_api_secret", "kline_signing_key", "dashboard_password", *PASSWORD_FIELDS}
+    {
+        "binance_api_key",
+        "binance_api_secret",
+        "kline_signing_key",
+        "dashboard_password",
+        "telegram_bot_token",
+        *PASSWORD_FIELDS,
+    }
 )
 #: The file of generated service passwords, below the home, unless KLINESTREAM_SECRETS_FILE names another.
 SECRETS_FILE_NAME = "secrets.env"
-DOTENV = ".env"
+
+PROJECT_NAME = "klinestream"
+#: Settings that are folders: relative values in ``.env`` are taken from the ``.env`` file's own folder.
+PATH_FIELDS = ("home", "data_dir", "lake_dir", "defaults_file", "secrets_file")
+
+
+def checkout_root(module_file: Path | str = __file__) -> Path | None:
+    """The checkout this code runs from (the folder of the project's ``pyproject.toml``), or None when the
+    package is installed without its sources around it."""
+    root = Path(module_file).resolve().parents[1]
+    try:
+        text = (root / "pyproject.toml").read_text(encoding="utf-8")
+    except OSError:
+        return None
+    return root if re.search(rf'^name\s*=\s*"{PROJECT_NAME}"', text, re.M) else None
+
+
+def user_data_dir(environ: Mapping[str, str] = os.environ) -> Path:
+    """``$XDG_DATA_HOME/klinestream`` (by default ``~/.local/share/klinestream``)."""
+    base = environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base).expanduser() / PROJECT_NAME
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where the settings come from: the default home and the ``.env`` file, decided once per process."""
+
+    default_home: Path
+    env_file: Path
+    origin: Literal["checkout", "user data folder"]
+
+
+def locate(environ: Mapping[str, str] = os.environ, root: Path | None = None, installed: bool = False) -> Location:
+    """The checkout's ``var/`` and ``.env``; without a checkout (``installed``), the user data folder for both."""
+    root = None if installed else (root or checkout_root())
+    if root is not None:
+        return Location(root / "var", root / ".env", "checkout")
+    folder = user_data_dir(environ)
+    return Location(folder, folder / ".env", "user data folder")
+
+
+def _default_home() -> Path:
+    return locate().default_home
+
+
+class _DotEnvBesideItsFile(DotEnvSettingsSource):
+    """``.env`` values, with relative folders (``KLINESTREAM_HOME=./var``) taken from the file's own folder,
+    so a command finds the same home from any working folder."""
+
+    def _read_env_file(self, file_path: Path) -> Mapping[str, str | None]:
+        values = dict(super()._read_env_file(file_path))
+        folder = Path(file_path).resolve().parent
+        for field in PATH_FIELDS:
+            key = env_name(field).lower() if not self.case_sensitive else env_name(field)
+            value = values.get(key)
+            if value and value.strip() and not Path(value).expanduser().is_absolute():
+                values[key] = str(folder / value)
+        return values
 
 
 def env_name(field: str) -> str:
@@ -54,7 +135,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
-        env_file=DOTENV,
+        env_file=locate().env_file,
         env_file_encoding="utf-8",
         extra="ignore",
         frozen=True,
@@ -62,9 +143,16 @@ class Settings(BaseSettings):
     )
 
     # --- local state -----------------------------------------------------------------------------
-    home: Path = Field(Path("var"), description="Folder of local state: service data, logs, lake, jars.")
+    home: Path = Field(
+        default_factory=_default_home, description="Folder of local state: service data, logs, lake, jars."
+    )
     data_dir: Path | None = Field(None, description="Folder of kline files used when Binance is unreachable.")
     lake_dir: Path | None = Field(None, description="Kline lake root; defaults to <home>/lake.")
+    defaults_file: Path | None = Field(
+        None,
+        description="Training defaults (JSON, as `klinestream tune --write-defaults` writes them) for train, the "
+        "DAGs and the demo; unset = the project's committed pipelines/defaults.json.",
+    )
 
     # --- market ----------------------------------------------------------------------------------
     symbols: Annotated[tuple[str, ...], NoDecode] = Field(DEFAULT_SYMBOLS, description="Context symbols.")
@@ -152,13 +240,85 @@ class Settings(BaseSettings):
         3900.0, gt=0.0, description="A trader whose last decision was written longer ago than this shows as stale."
     )
     dashboard_session_hours: float = Field(12.0, gt=0.0, le=720.0, description="Lifetime of a dashboard login.")
+    # --- shadow challenger and live monitor (streaming/shadow.py, streaming/monitor.py) ---------------
+    shadow_challenger: bool = Field(
+        False,
+        description="Run the registry's challenger beside the champion in shadow mode (trader <trader id>.shadow: "
+        "decisions and hypothetical fills, no order sent).",
+    )
+    monitor_enabled: bool = Field(
+        True, description="Compare the champion with its baselines over a rolling window and alert when it trails."
+    )
+    monitor_window_hours: int = Field(
+        168, ge=2, le=24 * 366, description="Hour-steps of the monitor's window (168 = 7 days of decided hours)."
+    )
+    monitor_margin: float = Field(
+        0.01, ge=0.0, lt=1.0, description="How far below each baseline's window return the champion trails it."
+    )
+    monitor_baselines: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("cash", "buy_hold", "challenger"),
+        description="What the champion must trail, each by the margin: any of cash, buy_hold, challenger.",
+    )
+    monitor_auto_rollback: bool = Field(
+        False, description="When the champion trails, roll back to the previous champion (klinestream promote "
+        "--rollback) and tag both versions with why.",
+    )  # fmt: skip
 
     # --- compute ---------------------------------------------------------------------------------
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Device = "auto"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        env_file = getattr(dotenv_settings, "env_file", None)
+        return init_settings, env_settings, _DotEnvBesideItsFile(settings_cls, env_file=env_file), file_secret_settings
+
+    # --- operations: metrics, health, alerts ------------------------------------------------------
+    metrics_host: str = Field("127.0.0.1", description="Interface the stream's and ingestor's /metrics listen on.")
+    stream_metrics_port: int = Field(
+        9101, ge=0, le=65535, description="Port of the stream's /metrics, /health and /ready (0 = no endpoint)."
+    )
+    ingestor_metrics_port: int = Field(
+        9102, ge=0, le=65535, description="Port of the ingestor's /metrics, /health and /ready (0 = no endpoint)."
+    )
+    dashboard_port: int = Field(8050, ge=1, le=65535, description="Port of the supervised dashboard (stack --live).")
+    simulator_port: int = Field(
+        8900, ge=1, le=65535, description="Port of the supervised exchange simulator (stack --live, offline)."
+    )
+    live_programs: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="Live programs `stack up --live` supervises (comma-separated); empty = all that apply."
+    )
+    live_stream_args: str = Field(
+        "", description="Extra arguments of the supervised `klinestream stream`, e.g. `--model-dir models/1`."
+    )
+    telegram_bot_token: SecretStr | None = Field(
+        None, description="Token of the Telegram bot that sends alerts and answers commands; unset = no Telegram."
+    )
+    telegram_chat_ids: Annotated[tuple[int, ...], NoDecode] = Field(
+        (), description="Chats (comma-separated ids) that receive alerts and whose commands the bot answers."
+    )
+    telegram_api_url: str = Field(
+        "https://api.telegram.org", description="Root of the Telegram Bot API (a local stand-in in tests)."
+    )
+    alert_order_filled: bool = Field(False, description="Also alert on every filled order.")
+    stale_after_minutes: float = Field(
+        15.0, gt=0.0, le=1440.0, description="Alert when no kline of an hour came this long after the hour closed."
+    )
+    dead_letter_burst: int = Field(
+        20, ge=1, description="Alert when this many records are dead-lettered within dead_letter_burst_minutes."
+    )
+    dead_letter_burst_minutes: float = Field(10.0, gt=0.0, le=1440.0)
 
     @field_validator(
         "data_dir",
         "lake_dir",
+        "defaults_file",
         "binance_base_url",
         "binance_ws_url",
         "binance_api_key",
@@ -167,6 +327,7 @@ class Settings(BaseSettings):
         "stream_start",
         "dashboard_password",
         "secrets_file",
+        "telegram_bot_token",
         *PASSWORD_FIELDS,
         mode="before",
     )
@@ -175,7 +336,15 @@ class Settings(BaseSettings):
         """``KLINESTREAM_DATA_DIR=`` (empty) means unset, not the current directory."""
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("symbols", "cassandra_hosts", "dashboard_allowed_hosts", mode="before")
+    @field_validator(
+        "symbols",
+        "cassandra_hosts",
+        "dashboard_allowed_hosts",
+        "monitor_baselines",
+        "telegram_chat_ids",
+        "live_programs",
+        mode="before",
+    )
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -208,6 +377,15 @@ class Settings(BaseSettings):
             raise ValueError(f"must be at least {MIN_DASHBOARD_PASSWORD} characters long")
         return value
 
+    @field_validator("monitor_baselines")
+    @classmethod
+    def _check_baselines(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        known = ("cash", "buy_hold", "challenger")
+        unknown = [b for b in value if b not in known]
+        if not value or unknown:
+            raise ValueError(f"must be a comma-separated subset of {','.join(known)}, got {','.join(value) or 'none'}")
+        return value
+
     @field_validator("kline_signing_key")
     @classmethod
     def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
@@ -232,7 +410,7 @@ class Settings(BaseSettings):
             raise ValueError("must be on the hour, e.g. 2023-01-01T00:00:00Z")
         return value
 
-    @field_validator("home", "data_dir", "lake_dir", "secrets_file")
+    @field_validator("home", "data_dir", "lake_dir", "defaults_file", "secrets_file")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return None if value is None else value.expanduser().resolve()
@@ -248,6 +426,8 @@ class Settings(BaseSettings):
                     raise _named_error(name, f"is required when trading_mode={self.trading_mode}")
         if self.trading_mode == "live" and not self.live_confirm:
             raise _named_error("live_confirm", "must be true to trade real money (trading_mode=live)")
+        if self.telegram_bot_token is not None and not self.telegram_chat_ids:
+            raise _named_error("telegram_chat_ids", "is required when a Telegram bot token is set")
         return self
 
     @property
@@ -348,7 +528,7 @@ def load_settings(**overrides: Any) -> Settings:
         if not secrets.is_file():
             return settings
         _require_private(secrets)
-        return Settings(_env_file=(secrets, DOTENV), **overrides)  # the later file wins: .env over secrets
+        return Settings(_env_file=(secrets, locate().env_file), **overrides)  # the later file wins: .env over secrets
     except ValidationError as exc:
         raise SettingsError(_describe(exc)) from None
 

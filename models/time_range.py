@@ -4,8 +4,9 @@ Ranges are parsed once, at the edge (CLI options, DAG params, MLflow tags), into
 everything inside the pipeline passes the object. Two spellings are read:
 
 - :func:`parse_range` — one string ``START:END`` (``2021-01-01:2022-01-01``, or with times
-  ``2021-01-01T00:00:2021-02-01T00:00``), as the ``--train`` / ``--test`` options and the DAG params;
-- :meth:`TimeRange.from_bounds` — two strings, as the ``--start`` / ``--end`` options.
+  ``2021-01-01T00:00:2021-02-01T00:00``), as every range option of the CLI (``--range``, ``--train``,
+  ``--test``) and the DAG params;
+- :meth:`TimeRange.from_bounds` — two strings, as the deprecated ``--start`` / ``--end`` options.
 
 Dates without an offset are UTC; the end is excluded.
 """

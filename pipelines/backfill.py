@@ -61,9 +61,11 @@ def resolve_source(settings: Settings, kind: str | None = None, path: Path | str
     if kind == "files":
         folder = Path(path) if path is not None else settings.data_dir
         if folder is None:
-            raise SettingsError(f"--source files needs --path DIR or {env_name('data_dir')}")
+            raise SettingsError(f"--source files needs --data-dir DIR or {env_name('data_dir')}")
         if not folder.is_dir():
-            raise SettingsError(f"kline folder {folder} does not exist; pass --path DIR or set {env_name('data_dir')}")
+            raise SettingsError(
+                f"kline folder {folder} does not exist; pass --data-dir DIR or set {env_name('data_dir')}"
+            )
         return KlineSource("files", path=folder)
     raise SettingsError(f"unknown source {kind!r}; use one of {SOURCES}")
 

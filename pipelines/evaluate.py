@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from models.accounting import with_turnover_rules
 from models.config import EnvConfig
 from models.env import BUY, HOLD, SELL, VectorTradingEnv
 from models.evaluation import Backtest, Curves, EvaluationReport, Metrics, PerAccounting, ReportedAccounting
@@ -139,13 +140,14 @@ def accounting_configs(fee_rate: float = 0.001, slippage_bps: float = 0.0) -> di
 def evaluate_policy(
     policy: Policy, klines: pd.DataFrame, test: TimeRange, fee_rate: float = 0.001, slippage_bps: float = 0.0
 ) -> EvaluationReport:
-    """Metrics of the policy and of buy-and-hold in every accounting, plus the curves for plots."""
+    """Metrics of the policy and of buy-and-hold in every accounting, plus the curves for plots. The policy
+    trades by its training turnover rules (exposure step, cap, minimum holding time) in every accounting."""
     rows, decide, table = policy_decider(policy, klines, test)
     agent: dict[str, Metrics] = {}
     hold: dict[str, Metrics] = {}
     curves: dict[str, Backtest] = {}
     for name, config in accounting_configs(fee_rate, slippage_bps).items():
-        result = run_backtest(table.close, table.tradable, rows, decide, config)
+        result = run_backtest(table.close, table.tradable, rows, decide, with_turnover_rules(config, policy.env_config))
         agent[name], curves[name] = result.metrics[0], result
         hold[name] = buy_and_hold(table.close, table.tradable, rows, config)
     series = Curves(table.open_time[rows], table.close[rows], PerAccounting.from_mapping(curves))

@@ -16,15 +16,16 @@ from typing import Any
 
 import pandas as pd
 
-from models.config import EnvConfig
+from models.config import AgentConfig, EnvConfig, TrainConfig
 from models.evaluation import EvaluationReport, Metrics, ReportedAccounting
-from models.feature_sets import DEFAULT_FEATURE_SET
+from models.options import parse_options
 from models.policy import Policy
 from models.time_range import TimeRange
 from pipelines.dataset import build_dataset
+from pipelines.defaults import ProjectDefaults, default_configuration
 from pipelines.evaluate import evaluate_policy
 from pipelines.plots import plot_report
-from pipelines.train import ProgressFn, default_configs, train_agent
+from pipelines.train import ProgressFn, train_agent
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,10 @@ class RunSummary:
     plots: tuple[str, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Other keys of the file (bench/reference_protocol.py adds the machine load and threads of the run)."""
+    configs: tuple[AgentConfig, EnvConfig, TrainConfig] | None = field(default=None, repr=False, compare=False)
+    """The configs the run trained with (in memory only: metrics.json does not carry them)."""
+    history: tuple[Mapping[str, float], ...] = field(default=(), repr=False, compare=False)
+    """The training history (loss, epsilon... per logged step; in memory only, like ``configs``)."""
 
     @property
     def evaluation(self) -> EvaluationReport:
@@ -95,25 +100,35 @@ def run_training(
     fee_rate: float = 0.001,
     slippage_bps: float = EnvConfig.slippage_bps,
     progress: ProgressFn | None = None,
-    reward: str = EnvConfig.reward,
+    reward: str | None = None,
     threads: int | None = None,
-    feature_set: str = DEFAULT_FEATURE_SET,
+    feature_set: str | None = None,
+    options: Mapping[str, Any] | None = None,
+    defaults: ProjectDefaults | None = None,
 ) -> RunSummary:
     """Train one agent, save its policy (and checkpoint) under ``out_dir``, evaluate it on ``test``;
-    writes ``out_dir/metrics.json``."""
-    agent_config, env_config, train_config = default_configs(variant, seed, device, reward)
+    writes ``out_dir/metrics.json``. ``reward`` and ``feature_set`` default to the project's defaults
+    (pipelines/defaults.py, or ``defaults``); ``options``: models.options on top of them. The policy's
+    metadata records where the defaults came from."""
+    configuration, chosen = default_configuration(variant, seed, device, reward, defaults, fee_rate, slippage_bps,
+                                                  options)  # fmt: skip
+    agent_config, env_config, train_config = configuration.agent, configuration.env, configuration.train
     if total_env_steps is not None:
         train_config = replace(train_config, total_env_steps=total_env_steps)
     if threads is not None:
         train_config = replace(train_config, threads=threads)
-    dataset = build_dataset(klines, train, feature_set=feature_set)
+    feature_set = feature_set or configuration.features.set
+    dataset = build_dataset(klines, train, window=configuration.features.window, feature_set=feature_set)
     result = train_agent(dataset, train, agent_config, env_config, train_config, progress)
+    result.policy.metadata["defaults"] = chosen.metadata()
     out_dir.mkdir(parents=True, exist_ok=True)
     result.policy.save(out_dir / "policy")
     result.agent.save_checkpoint(out_dir / "checkpoint.pt")
-    summary = RunSummary(variant, seed, reward, str(train), result.seconds, result.env_steps, result.updates,
-                         result.steps_per_second,
-                         extra={"feature_set": feature_set, "n_features": dataset.spec.n_features})  # fmt: skip
+    summary = RunSummary(variant, seed, env_config.reward, str(train), result.seconds, result.env_steps,
+                         result.updates, result.steps_per_second,
+                         extra={"feature_set": feature_set, "n_features": dataset.spec.n_features,
+                                "options": parse_options(options or {}), "defaults": chosen.log_params()},
+                         configs=(agent_config, env_config, train_config), history=tuple(result.history))  # fmt: skip
     if test is not None:
         report, plots = evaluate_and_plot(result.policy, klines, test, out_dir, fee_rate, slippage_bps)
         summary = replace(summary, test=str(test), report=report, plots=tuple(str(p) for p in plots))

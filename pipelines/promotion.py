@@ -28,10 +28,14 @@ import pandas as pd
 
 from adapters.mlflow.aliases import promote, set_tags, utc_timestamp
 from adapters.mlflow.registry import CHAMPION, RegistryError, alias_version, load_version, registry_client
+from models.alerts import Alert, AlertSink, emit
 from models.evaluation import EvaluationReport, ReportedAccounting
+from models.policy import Policy
 from models.time_range import TimeRange
 from pipelines.evaluate import evaluate_policy
 from pipelines.retrain_config import GateConfig
+from pipelines.walkforward.backtests import FoldMarket, baseline_curve
+from pipelines.walkforward.statistics import performance
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +52,21 @@ class HoldoutMetrics:
     total_return: float = 0.0
 
     @classmethod
-    def from_report(cls, report: EvaluationReport, accounting: ReportedAccounting = GATE_ACCOUNTING) -> HoldoutMetrics:
-        figures = report.agent[accounting]
+    def from_report(
+        cls, report: EvaluationReport, accounting: ReportedAccounting = GATE_ACCOUNTING, buy_and_hold: bool = False
+    ) -> HoldoutMetrics:
+        """The agent's figures (or buy-and-hold's, through the same environment) in ``accounting``."""
+        figures = (report.buy_and_hold if buy_and_hold else report.agent)[accounting]
         return cls(
             sharpe=float(figures.sharpe),
             max_drawdown=float(figures.max_drawdown),
             n_trades=int(figures.n_trades),
             total_return=float(figures.total_return),
         )
+
+
+#: Staying flat: no return, no risk, no trade.
+CASH = HoldoutMetrics(sharpe=0.0, max_drawdown=0.0, n_trades=0, total_return=0.0)
 
 
 @dataclass(frozen=True)
@@ -66,17 +77,29 @@ class GateDecision:
     challenger: HoldoutMetrics
     champion: HoldoutMetrics | None = None
     config: GateConfig = field(default_factory=GateConfig)
+    baseline: HoldoutMetrics = CASH
 
     @property
     def summary(self) -> str:
         return ("promoted: " if self.promote else "rejected: ") + "; ".join(self.reasons)
 
 
-def compare_with_champion(
-    challenger: HoldoutMetrics, champion: HoldoutMetrics | None, config: GateConfig
-) -> GateDecision:
-    """The pure comparison: promote ``challenger`` over ``champion`` (``None`` = no champion yet)?"""
+def below_baseline(metrics: HoldoutMetrics, baseline: HoldoutMetrics, name: str) -> list[str]:
+    """Why ``metrics`` does not beat the baseline ``name`` (empty when it beats it in return and Sharpe)."""
     failed = []
+    if not metrics.total_return > baseline.total_return:
+        failed.append(f"return {metrics.total_return:.4f} does not beat {name} {baseline.total_return:.4f}")
+    if not metrics.sharpe > baseline.sharpe:
+        failed.append(f"sharpe {metrics.sharpe:.4f} does not beat {name} {baseline.sharpe:.4f}")
+    return failed
+
+
+def compare_with_champion(
+    challenger: HoldoutMetrics, champion: HoldoutMetrics | None, config: GateConfig, baseline: HoldoutMetrics = CASH
+) -> GateDecision:
+    """The pure comparison: promote ``challenger`` over ``champion`` (``None`` = no champion yet), given the
+    figures of ``config.baseline`` on the same holdout?"""
+    failed = below_baseline(challenger, baseline, config.baseline)
     if not math.isfinite(challenger.sharpe):
         failed.append("sharpe is not finite")
     if challenger.max_drawdown > config.max_drawdown:
@@ -99,13 +122,17 @@ def compare_with_champion(
                 f"+ slack {config.drawdown_slack:.4f}"
             )
     if failed:
-        return GateDecision(False, tuple(failed), challenger, champion, config)
+        return GateDecision(False, tuple(failed), challenger, champion, config, baseline)
     why = (
         f"sharpe {challenger.sharpe:.4f} beats champion {champion.sharpe:.4f} + margin {config.sharpe_margin:.4f}"
         if champion is not None
         else "no champion yet and the absolute bounds pass"
     )
-    return GateDecision(True, (why,), challenger, champion, config)
+    beats = (
+        f"return {challenger.total_return:.4f} and sharpe {challenger.sharpe:.4f} beat {config.baseline} "
+        f"{baseline.total_return:.4f} and {baseline.sharpe:.4f}"
+    )
+    return GateDecision(True, (why, beats), challenger, champion, config, baseline)
 
 
 def decision_tags(decision: GateDecision, champion_version: int | None, holdout: str) -> dict[str, Any]:
@@ -117,8 +144,10 @@ def decision_tags(decision: GateDecision, champion_version: int | None, holdout:
         "gate.decided_at": utc_timestamp(),
         "gate.config": json.dumps(asdict(decision.config), sort_keys=True),
         "gate.champion_version": "none" if champion_version is None else champion_version,
+        "gate.baseline": decision.config.baseline,
     }
     tags.update({f"gate.challenger.{k}": v for k, v in asdict(decision.challenger).items()})
+    tags.update({f"gate.baseline.{k}": v for k, v in asdict(decision.baseline).items()})
     if decision.champion is not None:
         tags.update({f"gate.champion.{k}": v for k, v in asdict(decision.champion).items()})
     return tags
@@ -132,6 +161,35 @@ def holdout_metrics(
     return HoldoutMetrics.from_report(evaluate_policy(loaded.policy, klines, holdout, fee_rate=fee_rate))
 
 
+def baseline_metrics(
+    kind: str, policy: Policy, report: EvaluationReport, klines: pd.DataFrame, holdout: TimeRange, fee_rate: float
+) -> HoldoutMetrics:
+    """The baseline ``kind``'s figures on the holdout hours ``policy`` traded (``report``), after fees, through
+    the same environment."""
+    if kind == "cash":
+        return CASH
+    if kind == "buy_and_hold":
+        return HoldoutMetrics.from_report(report, buy_and_hold=True)
+    curve = baseline_curve(kind, FoldMarket.from_klines(klines, policy.spec, holdout), fee_rate)
+    figures = performance(curve.equity, curve.fees, curve.notional, curve.n_trades)
+    return HoldoutMetrics(figures.sharpe, figures.max_drawdown, figures.n_trades, figures.total_return)
+
+
+def flag_champion(
+    tracking_uri: str, name: str, version: int, champion: HoldoutMetrics, baseline: HoldoutMetrics, config: GateConfig,
+    holdout: str,
+) -> list[str]:  # fmt: skip
+    """Tag the champion ``gate.below_baseline`` (with the reasons, or "no") on the newest holdout; warn when below."""
+    failed = below_baseline(champion, baseline, config.baseline)
+    tags = {"gate.below_baseline": "; ".join(failed) if failed else "no", "gate.below_baseline.holdout": holdout,
+            "gate.below_baseline.checked_at": utc_timestamp()}  # fmt: skip
+    set_tags(registry_client(tracking_uri), name, version, tags)
+    if failed:
+        log.warning("gate champion model=%s version=%d is below the %s baseline on %s: %s", name, version,
+                    config.baseline, holdout, "; ".join(failed))  # fmt: skip
+    return failed
+
+
 def gate_version(
     tracking_uri: str,
     name: str,
@@ -140,21 +198,40 @@ def gate_version(
     holdout: TimeRange,
     config: GateConfig,
     fee_rate: float = 0.001,
+    alerts: AlertSink | None = None,
 ) -> GateDecision:
-    """Compare ``version`` with the current champion on ``holdout``; tag it; promote when it wins."""
+    """Compare ``version`` with the current champion on ``holdout``; tag it; promote when it wins; tell
+    ``alerts`` the decision (a ``gate_decision`` alert, keyed by model, version, champion and holdout)."""
     client = registry_client(tracking_uri)
     champion_version = alias_version(tracking_uri, name, CHAMPION)
     if champion_version == version:
         raise RegistryError(f"version {version} of {name!r} is already the champion; nothing to gate")
-    challenger = holdout_metrics(tracking_uri, name, version, klines, holdout, fee_rate)
-    champion = (
-        None
-        if champion_version is None
-        else holdout_metrics(tracking_uri, name, champion_version, klines, holdout, fee_rate)
-    )
-    decision = compare_with_champion(challenger, champion, config)
+    policy = load_version(tracking_uri, name, version, device="cpu").policy
+    report = evaluate_policy(policy, klines, holdout, fee_rate=fee_rate)
+    challenger = HoldoutMetrics.from_report(report)
+    baseline = baseline_metrics(config.baseline, policy, report, klines, holdout, fee_rate)
+    champion = None
+    if champion_version is not None:
+        champion = holdout_metrics(tracking_uri, name, champion_version, klines, holdout, fee_rate)
+        flag_champion(tracking_uri, name, champion_version, champion, baseline, config, str(holdout))
+    decision = compare_with_champion(challenger, champion, config, baseline)
     set_tags(client, name, version, decision_tags(decision, champion_version, str(holdout)))
     if decision.promote:
         promote(client, name, version, how="gate", tracking_uri=tracking_uri)
     log.info("gate model=%s version=%d champion=%s %s", name, version, champion_version, decision.summary)
+    if alerts is not None:
+        emit(alerts, gate_alert(name, version, champion_version, str(holdout), decision))
     return decision
+
+
+def gate_alert(name: str, version: int, champion_version: int | None, holdout: str, decision: GateDecision) -> Alert:
+    """The ``gate_decision`` alert: promoted or rejected, why, and the holdout figures of both versions."""
+    was = "no champion before" if champion_version is None else f"champion was v{champion_version}"
+    verdict = "promoted to champion" if decision.promote else "rejected, the champion stays"
+    c = decision.challenger
+    return Alert("gate_decision", "info" if decision.promote else "warning",
+                 f"{name} v{version} {verdict} ({was}): {'; '.join(decision.reasons)}",
+                 f"gate_decision:{name}:{version}:{champion_version}:{holdout}",
+                 {"model": name, "version": version, "champion_version": champion_version, "holdout": holdout,
+                  "promoted": decision.promote, "sharpe": round(c.sharpe, 4), "max_drawdown": round(c.max_drawdown, 4),
+                  "trades": c.n_trades})  # fmt: skip

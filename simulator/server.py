@@ -15,12 +15,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from adapters.loop_thread import LoopThread
+from adapters.loop_thread import LoopThread, start_site
 from models.kline import HOUR_MS
 from simulator.faults import FaultPlan
 from simulator.store import KlineStore, ReplayClock, rest_array
@@ -51,6 +52,7 @@ class SimulatorServer:
         exchange: PaperExchange | None = None,
         api_secret: str | None = None,
         updates_per_kline: int = 2,
+        with_app: Callable[[web.Application], None] | None = None,
     ) -> None:
         self.store = store
         self.host = host
@@ -61,6 +63,8 @@ class SimulatorServer:
         self.api_secret = api_secret
         self.updates_per_kline = updates_per_kline
         self.requests = 0
+        self.with_app = with_app
+        """Called with the app before it starts: the CLI adds /metrics, /health and /ready with it."""
         self._runner: web.AppRunner | None = None
         self._loop_thread = LoopThread("binance-simulator")
 
@@ -84,16 +88,12 @@ class SimulatorServer:
                 web.get("/_sim/state", self._state),
             ]
         )
+        if self.with_app is not None:
+            self.with_app(app)
         return app
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.app(), handle_signals=False, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        server = getattr(site, "_server", None)
-        if server is not None and server.sockets:
-            self.port = server.sockets[0].getsockname()[1]
+        self._runner, self.port = await start_site(self.app(), self.host, self.port)
         log.info("simulator listening on %s (symbols=%s)", self.base_url, ",".join(self.store.symbols))
 
     async def stop(self) -> None:

@@ -25,6 +25,12 @@ class History:
     def __len__(self) -> int:
         return len(self._klines)
 
+    def copy(self) -> History:
+        """An independent history holding the same klines (klines are immutable: shared, not copied)."""
+        other = History()
+        other._klines = dict(self._klines)
+        return other
+
     def add(self, klines: Iterable[Kline]) -> int:
         """Add new klines; returns how many were new."""
         added = 0

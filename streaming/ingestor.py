@@ -24,7 +24,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tenacity import (
     AsyncRetrying,
@@ -37,6 +37,9 @@ from tenacity import (
 from models.errors import KlineParseError, PermanentError, TemporaryError
 from models.kline import HOUR_MS, Kline, parse_ws_kline
 from models.settings import Settings
+
+if TYPE_CHECKING:
+    from streaming.metrics import IngestorMetrics
 
 log = logging.getLogger(__name__)
 
@@ -263,6 +266,23 @@ class Ingestor:
                     task.cancel()
 
 
+class MeteredSink:
+    """A :class:`KlineSink` that counts klines in the ingestor's metrics once the wrapped sink made them durable."""
+
+    def __init__(self, sink: KlineSink, metrics: IngestorMetrics) -> None:
+        self.sink, self.metrics = sink, metrics
+        self._pending: list[tuple[str, int, str]] = []
+
+    def publish(self, kline: Kline, source: str) -> None:
+        self.sink.publish(kline, source)
+        self._pending.append((kline.symbol, kline.event_time, source))
+
+    def flush(self) -> None:
+        self.sink.flush()
+        pending, self._pending = self._pending, []
+        self.metrics.published_klines(pending)
+
+
 def _worth_a_backoff(exc: BaseException) -> bool:
     """Temporary failures back off; an interrupted stream that had delivered reconnects at once."""
     return isinstance(exc, TemporaryError) and not isinstance(exc, StreamInterrupted)
@@ -283,9 +303,17 @@ async def retry_rest(call: Callable[[], Awaitable[Any]], what: str, attempts: in
 
 
 async def run_ingestor(
-    settings: Settings, stop: asyncio.Event, max_attempts: int | None = None, idle_seconds: float = 30.0
+    settings: Settings,
+    stop: asyncio.Event,
+    max_attempts: int | None = None,
+    idle_seconds: float = 30.0,
+    metrics: IngestorMetrics | None = None,
+    on_start: Callable[[Ingestor], None] | None = None,
 ) -> Ingestor:
-    """Wire the ingestor from settings (topics, idempotent producer, python-binance) and run until ``stop``."""
+    """Wire the ingestor from settings (topics, idempotent producer, python-binance) and run until ``stop``.
+
+    ``metrics`` counts what it publishes; ``on_start`` receives the ingestor before it connects (the ops
+    endpoint reads its connection counters)."""
     from adapters.binance.rest import BinanceRest, make_async_client
     from adapters.binance.websocket import open_kline_stream
     from adapters.kafka import KafkaKlineSink, build_producer, last_published_hours, require_topics
@@ -300,8 +328,14 @@ async def run_ingestor(
     producer = build_producer(settings, client_id="klinestream-ingestor", principal=KafkaPrincipal.INGESTOR)
     client = make_async_client(settings.binance_base_url)
     symbols = list(settings.symbols)
-    sink = KafkaKlineSink(producer, settings.kafka_topic_klines, signer)
+    sink: KlineSink = KafkaKlineSink(producer, settings.kafka_topic_klines, signer)
+    if metrics is not None:
+        sink = MeteredSink(sink, metrics)
+        for symbol, open_time in last.items():
+            metrics.kline_ages.saw(symbol, open_time + HOUR_MS - 1)
     ingestor = Ingestor(symbols, sink, BinanceRest(client), last, max_attempts, idle_seconds)
+    if on_start is not None:
+        on_start(ingestor)
     try:
         await ingestor.run(lambda syms: open_kline_stream(client, syms, settings.binance_ws_url), stop)
     finally:

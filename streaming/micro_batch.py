@@ -106,6 +106,8 @@ class BatchOutcome:
     """Klines the aligner kept, less those it later let go (may be negative when it lets earlier ones go)."""
     set_aside: bool = False
     """The batch failed ``max_batch_attempts`` times: its records went to the DLQ as ``batch_failed``."""
+    seconds: float = 0.0
+    """Wall time of the whole micro-batch on the driver, collect included (set by the Spark job)."""
 
     @property
     def degraded_hours(self) -> list[int]:
@@ -138,7 +140,7 @@ class MicroBatchProcessor:
         self.trader = trader
         self.dlq = dlq
         self.state = state
-        self.alerts: AlertSink = alerts or LoggingAlertSink()
+        self.alerts: AlertSink = alerts if alerts is not None else LoggingAlertSink()
         self.failures = BatchFailures(state.root / "failures.json")
         self.tally = RunTally()
 

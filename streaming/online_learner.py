@@ -5,6 +5,12 @@ with the **target** net (epsilon-greedy with a small online epsilon and the agen
 learns on the **policy** net from a replay of the hours it has traded, and syncs the target every
 ``target_sync_every`` gradient steps (the reference's Target-Policy architecture).
 
+An ensemble policy (``agent_config.ensemble_members`` > 1) keeps learning as an ensemble: each member
+is a DqnAgent started from its served weights, all members learn from the one replay of the hours
+traded (each draws its own batch, one after another from the replay's generator), and the trader acts
+on the members' target nets combined by the policy's rule (mean Q or vote), epsilon-greedy with the
+first member's generator. Online learning is one-step (the policy's ``n_step`` applies offline only).
+
 Compact replay: a transition is ``(hour, action, reward, next hour)`` in a
 :class:`models.replay.IndexReplayBuffer` (a few integers and floats), and the normalised feature
 rows of the recent hours live once in a ring (``[capacity, n_features]`` float32, about 200 bytes an
@@ -21,8 +27,9 @@ import numpy as np
 import torch
 
 from models.agent import DqnAgent
+from models.networks import EnsembleNetwork, aggregate_q
 from models.policy import Policy
-from models.replay import Batch, IndexReplayBuffer
+from models.replay import Batch, IndexBatch, IndexReplayBuffer
 
 
 @dataclass(frozen=True)
@@ -82,7 +89,7 @@ class FeatureRowRing:
 
 
 class OnlineLearner:
-    """A DqnAgent seeded with a served :class:`Policy`, plus its compact replay."""
+    """DqnAgents seeded with a served :class:`Policy` (one per ensemble member), plus their compact replay."""
 
     def __init__(self, policy: Policy, config: OnlineConfig) -> None:
         self.policy, self.config = policy, config
@@ -90,19 +97,28 @@ class OnlineLearner:
         agent_config = replace(
             policy.agent_config, learning_rate=config.learning_rate, batch_size=config.batch_size,
             target_sync_every=config.target_sync_every, tau=1.0, epsilon_start=epsilon, epsilon_end=epsilon,
-            buffer_size=config.buffer_size,
+            buffer_size=config.buffer_size, n_step=1, ensemble_members=1,
         )  # fmt: skip
         spec = policy.spec
         self.window = spec.window
         self.n_account = spec.n_account
-        self.agent = DqnAgent(agent_config, spec.window, spec.n_features, spec.n_account, str(policy.device),
-                              config.seed)  # fmt: skip
-        weights = policy.network.state_dict()
-        self.agent.policy_net.load_state_dict(weights)
-        self.agent.target_net.load_state_dict(weights)
-        self.agent.epsilon = epsilon
+        self.rule = policy.agent_config.ensemble_rule
+        networks = list(policy.network.members) if isinstance(policy.network, EnsembleNetwork) else [policy.network]
+        self.agents = []
+        for k, network in enumerate(networks):
+            agent = DqnAgent(agent_config, spec.window, spec.n_features, spec.n_account, str(policy.device),
+                             config.seed + 1_000 * k)  # fmt: skip
+            weights = network.state_dict()
+            agent.policy_net.load_state_dict(weights)
+            agent.target_net.load_state_dict(weights)
+            agent.epsilon = epsilon
+            self.agents.append(agent)
+        self.agent = self.agents[0]
+        """The first member: it explores and counts the updates (every member takes the same steps)."""
         self.replay = IndexReplayBuffer(config.buffer_size, spec.n_account, self.agent.device, config.seed + 2)
         self.rows = FeatureRowRing(config.buffer_size + spec.window + 8, spec.n_features)
+        self.last_loss: float | None = None
+        """Huber loss of the latest gradient step (not checkpointed: None again after a restart)."""
 
     @property
     def updates(self) -> int:
@@ -113,10 +129,14 @@ class OnlineLearner:
         return self.agent.epsilon
 
     def q_values(self, hour: int, account: np.ndarray) -> np.ndarray:
-        """Target-net Q-values ``[3]`` at ``hour`` (its rows must be stored) for the account features."""
+        """Target-net Q-values ``[3]`` at ``hour`` (its rows must be stored) for the account features (an
+        ensemble's scores: models.networks.aggregate_q of its members' target nets)."""
         states = torch.from_numpy(self.rows.windows(np.array([hour]), self.window))
         accounts = torch.from_numpy(account[None, :]) if self.n_account else None
-        return self.agent.q_values(states, accounts).cpu().numpy()[0]
+        if len(self.agents) == 1:
+            return self.agent.q_values(states, accounts).cpu().numpy()[0]
+        member_q = torch.stack([agent.q_values(states, accounts) for agent in self.agents])
+        return aggregate_q(member_q, self.rule).cpu().numpy()[0]
 
     def act(self, q_values: np.ndarray, tradable: bool) -> tuple[int, int, bool]:
         """(action, greedy action, explored). Not tradable → hold (no random draw, like the backtest)."""
@@ -128,7 +148,7 @@ class OnlineLearner:
 
     def observe(self, hour: int, account: np.ndarray, action: int, reward: float, next_hour: int,
                 next_account: np.ndarray) -> int:  # fmt: skip
-        """Store one transition and take the due gradient steps; returns the steps taken."""
+        """Store one transition and take the due gradient steps of every member; returns the steps taken."""
         if not self.config.enabled:
             return 0
         self.replay.add(np.array([hour]), account[None, : self.n_account], np.array([action]), np.array([reward]),
@@ -136,29 +156,42 @@ class OnlineLearner:
         if len(self.replay) < self.config.learn_starts:
             return 0
         for _ in range(self.config.updates_per_hour):
-            sampled = self.replay.sample(self.config.batch_size)
-            states = torch.from_numpy(self.rows.windows(sampled.rows.cpu().numpy(), self.window))
-            next_states = torch.from_numpy(self.rows.windows(sampled.next_rows.cpu().numpy(), self.window))
-            device = self.agent.device
-            batch = Batch(states.to(device), sampled.accounts, sampled.actions, sampled.rewards,
-                          next_states.to(device), sampled.next_accounts, sampled.terminals)  # fmt: skip
-            self.agent.learn(batch)
+            losses = [agent.learn(self._batch(self.replay.sample(self.config.batch_size))) for agent in self.agents]
+            self.last_loss = float(np.mean(losses))  # an ensemble's: its members' mean
         return self.config.updates_per_hour
 
+    def _batch(self, sampled: IndexBatch) -> Batch:
+        states = torch.from_numpy(self.rows.windows(sampled.rows.cpu().numpy(), self.window))
+        next_states = torch.from_numpy(self.rows.windows(sampled.next_rows.cpu().numpy(), self.window))
+        device = self.agent.device
+        return Batch(states.to(device), sampled.accounts, sampled.actions, sampled.rewards, next_states.to(device),
+                     sampled.next_accounts, sampled.terminals)  # fmt: skip
+
     def serving_policy(self, metadata: dict[str, Any]) -> Policy:
-        """The acting (target) network as a :class:`Policy` (for logging online weights)."""
-        return self.agent.to_policy(self.policy.spec, self.policy.normalizer, metadata)
+        """The acting (target) networks as a :class:`Policy` (for logging online weights)."""
+        if len(self.agents) == 1:
+            return self.agent.to_policy(self.policy.spec, self.policy.normalizer, metadata)
+        members = [agent.to_policy(self.policy.spec, self.policy.normalizer).network for agent in self.agents]
+        network = EnsembleNetwork(members, self.rule)
+        return Policy(self.policy.spec, self.policy.normalizer, self.policy.agent_config, network, metadata)
 
     def state_dict(self) -> dict[str, Any]:
-        return {
+        state = {
             "agent": self.agent.state_dict(),
             "replay": self.replay.state_dict(),
             "replay_generator": self.replay.generator.get_state(),
             "rows": self.rows.state_dict(),
         }
+        if len(self.agents) > 1:
+            state["members"] = [agent.state_dict() for agent in self.agents[1:]]
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.agent.load_state_dict(state["agent"])
+        members = state.get("members", [])
+        if len(members) != len(self.agents) - 1:
+            raise ValueError(f"checkpoint holds {len(members) + 1} online members, the policy {len(self.agents)}")
+        for agent, agent_state in zip(self.agents, [state["agent"], *members], strict=True):
+            agent.load_state_dict(agent_state)
         self.replay.load_state_dict(state["replay"])
         self.replay.generator.set_state(state["replay_generator"])
         self.rows.load_state_dict(state["rows"])

@@ -24,9 +24,11 @@ batch under replay). Per batch:
    **target** network, epsilon-greedy with the agent's seeded generator (greedy when online learning
    is off: then the actions equal the offline backtest of the same version hour for hour).
 5. **Order** through the risk checks and the broker with a deterministic client order id; write the
-   order, decision and position rows (upserts under deterministic keys). The sink buffers them and
-   the trader flushes once per batch, after its last hour; an order for a real exchange (testnet,
-   live) has its ``new`` row flushed before it is sent.
+   order, decision and position rows (upserts under deterministic keys). An action that cannot be an
+   order (a sell with nothing held, a buy with no room: streaming/risk.py ``not_executable``) writes no
+   order row: its decision says ``order_status`` ``not_executable`` and ``order_reason`` why. The sink
+   buffers the rows and the trader flushes once per batch, after its last hour; an order for a real
+   exchange (testnet, live) has its ``new`` row flushed before it is sent.
 6. **Learn** online: the previous hour's transition is completed with this hour's state and reward,
    stored, and the due gradient steps are taken on the policy net (target synced every K steps).
 7. **Checkpoint** the whole state with the batch id: the commit of the batch.
@@ -40,28 +42,36 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from models.accounting import TradingRules, check_rules
 from models.alerts import AlertSink, LoggingAlertSink, emit
-from models.broker import Broker, OrderRequest
+from models.broker import UNSENT_MODES, Broker, OrderRequest
 from models.checkpoint import Checkpoint, InFlight, decode_state, encode_state
-from models.config import DEFAULT_CAPITAL, EnvConfig, config_from_dict
+from models.config import DEFAULT_CAPITAL
 from models.errors import KlinestreamError
 from models.features import FeatureTable
 from models.kline import HOUR_MS, Kline, klines_to_frame
 from models.policy import Policy
 from models.ports import CheckpointStore, Controls, ModelSource, OnlineLogger, TradeSink
-from models.records import SIDES, DecisionRecord, OrderRecord, PositionRecord, client_order_id
+from models.records import NOT_EXECUTABLE, SIDES, DecisionRecord, OrderRecord, PositionRecord, client_order_id
 from models.settings import Settings
 from streaming.history import History
 from streaming.model_source import NoOnlineLogging
 from streaming.online_learner import OnlineConfig, OnlineLearner
 from streaming.portfolio import Portfolio
 from streaming.quarantine import quarantine_alert, required_columns, unusable
-from streaming.risk import KILL_SWITCH, AccountView, CachedKillSwitch, NoControls, RiskLimits, check_order
+from streaming.risk import (
+    KILL_SWITCH,
+    AccountView,
+    CachedKillSwitch,
+    NoControls,
+    RiskLimits,
+    check_order,
+    not_executable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +119,33 @@ class BatchResult:
     swapped_from: str | None = None
     rows_durable_at: float | None = None
     """Wall-clock time (``time.time()``) at which the batch's decision, order and position rows were durable."""
+    position: PositionRecord | None = None
+    """The last position row the batch wrote (the account after its last decided hour)."""
+    loss: float | None = None
+    """Huber loss of the latest online gradient step (None before the first one)."""
+
+
+class _Outcome(NamedTuple):
+    """What became of a decision's action: its order row (None: not an order), realised profit, status, reason."""
+
+    order: OrderRecord | None
+    profit: float
+    status: str | None
+    reason: str | None
+
+
+_NO_ORDER = _Outcome(None, 0.0, None, None)
+
+
+@dataclass(frozen=True)
+class MarketState:
+    """Where a trader is in the stream: its kline history and the hours it has decided and released. A shadow
+    trader that starts beside a running one takes it over (streaming/shadow.py), so it decides from the next hour
+    on, with a full window, instead of warming up."""
+
+    history: History
+    last_hour: int | None
+    released_until: int | None
 
 
 @dataclass
@@ -120,6 +157,8 @@ class _Pending:
     action: int
     profit: float
     equity_before: float
+    notional: float = 0.0
+    """Traded notional of the hour's fill (quantity × fill price; the turnover penalty's measure)."""
 
 
 class OnlineTrader:
@@ -129,7 +168,7 @@ class OnlineTrader:
                  checkpoints: CheckpointStore, limits: RiskLimits, controls: Controls | None = None,
                  online_logger: OnlineLogger | None = None, alerts: AlertSink | None = None) -> None:  # fmt: skip
         self.config, self.model_source, self.broker, self.sink = config, model_source, broker, sink
-        self.alerts: AlertSink = alerts or LoggingAlertSink()
+        self.alerts: AlertSink = alerts if alerts is not None else LoggingAlertSink()
         self.quarantined: dict[int, str] = {}
         """Hours decided (or to decide) degraded as a hold, with why (streaming/quarantine.py)."""
         self.checkpoints, self.limits = checkpoints, limits
@@ -148,24 +187,46 @@ class OnlineTrader:
         self.logged_updates = 0
         self._pinned: InFlight | None = None
         self._replaying = False
+        self._last_position: PositionRecord | None = None
 
     # --- life cycle -----------------------------------------------------------------------------
     @classmethod
     def start(cls, config: TraderConfig, model_source: ModelSource, broker: Broker, sink: TradeSink,
               checkpoints: CheckpointStore, limits: RiskLimits, controls: Controls | None = None,
-              online_logger: OnlineLogger | None = None, alerts: AlertSink | None = None) -> OnlineTrader:  # fmt: skip
-        """A trader restored from its last checkpoint, or a fresh one on the current champion."""
+              online_logger: OnlineLogger | None = None, alerts: AlertSink | None = None,
+              restore: bool = True) -> OnlineTrader:  # fmt: skip
+        """A trader restored from its last checkpoint, or a fresh one on the model source's current version
+        (also when ``restore`` is False: a new account that ignores the checkpoint until it commits its own)."""
         trader = cls(config, model_source, broker, sink, checkpoints, limits, controls, online_logger, alerts)
-        checkpoint = checkpoints.load_checkpoint(config.trader_id)
+        checkpoint = checkpoints.load_checkpoint(config.trader_id) if restore else None
         if checkpoint is None:
             trader._use_version(model_source.current_version())
             log.info("trader start trader_id=%s model_version=%s fresh", config.trader_id, trader.version)
         else:
             trader._restore(checkpoint)
-        in_flight = checkpoints.in_flight(config.trader_id)
+        in_flight = checkpoints.in_flight(config.trader_id) if restore else None
         if in_flight is not None and in_flight.batch_id > trader.last_batch_id:
             trader._pinned = in_flight
         return trader
+
+    @property
+    def pinned_batch_id(self) -> int | None:
+        """The batch in flight at the last crash, replayed with the model version it first ran with."""
+        return self._pinned.batch_id if self._pinned is not None else None
+
+    def market_state(self) -> MarketState:
+        """A copy of where this trader is in the stream (see :class:`MarketState`)."""
+        return MarketState(self.history.copy(), self.last_hour, self.released_until)
+
+    def adopt_market(self, state: MarketState, last_batch_id: int) -> None:
+        """Take over ``state`` as if this trader had processed the stream up to ``last_batch_id``."""
+        self.history = state.history.copy()
+        self.last_hour, self.released_until = state.last_hour, state.released_until
+        self.last_batch_id = last_batch_id
+
+    def commit(self) -> None:
+        """Save the whole state with :attr:`last_batch_id` (the commit of a batch)."""
+        self.checkpoints.save_checkpoint(self.config.trader_id, self._checkpoint())
 
     def _use_version(self, version: str) -> None:
         policy = self.model_source.load(version)
@@ -201,6 +262,7 @@ class OnlineTrader:
         self.checkpoints.mark_in_flight(self.config.trader_id, batch_id, self.version)
         degraded = set(degraded or ())
         self.history.add(self._screen(batch_id, klines, degraded))
+        self._last_position = None
         decisions, orders = self._decide_ready_hours(batch_id, degraded)
         self.sink.flush()
         durable_at = time.time()
@@ -210,10 +272,11 @@ class OnlineTrader:
             self.quarantined = {h: why for h, why in self.quarantined.items() if h >= oldest}
         self.last_batch_id = batch_id
         self._maybe_log_online()
-        self.checkpoints.save_checkpoint(self.config.trader_id, self._checkpoint())
+        self.commit()
         waiting = tuple(self.history.hours_after(self.last_hour))
+        loss = self.learner.last_loss if self.learner is not None else None
         return BatchResult(batch_id, False, self.version, tuple(decisions), tuple(orders), self.online_updates,
-                           waiting, swapped_from, durable_at)  # fmt: skip
+                           waiting, swapped_from, durable_at, self._last_position, loss)  # fmt: skip
 
     def _screen(self, batch_id: int, klines: list[Kline], degraded: set[int]) -> list[Kline]:
         """The klines the model can use; the others are quarantined and their hours decided degraded."""
@@ -308,24 +371,30 @@ class OnlineTrader:
         hour, price, tradable = int(table.open_time[i]), float(table.close[i]), bool(table.tradable[i])
         hour_number = hour // HOUR_MS
         equity_before = self.portfolio.equity(price)
-        account = self.portfolio.account(price, self.rules)
+        account = self.portfolio.account(price, self.rules, hour)
         self._complete_transition(hour_number, account, equity_before)
         q = self.learner.q_values(hour_number, account)
         if not np.isfinite(q).all():
             self._quarantine(batch_id, hour, None, "non-finite Q-values")
         tradable, degraded = tradable and hour not in self.quarantined, degraded or hour in self.quarantined
         action, greedy, explored = self.learner.act(q, tradable)
+        executed = self.portfolio.executed_action(action, tradable, hour, self.rules)  # minimum holding time
+        if executed != action:
+            action, explored = executed, False
         self.portfolio.mark(hour, price)
-        order, profit = self._order(batch_id, hour, action, price) if action else (None, 0.0)
-        self.pending = _Pending(hour_number, account, action, profit, equity_before)
+        done = self._order(batch_id, hour, action, price) if action else _NO_ORDER
+        order = done.order
+        notional = order.filled_quantity * order.fill_price if order is not None and order.status == "filled" else 0.0
+        self.pending = _Pending(hour_number, account, action, done.profit, equity_before, notional)
         decision = DecisionRecord(
             self.config.trader_id, self.symbol, hour, self.version, action, greedy, float(q[0]), float(q[1]),
             float(q[2]), price, self.learner.epsilon, explored, self.online_updates, degraded, tradable, batch_id,
-            order.client_order_id if order else None, order.status if order else None, self.swapped_from,
+            order.client_order_id if order else None, done.status, self.swapped_from, done.reason,
         )  # fmt: skip
         self.swapped_from = None
         self.sink.write_decision(decision)
-        self.sink.write_position(self._position(batch_id, hour, price))
+        self._last_position = self._position(batch_id, hour, price)
+        self.sink.write_position(self._last_position)
         log.debug("decision trader_id=%s symbol=%s open_time=%d batch_id=%d model_version=%s action=%s",
                   self.config.trader_id, self.symbol, hour, batch_id, self.version, decision.action_name)  # fmt: skip
         return decision, order
@@ -335,13 +404,19 @@ class OnlineTrader:
         pending, self.pending = self.pending, None
         if pending is None or self.learner is None or not self.config.online.enabled:
             return
-        reward = self.portfolio.reward(self.rules, pending.profit, pending.equity_before, equity_now)
+        reward = self.portfolio.reward(self.rules, pending.profit, pending.equity_before, equity_now, pending.notional)
         self.learner.observe(pending.hour, pending.account, pending.action, reward, hour_number, account)
 
-    def _order(self, batch_id: int, hour: int, action: int, price: float) -> tuple[OrderRecord, float]:
-        """Risk-check and send the order of ``action``; returns its record and the realised profit."""
+    def _order(self, batch_id: int, hour: int, action: int, price: float) -> _Outcome:
+        """The order of ``action``, unless it cannot be one (nothing to sell, no room to buy: no order row);
+        risk-checked, then sent. Returns the order's record (if any), the realised profit, status and reason."""
         side = SIDES[action]
         quantity = self.portfolio.order_quantity(side, price, self.rules)
+        why_not = not_executable(side, quantity, self.portfolio.units)
+        if why_not is not None:
+            log.debug("not executable trader_id=%s open_time=%d side=%s reason=%s", self.config.trader_id, hour, side,
+                      why_not)  # fmt: skip
+            return _Outcome(None, 0.0, NOT_EXECUTABLE, why_not)
         cid = client_order_id(self.config.trader_id, self.version, self.symbol, hour)
         account = AccountView(self.portfolio.units, self.portfolio.cash, self.portfolio.equity(price),
                               self.portfolio.day_start_equity)  # fmt: skip
@@ -361,22 +436,22 @@ class OnlineTrader:
         if reason is not None:
             order = record("rejected", reason, 0.0, 0.0, 0.0, None)
             self.sink.write_order(order)
-            return order, 0.0
+            return _Outcome(order, 0.0, order.status, reason)
         if sent is None:
             self.sink.write_order(record("new", None, 0.0, 0.0, 0.0, None))
-            if self.broker.mode != "paper":
+            if self.broker.mode not in UNSENT_MODES:
                 self.sink.flush()  # the intent is durable before a real order leaves
         fill = sent or self.broker.submit(request)
         profit = 0.0
         if fill.status == "filled":
-            profit = self.portfolio.apply_fill(side, fill.filled_quantity, fill.fill_price, fill.fee)
+            profit = self.portfolio.apply_fill(side, fill.filled_quantity, fill.fill_price, fill.fee, hour)
         order = record(fill.status, fill.reason, fill.filled_quantity, fill.fill_price, fill.fee,
                        fill.exchange_order_id)  # fmt: skip
         self.sink.write_order(order)
         log.info("order trader_id=%s symbol=%s open_time=%d batch_id=%d model_version=%s side=%s status=%s "
                  "client_order_id=%s", self.config.trader_id, self.symbol, hour, batch_id, self.version, side,
                  order.status, cid)  # fmt: skip
-        return order, profit
+        return _Outcome(order, profit, order.status, order.reason)
 
     def _position(self, batch_id: int, hour: int, price: float) -> PositionRecord:
         p = self.portfolio
@@ -403,7 +478,7 @@ class OnlineTrader:
     def _checkpoint(self) -> Checkpoint:
         assert self.learner is not None
         p = self.pending
-        pending = None if p is None else [p.hour, p.account.tolist(), p.action, p.profit, p.equity_before]
+        pending = None if p is None else [p.hour, p.account.tolist(), p.action, p.profit, p.equity_before, p.notional]
         state = {
             "trader_id": self.config.trader_id,
             "batch_id": self.last_batch_id,
@@ -429,7 +504,9 @@ class OnlineTrader:
         pending = state["pending"]
         if pending is not None:
             account = np.asarray(pending[1], dtype=np.float32)
-            self.pending = _Pending(int(pending[0]), account, int(pending[2]), float(pending[3]), float(pending[4]))
+            notional = float(pending[5]) if len(pending) > 5 else 0.0  # absent before the turnover penalty
+            self.pending = _Pending(int(pending[0]), account, int(pending[2]), float(pending[3]), float(pending[4]),
+                                    notional)  # fmt: skip
         self.history = History.from_state(state["history"])
         self.last_hour = None if state["last_hour"] is None else int(state["last_hour"])
         self.released_until = None if state["released_until"] is None else int(state["released_until"])
@@ -444,7 +521,7 @@ class OnlineTrader:
 def trading_rules(policy: Policy, config: TraderConfig, limits: RiskLimits) -> TradingRules:
     """The rules of the live account: the policy's training ``env_config`` (models.config.EnvConfig) with
     the trader's accounting / reward overrides, fee and slippage, order size and position cap."""
-    env = config_from_dict(EnvConfig, dict(policy.metadata.get("env_config") or {}))
+    env = policy.env_config
     overrides: dict[str, Any] = {"fee_rate": config.fee_rate, "slippage_bps": config.slippage_bps}
     if config.accounting is not None:
         overrides["accounting"] = config.accounting

@@ -1,8 +1,12 @@
-"""Pre-trade risk checks: kill switch, daily-loss stop, maximum position, maximum order notional, cash.
+"""What may become an order, and the pre-trade risk checks: kill switch, daily-loss stop, maximum position,
+maximum order notional, cash.
 
-:func:`check_order` is a pure function of the limits, the order and the account marked at the
-decision's close, so a replayed micro-batch takes the same risk decisions. An order that fails a
-check is never sent; the trader records it as ``rejected`` with the reason.
+First :func:`not_executable`: a sell with nothing held (``no_position``) or a buy with no room
+(``no_room``) is not an order at all but a decision to do nothing; the trader records the decision with
+``order_status`` ``not_executable`` and the reason, and writes no order row. Then :func:`check_order`, a pure
+function of the limits, the order and the account marked at the decision's close, so a replayed
+micro-batch takes the same risk decisions. An order that fails a check is never sent; the trader records
+it as ``rejected`` with the reason.
 
 - **Kill switch** (setting ``KLINESTREAM_KILL_SWITCH`` or an operator control, see
   :class:`~models.ports.Controls`):
@@ -22,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from models.ports import Controls
+from models.records import NO_POSITION, NO_ROOM
 from models.settings import Settings
 
 KILL_SWITCH = "kill_switch"
@@ -29,8 +34,8 @@ DAILY_LOSS = "daily_loss_limit"
 MAX_POSITION = "max_position"
 MAX_NOTIONAL = "max_order_notional"
 INSUFFICIENT_CASH = "insufficient_cash"
-NO_POSITION = "no_position"
-NO_ROOM = "no_room"
+#: The reasons :func:`check_order` gives: a real order refused.
+REJECTION_REASONS = (KILL_SWITCH, DAILY_LOSS, MAX_POSITION, MAX_NOTIONAL, INSUFFICIENT_CASH)
 _EPS = 1e-9
 
 
@@ -58,16 +63,24 @@ class AccountView:
     day_start_equity: float
 
 
+def not_executable(side: str, quantity: float, units: float) -> str | None:
+    """Why the action cannot become an order (``no_position``, ``no_room``), or None when it is an order.
+
+    ``quantity`` is what the accounting would trade (streaming.portfolio.Portfolio.order_quantity), ``units``
+    what is held."""
+    if side == "SELL":
+        return NO_POSITION if units <= _EPS or quantity <= _EPS else None
+    return NO_ROOM if quantity <= _EPS else None  # portfolio accounting: at the maximum fraction, or no cash
+
+
 def check_order(
     limits: RiskLimits, side: str, quantity: float, price: float, account: AccountView, killed: bool, fee_rate: float
 ) -> str | None:
-    """The reason to refuse the order, or None when it may be sent."""
+    """The reason to refuse an executable order (see :func:`not_executable`), or None when it may be sent."""
     if killed or limits.kill_switch:
         return KILL_SWITCH
     if side == "SELL":
-        return NO_POSITION if account.units <= _EPS or quantity <= _EPS else None
-    if quantity <= _EPS:
-        return NO_ROOM  # portfolio accounting: the position fraction is at its maximum or no cash is left
+        return None  # sells only reduce the position: no limit keeps the trader from getting out
     if account.day_start_equity - account.equity >= limits.daily_loss_limit:
         return DAILY_LOSS
     if quantity * price > limits.max_order_notional + _EPS:

@@ -20,9 +20,11 @@ and ``aligner/`` (the driver's per-batch state and the failed attempts of micro-
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import re
 import threading
+import time
 import types
 import typing
 from collections.abc import Callable
@@ -190,6 +192,7 @@ def foreach_batch(
     """The ``foreachBatch`` function: runs on the driver once per micro-batch."""
 
     def run(batch: DataFrame, batch_id: int) -> None:
+        started = time.perf_counter()
         records, spark_parsed = collect_batch(batch)
         outcome = processor.process(int(batch_id), records)
         # the records the trader got, parsed once by parse_record, against Spark's parse of the same bytes
@@ -200,6 +203,7 @@ def foreach_batch(
         if outcome.schema_disagreements:
             log.error("spark schema disagrees with parse_record batch_id=%d records=%d", batch_id,
                       outcome.schema_disagreements)  # fmt: skip
+        outcome.seconds = time.perf_counter() - started
         if on_outcome is not None:
             on_outcome(outcome)
 
@@ -239,6 +243,24 @@ def last_committed_batch(spark_checkpoint: Path) -> int:
     commits = spark_checkpoint / "commits"
     ids = [int(p.name) for p in commits.iterdir() if p.name.isdigit()] if commits.is_dir() else []
     return max(ids, default=-1)
+
+
+def committed_offsets(spark_checkpoint: Path, topic: str) -> dict[int, int]:
+    """The next offset of each partition of ``topic`` after the newest batch Spark committed (empty before
+    the first commit): the stream's position, which Kafka consumer lag is measured from. Read from Spark's
+    offset log ``offsets/<batch>``: a version line, the batch metadata, then one JSON line per source."""
+    batch = last_committed_batch(spark_checkpoint)
+    path = spark_checkpoint / "offsets" / str(batch)
+    if batch < 0 or not path.is_file():
+        return {}
+    for line in path.read_text().splitlines()[2:]:
+        try:
+            source = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(source, dict) and topic in source:
+            return {int(p): int(o) for p, o in source[topic].items()}
+    return {}
 
 
 def check_checkpoint_pair(settings: Settings, options: StreamOptions, trader: BatchTrader) -> None:
@@ -301,6 +323,7 @@ def run_stream_restarting(
     close_trader: Callable[[BatchTrader], None] = lambda trader: None,
     stop: threading.Event | None = None,
     alerts: AlertSink | None = None,
+    on_outcome: Callable[[BatchOutcome], None] | None = None,
 ) -> None:
     """:func:`run_stream` with a fresh trader (restored from its checkpoint) after each micro-batch failure the
     processor recorded: like a supervisor's restart, so a batch that keeps failing is set aside after
@@ -309,7 +332,7 @@ def run_stream_restarting(
     for restart in range(settings.max_batch_attempts + 1):
         trader = make_trader()
         try:
-            run_stream(spark, settings, trader, options, stop=stop, alerts=alerts)
+            run_stream(spark, settings, trader, options, on_outcome=on_outcome, stop=stop, alerts=alerts)
             return
         except ServiceError as exc:
             if not failures.failed_batches() or restart == settings.max_batch_attempts:

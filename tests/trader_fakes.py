@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 import torch
 
+from models.alerts import Alert
 from models.checkpoint import Checkpoint, InFlight
 from models.config import AgentConfig, EnvConfig, config_to_dict
+from models.errors import PermanentError, TemporaryError
 from models.features import Normalizer, compute_feature_table, infer_spec
 from models.kline import Kline
-from models.networks import build_network
+from models.networks import build_policy_network
 from models.policy import Policy
 from models.records import DecisionRecord, OrderRecord, PositionRecord
 from models.synthetic import synthetic_klines
@@ -21,14 +24,33 @@ from models.synthetic import synthetic_klines
 SYMBOLS = ("BNBUSDT", "BTCUSDT", "ETHUSDT", "LTCUSDT", "XRPUSDT")
 
 
-def make_policy(frame: pd.DataFrame, seed: int = 0, variant: str = "linear", env: EnvConfig | None = None) -> Policy:
-    """A randomly initialised policy whose features and normalisation are fitted on ``frame``."""
+def make_policy(
+    frame: pd.DataFrame,
+    seed: int = 0,
+    variant: str = "linear",
+    env: EnvConfig | None = None,
+    agent: AgentConfig | None = None,
+) -> Policy:
+    """A randomly initialised policy whose features and normalisation are fitted on ``frame`` (``agent``:
+    its config, e.g. dueling or an ensemble; default a plain network of ``variant``)."""
     spec = infer_spec(frame, SYMBOLS, "BTCUSDT", window=10)
     normalizer = Normalizer.fit(compute_feature_table(frame, spec), spec)
+    config = agent or AgentConfig(variant=variant)
     torch.manual_seed(seed)
-    network = build_network(variant, spec.window, spec.n_features, spec.n_account)
+    network = build_policy_network(config, spec.window, spec.n_features, spec.n_account)
     metadata = {"env_config": config_to_dict(env or EnvConfig())}
-    return Policy(spec, normalizer, AgentConfig(variant=variant), network, metadata)
+    return Policy(spec, normalizer, config, network, metadata)
+
+
+def default_policy(frame: pd.DataFrame, seed: int = 0, variant: str = "linear", **options: Any) -> Policy:
+    """:func:`make_policy` with the platform's default training configuration of ``variant``
+    (pipelines.train.default_configs: fee-aware reward, portfolio accounting) and ``options`` set on its
+    agent or environment config (models.options: e.g. ``min_hold_hours=4``, ``ensemble_members=3``)."""
+    from models.options import apply_options
+    from pipelines.train import default_configs
+
+    agent, env, _ = apply_options(default_configs(variant), options)
+    return make_policy(frame, seed, variant, env, agent)
 
 
 def market(hours: int, seed: int = 0, missing_hours: tuple[int, ...] = ()) -> pd.DataFrame:
@@ -78,6 +100,16 @@ class MemorySink:
     def flush(self) -> None:
         self.flushes += 1
 
+    def positions_between(self, trader_id: str, symbol: str, start: int | None, end: int) -> list[PositionRecord]:
+        rows = [p for (t, s, h), p in self.positions.items()
+                if t == trader_id and s == symbol and h <= end and (start is None or h >= start)]  # fmt: skip
+        return sorted(rows, key=lambda p: p.open_time)
+
+    def rows(self, table: str, trader_id: str) -> list[Any]:
+        """One trader's rows of ``decisions``, ``orders`` or ``positions``, in hour order."""
+        found = [r for r in getattr(self, table).values() if r.trader_id == trader_id]
+        return sorted(found, key=lambda r: r.open_time)
+
 
 @dataclass
 class MemoryCheckpoints:
@@ -101,11 +133,15 @@ class MemoryCheckpoints:
 
 @dataclass
 class StaticModelSource:
+    """``current`` None: the alias is not set (what the registry says with a permanent error)."""
+
     policies: dict[str, Policy]
-    current: str
+    current: str | None
     loads: list[str] = field(default_factory=list)
 
     def current_version(self) -> str:
+        if self.current is None:
+            raise PermanentError("no such alias")
         return self.current
 
     def load(self, version: str) -> Policy:
@@ -123,3 +159,73 @@ class SwitchControls:
     def kill_switch_active(self) -> bool:
         self.reads += 1
         return self.reads > self.on_after
+
+
+def scripted_policy(frame: pd.DataFrame, script: str, env: EnvConfig | None = None) -> Policy:
+    """A linear policy that does what ``script`` says whatever the market: ``hold``, ``buy`` or ``sell`` always,
+    or ``churn`` (buy when flat, sell when holding: a round trip, two fees, every two hours)."""
+    policy = make_policy(frame, env=env)
+    layers = [m for m in policy.network.modules() if isinstance(m, torch.nn.Linear)]
+    with torch.no_grad():
+        for parameter in policy.network.parameters():
+            parameter.zero_()
+        last = layers[-1]
+        if script == "churn":
+            exposure = policy.spec.window * policy.spec.n_features  # the first account feature
+            layers[0].weight[0, exposure] = 1.0
+            for layer in layers[1:-1]:
+                layer.weight[0, 0] = 1.0
+            last.weight[1, 0], last.weight[2, 0] = -100.0, 100.0
+            last.bias.copy_(torch.tensor([0.5, 1.0, 0.0]))
+        else:
+            last.bias[("hold", "buy", "sell").index(script)] = 1.0
+    return policy
+
+
+@dataclass
+class FakeRegistry:
+    """The champion alias (:class:`models.ports.ChampionRegistry`); a rollback also moves ``source`` if given."""
+
+    champion: str | None = "2"
+    previous: str | None = "1"
+    tags: dict[str, dict[str, str]] = field(default_factory=dict)
+    rollbacks: list[str] = field(default_factory=list)
+    unavailable: int = 0
+    """Answer this many calls with a temporary error first."""
+    source: StaticModelSource | None = None
+
+    def champion_version(self) -> str | None:
+        if self.unavailable:
+            self.unavailable -= 1
+            raise TemporaryError("registry away")
+        return self.champion
+
+    def version_tags(self, version: str) -> dict[str, str]:
+        return self.tags.get(version, {})
+
+    def rollback(self, version: str, condition: str, tags: Any) -> str:
+        self.tags.setdefault(version, {}).update(tags)
+        if self.previous is None:
+            raise PermanentError("no previous alias: nothing to roll back to")
+        self.champion, self.previous = self.previous, None
+        self.tags[version]["monitor.rolled_back_condition"] = condition
+        self.rollbacks.append(condition)
+        if self.source is not None:
+            self.source.current = self.champion
+        return self.champion
+
+
+class Alerts:
+    """An alert sink that keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.items: list[Alert] = []
+
+    def emit(self, alert: Alert) -> None:
+        self.items.append(alert)
+
+    def __iter__(self) -> Iterator[Alert]:
+        return iter(self.items)
+
+    def __getitem__(self, index: int) -> Alert:
+        return self.items[index]

@@ -39,3 +39,21 @@ def use_stream_url(manager: BinanceSocketManager, ws_url: str | None) -> Binance
     if ws_url:
         manager.STREAM_URL = stream_root(ws_url)
     return manager
+
+
+BINANCE_REST = "https://api.binance.com"
+
+
+def ping_exchange(base_url: str | None, timeout: float = 2.0) -> None:
+    """Raise unless the exchange's ``/api/v3/ping`` (Binance, or the server at ``base_url``) answers now."""
+    import requests
+
+    from models.errors import TemporaryError
+
+    url = f"{(base_url or BINANCE_REST).rstrip('/')}/api/v3/ping"
+    try:
+        response = requests.get(url, timeout=timeout)
+    except requests.RequestException as exc:
+        raise TemporaryError(f"exchange unreachable at {url}: {type(exc).__name__}") from exc
+    if not response.ok:
+        raise TemporaryError(f"exchange at {url} answered {response.status_code}")

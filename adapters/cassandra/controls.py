@@ -7,6 +7,7 @@ through :class:`TraderControls` (a :class:`~models.ports.Controls`) and stops ne
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 from adapters.cassandra.session import CassandraSession
 
@@ -28,6 +29,7 @@ class CassandraControls:
         self.db = db
         ks = db.keyspace
         self._read = db.prepare(f"SELECT name, active FROM {ks}.controls WHERE name IN ?")
+        self._status = db.prepare(f"SELECT name, active, reason, updated_at FROM {ks}.controls WHERE name IN ?")
         self._set = db.prepare(
             f"INSERT INTO {ks}.controls (name, active, reason, updated_at) VALUES (?, ?, ?, toTimestamp(now()))",
             idempotent=False,
@@ -43,6 +45,18 @@ class CassandraControls:
         name = _control_name(trader_id)
         self.db.run(self._set, (name, active, reason))
         log.warning("kill switch name=%s active=%s reason=%s", name, active, reason)
+
+    def kill_switch_status(self, trader_id: str | None = None) -> tuple[bool, str | None, int | None]:
+        """(active, reason, updated_at in epoch ms) of the switch that applies to ``trader_id`` (the global
+        row or the trader's own): the newest active row, else the newest row; (False, None, None) with none."""
+        names = [KILL_SWITCH_CONTROL] + ([_control_name(trader_id)] if trader_id else [])
+        rows = list(self.db.session.execute(self._status, (names,), timeout=5))  # no retry: a monitor's poll
+        if not rows:
+            return False, None, None
+        rows.sort(key=lambda r: (bool(r.active), r.updated_at or datetime.min))
+        newest = rows[-1]
+        at = int(newest.updated_at.replace(tzinfo=UTC).timestamp() * 1000) if newest.updated_at else None
+        return bool(newest.active), newest.reason, at
 
     def for_trader(self, trader_id: str) -> TraderControls:
         return TraderControls(self, trader_id)

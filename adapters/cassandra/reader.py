@@ -16,8 +16,10 @@ from typing import Any
 from cassandra.query import PreparedStatement
 
 from adapters.cassandra.session import CassandraSession
+from models.records import PositionRecord
 
 READABLE_TABLES = ("decisions", "orders", "positions")
+_POSITION_FIELDS = tuple(PositionRecord.__dataclass_fields__)
 
 
 class TradeReader:
@@ -66,6 +68,16 @@ class TradeReader:
             )
         rows = list(self.db.run(self._prepared[key], (trader_id, symbol)))
         return rows[0]._asdict() if rows else None
+
+    def positions_between(self, trader_id: str, symbol: str, start: int | None, end: int) -> list[PositionRecord]:
+        """The position rows of a trader from ``start`` (None: its first hour) to ``end``, both included, in hour
+        order: a bounded slice of the partition (:class:`models.ports.PositionSource`, for the live monitor)."""
+        query = f"SELECT * FROM {self.db.keyspace}.positions WHERE trader_id = %s AND symbol = %s AND open_time <= %s"
+        params: tuple[object, ...] = (trader_id, symbol, end)
+        if start is not None:
+            query, params = query + " AND open_time >= %s", (*params, start)
+        rows = self.db.run(query, params, timeout=60)
+        return [PositionRecord(**{name: getattr(row, name) for name in _POSITION_FIELDS}) for row in rows]
 
     def traders(self) -> list[tuple[str, str]]:
         """Every ``(trader_id, symbol)`` that has positions, in Cassandra's order."""

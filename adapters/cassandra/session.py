@@ -5,7 +5,8 @@ every write is an upsert under a key derived from the data, so a replayed micro-
 same rows and never adds one):
 
 - ``decisions``  PK ``((trader_id, symbol), open_time, model_version)``: action, Q-values, price,
-  epsilon, online updates, degraded/tradable flags, batch id, order id and status, swap info.
+  epsilon, online updates, degraded/tradable flags, batch id, order id, status and reason (``not_executable``
+  with ``no_position`` / ``no_room`` when the action could not be an order), swap info.
 - ``orders``     PK ``((trader_id, symbol), open_time, client_order_id)``: the client order id is
   derived from trader, model version, symbol and hour (models/records.py); side, quantities,
   prices, status (new → filled | failed, or rejected with a reason), fee, mode, exchange id.
@@ -57,7 +58,7 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS {ks}.decisions (trader_id text, symbol text, open_time bigint, model_version text, "
     "action int, greedy_action int, q_hold double, q_buy double, q_sell double, price double, epsilon double, "
     "explored boolean, online_updates bigint, degraded boolean, tradable boolean, batch_id bigint, "
-    "client_order_id text, order_status text, swapped_from text, "
+    "client_order_id text, order_status text, swapped_from text, order_reason text, "
     "PRIMARY KEY ((trader_id, symbol), open_time, model_version))",
     "CREATE TABLE IF NOT EXISTS {ks}.orders (trader_id text, symbol text, open_time bigint, client_order_id text, "
     "model_version text, side text, quantity double, price double, status text, reason text, "
@@ -75,6 +76,8 @@ SCHEMA = (
     "updated_at timestamp)",
 )
 TABLES = ("decisions", "orders", "positions", "agent_checkpoints", "agent_checkpoint_chunks", "controls")
+#: Columns added after a table was first released: (table, column, type), added to an older keyspace at start.
+ADDED_COLUMNS = (("decisions", "order_reason", "text"),)
 
 
 def _log_retry(state: RetryCallState) -> None:
@@ -128,26 +131,49 @@ def existing_tables(session: Session, keyspace: str, max_outage_seconds: float =
     return {row.table_name for row in retry(session.execute, query, (keyspace,), timeout=30)}
 
 
+def _missing_columns(session: Session, keyspace: str, retry: Any) -> list[tuple[str, str, str]]:
+    """The :data:`ADDED_COLUMNS` an older keyspace lacks."""
+    query = "SELECT column_name FROM system_schema.columns WHERE keyspace_name = %s AND table_name = %s"
+    missing = []
+    for table, column, kind in ADDED_COLUMNS:
+        present = {row.column_name for row in retry(session.execute, query, (keyspace, table), timeout=30)}
+        if column not in present:
+            missing.append((table, column, kind))
+    return missing
+
+
 def ensure_schema(session: Session, keyspace: str, max_outage_seconds: float = 300.0) -> list[str]:
-    """Create the keyspace and the tables that do not exist (safe at every start); returns what it created.
+    """Create the keyspace and the tables that do not exist, and add the :data:`ADDED_COLUMNS` an older keyspace
+    lacks (safe at every start); returns what it created or added.
 
     Only missing objects are created: Cassandra checks the CREATE permission even for ``IF NOT EXISTS``,
     and the stream's and dashboard's roles have none. A role that lacks it on a keyspace that is not
     provisioned gets a ServiceError saying so."""
     retry = retrying(max_outage_seconds)
     tables = existing_tables(session, keyspace, max_outage_seconds)
-    wanted = [("keyspace", SCHEMA[0])] if tables is None else []
-    wanted += [(table, statement) for table, statement in zip(TABLES, SCHEMA[1:], strict=True)
+    wanted = [("keyspace", SCHEMA[0].format(ks=keyspace))] if tables is None else []
+    wanted += [(table, statement.format(ks=keyspace)) for table, statement in zip(TABLES, SCHEMA[1:], strict=True)
                if tables is None or table not in tables]  # fmt: skip
     for name, statement in wanted:
-        try:
-            retry(session.execute, statement.format(ks=keyspace), timeout=60)
-        except Unauthorized as exc:
-            raise ServiceError(
-                f"cassandra keyspace {keyspace} lacks its {name} and this role may not create it "
-                f"({exc.args[0] if exc.args else exc}): `klinestream stack up` provisions the schema"
-            ) from None
-    return [name for name, _ in wanted]
+        _execute_ddl(session, retry, keyspace, name, statement)
+    added = []
+    for table, column, kind in _missing_columns(session, keyspace, retry):
+        _execute_ddl(
+            session, retry, keyspace, f"{table}.{column}", f"ALTER TABLE {keyspace}.{table} ADD {column} {kind}"
+        )
+        log.info("cassandra column added keyspace=%s table=%s column=%s", keyspace, table, column)
+        added.append(f"{table}.{column}")
+    return [name for name, _ in wanted] + added
+
+
+def _execute_ddl(session: Session, retry: Any, keyspace: str, name: str, statement: str) -> None:
+    try:
+        retry(session.execute, statement, timeout=60)
+    except Unauthorized as exc:
+        raise ServiceError(
+            f"cassandra keyspace {keyspace} lacks its {name} and this role may not create it "
+            f"({exc.args[0] if exc.args else exc}): `klinestream stack up` provisions the schema"
+        ) from None
 
 
 class CassandraSession:
@@ -175,6 +201,10 @@ class CassandraSession:
     def close(self) -> None:
         if self.cluster is not None:
             self.cluster.shutdown()
+
+    def ping(self, timeout: float = 2.0) -> None:
+        """Raise unless Cassandra answers a query now (no retry: for readiness checks)."""
+        self.session.execute("SELECT release_version FROM system.local", timeout=timeout)
 
     def prepare(self, query: str, idempotent: bool = True) -> PreparedStatement:
         """A prepared statement at ``LOCAL_QUORUM``; ``idempotent`` lets the driver retry it safely."""

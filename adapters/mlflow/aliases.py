@@ -5,6 +5,8 @@
   :func:`rollback` puts it back.
 - Each move is recorded as ``gate.*`` tags on the versions (:func:`set_tags`), so the MLflow UI shows
   why a version is (not) the champion.
+- :class:`MlflowChampionRegistry` is the live monitor's view of the champion (streaming/monitor.py): it rolls
+  back with :func:`rollback`, the call ``klinestream promote --rollback`` makes, and adds ``monitor.*`` tags.
 
 Who calls these decides when: the retrain DAG's gate (``pipelines/promotion.py``), ``klinestream
 promote`` and the demo. A person can also set ``champion`` in the MLflow UI: the platform reads the
@@ -14,12 +16,23 @@ alias (:mod:`adapters.mlflow.registry`), never a copy.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
-from adapters.mlflow.registry import CHALLENGER, CHAMPION, PREVIOUS, RegistryError, alias_version
+from adapters.mlflow.registry import (
+    CHALLENGER,
+    CHAMPION,
+    PREVIOUS,
+    RegistryError,
+    alias_version,
+    registry_client,
+    translate_error,
+)
+from models.errors import TemporaryError
 
 log = logging.getLogger(__name__)
 
@@ -70,3 +83,49 @@ def rollback(client: MlflowClient, name: str, tracking_uri: str) -> int:
                                          "gate.displaced_by": previous})  # fmt: skip
     log.info("rollback model=%s champion=%d (was %s)", name, previous, current)
     return previous
+
+
+T = TypeVar("T")
+
+
+class MlflowChampionRegistry:
+    """The champion alias of a registered model as the live monitor needs it (:class:`models.ports.ChampionRegistry`).
+
+    Errors are the platform's: :class:`~adapters.mlflow.registry.RegistryError` (nothing to roll back to, no such
+    version) or :class:`~models.errors.TemporaryError` (the server is away: ask again later)."""
+
+    def __init__(self, tracking_uri: str, name: str) -> None:
+        self.tracking_uri, self.name = tracking_uri, name
+        self.client = registry_client(tracking_uri)
+
+    def _call(self, what: str, call: Callable[[], T]) -> T:
+        try:
+            return call()
+        except MlflowException as exc:
+            raise translate_error(exc, what) from exc
+        except OSError as exc:
+            raise TemporaryError(f"{what}: MLflow at {self.tracking_uri} unreachable: {exc}") from exc
+
+    def champion_version(self) -> str | None:
+        version = alias_version(self.tracking_uri, self.name, CHAMPION)
+        return None if version is None else str(version)
+
+    def version_tags(self, version: str) -> Mapping[str, str]:
+        found = self._call(f"model {self.name!r} version {version}", lambda: self.client.get_model_version(
+            self.name, version))  # fmt: skip
+        return dict(found.tags)
+
+    def rollback(self, version: str, condition: str, tags: Mapping[str, str]) -> str:
+        """Why on ``version``, then :func:`rollback`, then the outcome on both versions; returns the new champion."""
+        number = int(version)
+        self._call("tagging the trailing champion", lambda: set_tags(self.client, self.name, number, dict(tags)))
+        restored = self._call("rolling back", lambda: rollback(self.client, self.name, self.tracking_uri))
+        now = utc_timestamp()
+        done = {"monitor.rolled_back_at": now, "monitor.rolled_back_condition": condition,
+                "monitor.restored_version": restored}  # fmt: skip
+        self._call("tagging the rolled-back version", lambda: set_tags(self.client, self.name, number, done))
+        back = {"monitor.restored_at": now, "monitor.restored_after": version, "monitor.condition": condition}
+        self._call("tagging the restored champion", lambda: set_tags(self.client, self.name, restored, back))
+        log.warning("monitor rollback model=%s from version=%s to version=%d condition=%s", self.name, version,
+                    restored, condition)  # fmt: skip
+        return str(restored)

@@ -51,7 +51,8 @@ def registry_client(tracking_uri: str) -> MlflowClient:
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
-def _translate(exc: MlflowException, what: str) -> Exception:
+def translate_error(exc: MlflowException, what: str) -> Exception:
+    """The platform's error for an MLflow failure: RegistryError (no such thing) or TemporaryError."""
     code = getattr(exc, "error_code", "")
     if code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"):
         return RegistryError(f"{what}: {exc.message}")
@@ -69,11 +70,11 @@ def alias_version(tracking_uri: str, name: str, alias: str = CHAMPION) -> int | 
     except RestException as exc:
         if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
             return None
-        raise _translate(exc, f"reading alias {alias!r} of {name!r}") from exc
+        raise translate_error(exc, f"reading alias {alias!r} of {name!r}") from exc
     except MlflowException as exc:
         if _missing_model(client, name):  # MLflow's auth app answers 403 for the alias of a missing model
             return None
-        raise _translate(exc, f"reading alias {alias!r} of {name!r}") from exc
+        raise translate_error(exc, f"reading alias {alias!r} of {name!r}") from exc
     except OSError as exc:  # connection refused, DNS, ...
         raise TemporaryError(f"MLflow at {tracking_uri} unreachable: {exc}") from exc
 
@@ -96,13 +97,15 @@ def load_version(
     try:
         model_version = client.get_model_version(name, str(version))
     except MlflowException as exc:
-        raise _translate(exc, f"model {name!r} version {version}") from exc
+        raise translate_error(exc, f"model {name!r} version {version}") from exc
     with tempfile.TemporaryDirectory(prefix="klinestream-model-") as tmp:
         try:
             policy_uri = _policy_uri(client, model_version, tracking_uri, tmp)
             policy_dir = Path(download_artifacts(artifact_uri=policy_uri, dst_path=tmp, tracking_uri=tracking_uri))
         except MlflowException as exc:
-            raise _translate(exc, f"downloading the {POLICY_ARTIFACT} artifact of {name!r} version {version}") from exc
+            raise translate_error(
+                exc, f"downloading the {POLICY_ARTIFACT} artifact of {name!r} version {version}"
+            ) from exc
         if not (policy_dir / "policy.json").is_file():
             raise RegistryError(
                 f"{name!r} version {version} has no {POLICY_ARTIFACT} artifact: not a Klinestream model"
@@ -172,3 +175,15 @@ class MlflowModelSource:
 
     def load(self, version: str) -> Policy:
         return load_version(self.tracking_uri, self.name, int(version), self.device, self.alias).policy
+
+
+def ping_tracking_server(tracking_uri: str, timeout: float = 2.0) -> None:
+    """Raise unless the MLflow server at ``tracking_uri`` answers ``/health`` now (no retry: readiness)."""
+    import requests
+
+    try:
+        response = requests.get(f"{tracking_uri.rstrip('/')}/health", timeout=timeout)
+    except requests.RequestException as exc:
+        raise TemporaryError(f"MLflow unreachable at {tracking_uri}: {type(exc).__name__}") from exc
+    if not response.ok:
+        raise TemporaryError(f"MLflow at {tracking_uri} answered {response.status_code}")

@@ -28,6 +28,7 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
+import requests
 import torch
 from mlflow import MlflowClient
 
@@ -62,11 +63,28 @@ def git_commit(repo: Path = REPO_ROOT) -> str:
     return f"{head}-dirty" if dirty else head
 
 
+def server_unreachable(tracking_uri: str, timeout: float = 3.0) -> str | None:
+    """Why the tracking server of ``tracking_uri`` cannot be used now (one line), or None when it answers.
+    A local store (``file:``, ``sqlite:``, a path) needs no server."""
+    if not tracking_uri.startswith(("http://", "https://")):
+        return None
+    try:
+        response = requests.get(f"{tracking_uri.rstrip('/')}/health", timeout=timeout)
+    except requests.RequestException as exc:
+        return f"{tracking_uri} does not answer ({type(exc).__name__})"
+    return None if response.ok else f"{tracking_uri}/health answered HTTP {response.status_code}"
+
+
 def use_experiment(tracking_uri: str, experiment: str = TRAINING_EXPERIMENT) -> str:
     """Point mlflow at the server and the experiment (created when missing); returns its id."""
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
-    return mlflow.set_experiment(experiment).experiment_id
+    experiment_id = mlflow.set_experiment(experiment).experiment_id
+    # When another process creates the experiment between MLflow's lookup and its create (the parallel train
+    # tasks of a first dqn_retrain run), set_experiment returns it without making it the active one, and the
+    # runs would go to "Default": activating it by id always sticks.
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
 
 
 def training_params(
@@ -100,6 +118,31 @@ def run_tags(variant: str, seed: int, train_range: str, test_range: str) -> dict
         "test_range": test_range,
         "git_commit": git_commit(),
     }
+
+
+def log_training(
+    configs: tuple[AgentConfig, EnvConfig, TrainConfig],
+    policy: Policy,
+    history: Iterable[Mapping[str, float]],
+    figures: Mapping[str, float],
+    ranges: tuple[str, str],
+    extra: Mapping[str, Any] | None = None,
+) -> None:
+    """Log one training into the active run: the hyperparameters and feature spec, the data ranges
+    (train, test), the history, the run's figures (``train.seconds``, ``train.env_steps``...) and the configs."""
+    agent, env, train = configs
+    mlflow.log_params(training_params(agent, env, train, policy))
+    mlflow.log_params({"data.train_range": ranges[0], "data.test_range": ranges[1]})
+    log_history(history)
+    mlflow.log_metrics(dict(figures))
+    log_configs(agent, env, train, extra=extra)
+
+
+def training_figures(seconds: float, env_steps: int, updates: int) -> dict[str, float]:
+    """The figures of one training its run records: ``train.seconds``, ``.env_steps``, ``.updates``,
+    ``.steps_per_second``."""
+    return {"train.seconds": seconds, "train.env_steps": float(env_steps), "train.updates": float(updates),
+            "train.steps_per_second": env_steps / max(seconds, 1e-9)}  # fmt: skip
 
 
 def log_history(history: Iterable[Mapping[str, float]], step_key: str = "env_steps") -> int:

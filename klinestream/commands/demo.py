@@ -14,7 +14,11 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from klinestream.commands.options import existing_folder, print_json
+
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from models.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -32,7 +36,7 @@ def demo_airflow_env(settings: Settings) -> dict[str, str]:
     }
 
 
-def prepare_airflow(settings: Settings) -> None:
+def prepare_airflow(settings: Settings, console: Console) -> None:
     """Point this process's Airflow at the demo's database and migrate it once (stamped)."""
     env = demo_airflow_env(settings)
     os.environ.update(env)
@@ -42,7 +46,7 @@ def prepare_airflow(settings: Settings) -> None:
         return
     home.mkdir(parents=True, exist_ok=True)
     airflow = Path(sys.executable).with_name("airflow")
-    typer.echo(f"migrating the demo's Airflow database in {home} (first run only) ...")
+    console.print(f"migrating the demo's Airflow database in {home} (first run only) ...", markup=False)
     done = subprocess.run(
         [str(airflow), "db", "migrate"], env=os.environ.copy(), capture_output=True, text=True, timeout=900, check=False
     )
@@ -53,7 +57,7 @@ def prepare_airflow(settings: Settings) -> None:
 
 
 def demo(
-    data_dir: Path = typer.Option(
+    data_dir: Path | None = typer.Option(
         None, "--data-dir", help="Kline files used when Binance is unreachable (default KLINESTREAM_DATA_DIR)."
     ),
     quick: bool = typer.Option(
@@ -65,28 +69,49 @@ def demo(
     speed: float = typer.Option(24.0, "--speed", min=0.1, help="Replay speed, simulated hours per real second."),
     port: int = typer.Option(8050, "--port", help="Dashboard port during the run (0 = no dashboard)."),
     timeout: float = typer.Option(600.0, "--timeout", min=10, help="Seconds to wait for every replayed decision."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the summary as JSON on stdout (the progress goes to stderr)."
+    ),
 ) -> None:
-    """Stack up → klines → backfill (pipeline + DAG) → validate → retrain (DAG) → promote → live replay of
-    January 2023 with online learning → summary. The stack stays up; the demo's own processes stop."""
+    """The whole job in one command, from the local stack to a live replay and its summary.
+
+    Stack up → klines → backfill (pipeline + DAG) → validate → retrain (DAG) → promote → live replay of
+    January 2023 with online learning → summary. The stack stays up; the demo's own processes stop. The
+    libraries' output (Spark, Airflow, MLflow, warnings) goes to a log file that the summary names.
+    """
+    from rich.console import Console
+
     from klinestream.demo import DemoConfig, run_demo
+    from klinestream.demo.output import route_library_output
+    from klinestream.demo.runner import new_run_id
+    from klinestream.demo.summary import DemoSummary, summary_dict
     from models.settings import load_settings
 
     settings = load_settings()
-    if data_dir is not None and not data_dir.is_dir():
-        raise typer.BadParameter(f"{data_dir} is not a folder", param_hint="--data-dir")
+    folder = existing_folder(data_dir)
     for name in ("kafka", "py4j", "binance.ws", "aiohttp.access", "cassandra", "alembic", "great_expectations"):
         logging.getLogger(name).setLevel(logging.WARNING)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    prepare_airflow(settings)
     config = DemoConfig(
-        data_dir=data_dir.resolve() if data_dir else None,
+        data_dir=folder.resolve() if folder else None,
         quick=quick,
         keep_running=keep_running,
         speed=speed,
         dashboard_port=port or None,
         live_timeout_s=timeout,
     )
-    summary = run_demo(settings, config)
+    run_id = new_run_id()
+    shown: list[DemoSummary] = []
+    try:
+        with route_library_output(settings.home / "demo" / run_id / "demo.log") as terminal:
+            console = Console(file=terminal.err if as_json else terminal.out, soft_wrap=True)
+            console.print(f"library output (Spark, Airflow, MLflow, warnings): {terminal.log_file}", markup=False)
+            prepare_airflow(settings, console)
+            summary = run_demo(settings, config, console, run_id=run_id, log_file=terminal.log_file,
+                               show_summary=shown.append if as_json else None)  # fmt: skip
+    finally:
+        if shown:
+            print_json(summary_dict(shown[0]))
     if not summary.complete:
         raise typer.Exit(1)
 

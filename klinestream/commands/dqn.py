@@ -1,31 +1,59 @@
 """``klinestream train`` and ``klinestream evaluate`` — the DQN agents on hourly klines.
 
-Heavy imports (torch, pandas, matplotlib) happen inside the command bodies.
+``train`` logs its run to MLflow like the retrain DAG does (:mod:`pipelines.manual_runs`) when the tracking
+server answers, and with ``--register`` makes it a challenger. Heavy imports (torch, pandas, matplotlib,
+MLflow) happen inside the command bodies.
 """
 
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 
-from models.config import REWARD_KINDS, EnvConfig, TrainConfig
+from klinestream.commands.options import (
+    DATA_DIR_HELP,
+    RANGE_HELP,
+    RANGE_METAVAR,
+    Device,
+    FeatureSetName,
+    RewardKind,
+    Variant,
+    parse_range_option,
+)
+from models.config import DEFAULT_REWARD, EnvConfig, TrainConfig
+from models.errors import ServiceError
 
 if TYPE_CHECKING:
     from models.evaluation import EvaluationReport
+    from models.settings import Settings
+    from pipelines.defaults import ProjectDefaults
+    from pipelines.experiments import RunSummary
 
-RANGE_HELP = "UTC range START:END, end exclusive, e.g. 2021-01-01:2022-01-01."
+#: models.feature_sets.DEFAULT_FEATURE_SET (that module imports numpy; tests check they agree)
+DEFAULT_FEATURE_SET: FeatureSetName = "reference"
 
 
-def _range(value: str, option: str) -> Any:
-    from models.time_range import RangeError, parse_range
+OPTION_HELP = (
+    "Turnover: position_step (0.25 = exposures 0, 1/4 .. 1), min_hold_hours, turnover_penalty; agent: dueling, "
+    "n_step, ensemble_members, ensemble_rule (mean|vote); early stopping: validation_days, validation_every, "
+    "patience; any other field of the agent/env/train configs (models/options.py)."
+)
+
+
+def cli_options(texts: list[str], variants: Sequence[str], reward: str, option: str = "--option") -> dict[str, Any]:
+    """``--option NAME=VALUE`` texts parsed and checked on each variant's default configuration with
+    ``reward`` (pipelines.train.checked_options); a bad one is a one-line usage error."""
+    from pipelines.train import checked_options
 
     try:
-        return parse_range(value)
-    except RangeError as exc:
-        raise typer.BadParameter(str(exc), param_hint=option) from None
+        return checked_options(texts, variants, reward)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint=option) from None
 
 
 def _data_dir(value: Path | None) -> Path:
@@ -74,54 +102,108 @@ def _print_metrics(report: EvaluationReport, test: str) -> None:
 
 
 def train(
-    variant: str = typer.Option(..., "--variant", help="Q-network: linear or lstm."),
-    train_range: str = typer.Option(..., "--train", help=f"Training range. {RANGE_HELP}"),
-    test_range: str | None = typer.Option(None, "--test", help=f"Test range evaluated after training. {RANGE_HELP}"),
+    variant: Variant = typer.Option(..., "--variant", help="The Q-network."),
+    train_range: str = typer.Option(..., "--train", metavar=RANGE_METAVAR, help=f"Training range. {RANGE_HELP}"),
+    test_range: str | None = typer.Option(
+        None, "--test", metavar=RANGE_METAVAR, help=f"Test range evaluated after training. {RANGE_HELP}"
+    ),
     seed: int = typer.Option(TrainConfig.seed, "--seed", help="Seed of the run."),
-    device: str | None = typer.Option(None, "--device", help="cpu, cuda or auto (default: KLINESTREAM_DEVICE)."),
-    data_dir: Path | None = typer.Option(None, "--data-dir", help="Folder of <SYMBOL>.csv kline files."),
-    out: Path | None = typer.Option(None, "--out", help="Output folder (default var/models/<variant>-seed<N>)."),
+    device: Device | None = typer.Option(None, "--device", help="Where to train (default: KLINESTREAM_DEVICE)."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+    out: Path | None = typer.Option(None, "--out", help="Output folder (default <home>/models/<variant>-seed<N>)."),
     steps: int | None = typer.Option(None, "--steps", min=1, help="Environment steps in total (default: preset)."),
-    fee_rate: float | None = typer.Option(None, "--fee-rate", min=0.0, max=0.1, help="Fee per side for evaluation."),
-    slippage_bps: float = typer.Option(
-        EnvConfig.slippage_bps, "--slippage-bps", min=0.0, help="Slippage for evaluation, in bps."
+    fee_rate: float | None = typer.Option(
+        None, "--fee-rate", min=0.0, max=0.1, help="Fee per side for training and evaluation (default: the settings')."
     ),
-    reward: str = typer.Option(
-        EnvConfig.reward,
+    slippage_bps: float | None = typer.Option(
+        None, "--slippage-bps", min=0.0, help="Slippage for training and evaluation, in bps (default: the settings')."
+    ),
+    reward: RewardKind | None = typer.Option(
+        None,
         "--reward",
-        help=f"{' | '.join(REWARD_KINDS)}: reference = max(profit,0) on a sell, unit accounting; the others "
-        "portfolio accounting with fees (log_return; risk = minus the drawdown increase).",
+        help="risk and log_return = portfolio accounting with fees and slippage (risk also subtracts the drawdown "
+        "increase); reference = the paper's max(profit,0) on a sell, unit accounting, no fees (reproduces Table I "
+        f"only). Default: the training defaults' (pipelines/defaults.json, KLINESTREAM_DEFAULTS_FILE), else "
+        f"{DEFAULT_REWARD}; another reward trains its preset.",
     ),
-    feature_set: str = typer.Option(
-        "reference", "--features", help="Feature set: reference (the reference system's) | indicators | extended."
+    feature_set: FeatureSetName | None = typer.Option(
+        None,
+        "--features",
+        help=f"Feature set (docs/features.md); reference = the reference system's. Default: the training "
+        f"defaults', else {DEFAULT_FEATURE_SET}.",
     ),
+    track: bool = typer.Option(
+        True,
+        "--track/--no-track",
+        help="Log the run to MLflow when its server answers (KLINESTREAM_MLFLOW_TRACKING_URI).",
+    ),
+    register: bool = typer.Option(
+        False, "--register", help="Also register the model as a new version with the challenger alias (needs --test)."
+    ),
+    option: list[str] = typer.Option([], "--option", help=f"NAME=VALUE agent option, repeatable. {OPTION_HELP}"),
 ) -> None:
-    """Train a DQN agent, save its policy under --out, and evaluate it on --test."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from models.feature_sets import FEATURE_SETS
-    from models.networks import NETWORKS
+    """Train a DQN agent, save its policy under --out, evaluate it on --test, and log the run to MLflow."""
     from models.settings import load_settings
-    from pipelines.experiments import run_training
+    from pipelines.defaults import load_defaults
 
-    if reward not in REWARD_KINDS:
-        raise typer.BadParameter(f"{reward!r} is not one of {', '.join(REWARD_KINDS)}", param_hint="--reward")
-    if feature_set not in FEATURE_SETS:
-        raise typer.BadParameter(f"{feature_set!r} is not one of {sorted(FEATURE_SETS)}", param_hint="--features")
-    if variant not in NETWORKS:
-        raise typer.BadParameter(f"{variant!r} is not one of {sorted(NETWORKS)}", param_hint="--variant")
+    train, test = (
+        parse_range_option(train_range, "--train"),
+        (parse_range_option(test_range, "--test") if test_range else None),
+    )
+    if register and test is None:
+        raise typer.BadParameter("--register needs --test START:END (the gate compares versions on it)")
+    if register and not track:
+        raise typer.BadParameter("--register logs the run: drop --no-track", param_hint="--register")
     settings = load_settings()
+    defaults = load_defaults(settings.defaults_file)
+    options = cli_options(option, [variant], reward or defaults.for_variant(variant).reward)
     device = device or settings.device
-    if device not in ("cpu", "cuda", "auto"):
-        raise typer.BadParameter(f"{device!r} is not cpu, cuda or auto", param_hint="--device")
     if device == "cuda":
         import torch
 
         if not torch.cuda.is_available():
             raise typer.BadParameter("CUDA is not available on this machine", param_hint="--device")
-    train, test = _range(train_range, "--train"), (_range(test_range, "--test") if test_range else None)
+    tracked = _tracking_server(settings, track, register)
     klines = _klines(_data_dir(data_dir))
     out = out or settings.home / "models" / f"{variant}-seed{seed}"
+    summary = _run_training(klines, variant, seed, train, test, out, device, steps,
+                            settings.fee_rate if fee_rate is None else fee_rate,
+                            settings.slippage_bps if slippage_bps is None else slippage_bps, reward,
+                            feature_set, options, defaults)  # fmt: skip
+    typer.echo(
+        f"policy saved to {out / 'policy'} ({summary.env_steps_per_second:,.0f} env steps/s, "
+        f"{summary.train_seconds:.1f} s)"
+    )
+    if summary.report is not None:
+        _print_metrics(summary.report, str(test))
+    if tracked:
+        _track(settings, summary, out / "policy", klines, register)
+
+
+def _tracking_server(settings: Settings, track: bool, register: bool) -> bool:
+    """Whether to log to MLflow: asked for and its server answers. Unreachable: say so and go on, unless
+    the run must be registered (then stop before training)."""
+    if not track:
+        return False
+    from adapters.mlflow.tracking import server_unreachable
+
+    why = server_unreachable(settings.mlflow_tracking_uri)
+    if why is None:
+        return True
+    if register:
+        raise ServiceError(f"cannot register: the MLflow tracking server {why}; start it (klinestream stack up mlflow)")
+    typer.echo(f"MLflow is not reachable ({why}): this run is not tracked; the policy is still saved", err=True)
+    return False
+
+
+def _run_training(klines: Any, variant: str, seed: int, train: Any, test: Any, out: Path, device: str,
+                  steps: int | None, fee_rate: float, slippage_bps: float, reward: str | None,
+                  feature_set: str | None, options: dict[str, Any],
+                  defaults: ProjectDefaults) -> RunSummary:  # fmt: skip
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from pipelines.experiments import run_training
+
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns) as bars:
         task = bars.add_task(f"train {variant} seed {seed}", total=None)
@@ -129,33 +211,26 @@ def train(
         def progress(done: int, total: int, loss: float) -> None:
             bars.update(task, completed=done, total=total, description=f"train {variant} seed {seed} loss {loss:.4f}")
 
-        summary = run_training(
-            klines,
-            variant,
-            seed,
-            train,
-            test,
-            out,
-            device,
-            steps,
-            settings.fee_rate if fee_rate is None else fee_rate,
-            slippage_bps,
-            progress,
-            reward,
-            feature_set=feature_set,
-        )
-    typer.echo(
-        f"policy saved to {out / 'policy'} ({summary.env_steps_per_second:,.0f} env steps/s, "
-        f"{summary.train_seconds:.1f} s)"
-    )
-    if summary.report is not None:
-        _print_metrics(summary.report, str(test))
+        return run_training(klines, variant, seed, train, test, out, device, steps, fee_rate, slippage_bps,
+                            progress, reward, feature_set=feature_set, options=options,
+                            defaults=defaults)  # fmt: skip
+
+
+def _track(settings: Settings, summary: RunSummary, policy_dir: Path, klines: Any, register: bool) -> None:
+    from pipelines.manual_runs import track_training
+
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # the run's URL is printed below
+    tracked = track_training(settings, summary, policy_dir, klines, register)
+    uri = settings.mlflow_tracking_uri.rstrip("/")
+    typer.echo(f"MLflow run {tracked.run_id}: {uri}/#/experiments/{tracked.experiment_id}/runs/{tracked.run_id}")
+    if tracked.version is not None:
+        typer.echo(f"registered {settings.mlflow_model_name} version {tracked.version} (alias challenger)")
 
 
 def evaluate(
     model: Path = typer.Option(..., "--model", help="A saved policy folder (or a training --out folder)."),
-    test_range: str = typer.Option(..., "--test", help=f"Test range. {RANGE_HELP}"),
-    data_dir: Path | None = typer.Option(None, "--data-dir", help="Folder of <SYMBOL>.csv kline files."),
+    test_range: str = typer.Option(..., "--test", metavar=RANGE_METAVAR, help=f"Test range. {RANGE_HELP}"),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
     out: Path | None = typer.Option(None, "--out", help="Folder for metrics.json and plots (default: beside --model)."),
     fee_rate: float | None = typer.Option(None, "--fee-rate", min=0.0, max=0.1, help="Fee per side."),
     slippage_bps: float = typer.Option(EnvConfig.slippage_bps, "--slippage-bps", min=0.0, help="Slippage in bps."),
@@ -169,7 +244,7 @@ def evaluate(
     folder = model / "policy" if (model / "policy" / POLICY_FILE).exists() else model
     if not (folder / POLICY_FILE).exists():
         raise typer.BadParameter(f"{model} holds no saved policy ({POLICY_FILE})", param_hint="--model")
-    test = _range(test_range, "--test")
+    test = parse_range_option(test_range, "--test")
     klines = _klines(_data_dir(data_dir))
     settings = load_settings()
     try:

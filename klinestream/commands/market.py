@@ -14,14 +14,20 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from models.time_range import RangeError, TimeRange, parse_time
+from klinestream.commands.options import (
+    DATA_DIR_HELP,
+    RANGE_HELP,
+    RANGE_METAVAR,
+    SourceKind,
+    range_or_bounds,
+    renamed,
+)
+from models.time_range import RangeError, parse_time
 
 if TYPE_CHECKING:
     from pipelines.backfill import BackfillSummary, Progress
 
 SYMBOLS_HELP = "Comma-separated symbols, e.g. BTCUSDT,ETHUSDT (default: KLINESTREAM_SYMBOLS)."
-START_HELP = "First hour, UTC: YYYY-MM-DD or YYYY-MM-DDTHH:MM (inclusive)."
-END_HELP = "End, UTC: YYYY-MM-DD or YYYY-MM-DDTHH:MM (exclusive)."
 
 
 def parse_time_ms(value: str, name: str) -> int:
@@ -30,15 +36,6 @@ def parse_time_ms(value: str, name: str) -> int:
         return parse_time(value, name)
     except RangeError as exc:
         raise typer.BadParameter(str(exc), param_hint=name) from None
-
-
-def range_from_bounds(start: str, end: str) -> TimeRange:
-    """The ``--start`` / ``--end`` options as a :class:`~models.time_range.TimeRange`."""
-    parse_time_ms(start, "--start"), parse_time_ms(end, "--end")  # a bad date names its option
-    try:
-        return TimeRange.from_bounds(start, end)
-    except RangeError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--end") from None
 
 
 def parse_symbols(value: str | None, default: tuple[str, ...]) -> list[str]:
@@ -114,31 +111,32 @@ def _print_summary(summary: BackfillSummary) -> None:
 
 
 def backfill(
+    time_range: str | None = typer.Option(
+        None, "--range", metavar=RANGE_METAVAR, help=f"Hours to fetch and validate (required). {RANGE_HELP}"
+    ),
     symbols: str = typer.Option(None, "--symbols", help=SYMBOLS_HELP),
-    start: str = typer.Option(..., "--start", help=START_HELP),
-    end: str = typer.Option(..., "--end", help=END_HELP),
-    source: str = typer.Option(
-        None, "--source", help="binance | simulator | files (default: from KLINESTREAM_BINANCE_BASE_URL / _DATA_DIR)."
+    source: SourceKind | None = typer.Option(
+        None, "--source", help="Where klines come from (default: from KLINESTREAM_BINANCE_BASE_URL / _DATA_DIR)."
     ),
-    path: Path = typer.Option(
-        None, "--path", help="Folder of kline files for --source files (default KLINESTREAM_DATA_DIR)."
-    ),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help=f"For --source files. {DATA_DIR_HELP}"),
     docs: bool = typer.Option(False, "--docs/--no-docs", help="Render Great Expectations data docs under <home>."),
+    start: str | None = typer.Option(None, "--start", hidden=True, help="Deprecated: --range START:END."),
+    end: str | None = typer.Option(None, "--end", hidden=True, help="Deprecated: --range START:END."),
+    path: Path | None = typer.Option(None, "--path", hidden=True, help="Deprecated: --data-dir."),
 ) -> None:
     """Fetch klines into the lake's raw zone, validate them and publish passing days to validated."""
     from adapters.lake import hour_range
     from models.settings import load_settings
-    from pipelines.backfill import SOURCES, resolve_source
     from pipelines.backfill import backfill as run_backfill
+    from pipelines.backfill import resolve_source
     from pipelines.validation import KlineValidator
 
-    if source is not None and source not in SOURCES:
-        raise typer.BadParameter(f"{source!r} is not one of {', '.join(SOURCES)}", param_hint="--source")
+    window = range_or_bounds(time_range, start, end)
+    folder = renamed(data_dir, path, "--path", "--data-dir")
     settings = load_settings()
     wanted = parse_symbols(symbols, settings.symbols)
-    window = range_from_bounds(start, end)
     start_ms, end_ms = window.start_ms, window.end_ms
-    kline_source = resolve_source(settings, source, path)
+    kline_source = resolve_source(settings, source, folder)
     _quiet_libraries()
     validator = KlineValidator(docs_dir=_docs_dir(settings) if docs else None)
     hours = len(hour_range(start_ms, end_ms)) * len(wanted)
@@ -151,10 +149,13 @@ def backfill(
 
 
 def validate(
+    time_range: str | None = typer.Option(
+        None, "--range", metavar=RANGE_METAVAR, help=f"Hours to validate (required). {RANGE_HELP}"
+    ),
     symbols: str = typer.Option(None, "--symbols", help=SYMBOLS_HELP),
-    start: str = typer.Option(..., "--start", help=START_HELP),
-    end: str = typer.Option(..., "--end", help=END_HELP),
     docs: bool = typer.Option(True, "--docs/--no-docs", help="Render Great Expectations data docs under <home>."),
+    start: str | None = typer.Option(None, "--start", hidden=True, help="Deprecated: --range START:END."),
+    end: str | None = typer.Option(None, "--end", hidden=True, help="Deprecated: --range START:END."),
 ) -> None:
     """Validate the raw zone's klines of a range and publish the passing days to validated."""
     from adapters.lake import hour_range
@@ -162,9 +163,9 @@ def validate(
     from pipelines.backfill import BackfillSummary, publish
     from pipelines.validation import KlineValidator
 
+    window = range_or_bounds(time_range, start, end)
     settings = load_settings()
     wanted = parse_symbols(symbols, settings.symbols)
-    window = range_from_bounds(start, end)
     start_ms, end_ms = window.start_ms, window.end_ms
     _quiet_libraries()
     validator = KlineValidator(docs_dir=_docs_dir(settings) if docs else None)
@@ -184,9 +185,7 @@ def _docs_dir(settings: Any) -> Path:
 
 
 def simulator(
-    data_dir: Path = typer.Option(
-        None, "--data-dir", help="Serve the kline files of this folder (CSV or Vision dumps)."
-    ),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help=f"Serve these kline files. {DATA_DIR_HELP}"),
     from_lake: bool = typer.Option(False, "--lake", help="Serve the validated zone of the lake instead of files."),
     symbols: str = typer.Option(None, "--symbols", help=SYMBOLS_HELP),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
@@ -201,6 +200,8 @@ def simulator(
     import asyncio
     import signal
 
+    from adapters.ops_http import new_registry
+    from klinestream.observability import simulator_ops
     from models.settings import load_settings
     from simulator import KlineStore, ReplayClock, SimulatorServer
     from simulator.trading import PaperExchange
@@ -233,6 +234,7 @@ def simulator(
         exchange=PaperExchange(fee_rate=settings.fee_rate),
         api_secret=secret,
         updates_per_kline=updates,
+        with_app=lambda app: simulator_ops(app, new_registry()),
     )
     _quiet_libraries()
 

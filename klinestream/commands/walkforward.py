@@ -11,7 +11,9 @@ from typing import Any
 
 import typer
 
-from klinestream.commands.dqn import RANGE_HELP, _data_dir, _klines
+from klinestream.commands.dqn import OPTION_HELP, _data_dir, _klines, cli_options
+from klinestream.commands.options import DATA_DIR_HELP, RANGE_HELP, RANGE_METAVAR, Device, RewardKind, WindowKind
+from models.config import DEFAULT_REWARD
 
 
 def _ints(value: str, option: str) -> tuple[int, ...]:
@@ -37,16 +39,18 @@ def _print_summary(summary: dict[str, Any]) -> None:
             f"{s['sharpe']:.2f} [{s['sharpe_ci_low']:.2f}, {s['sharpe_ci_high']:.2f}]",
             f"{s['max_drawdown'] * 100:.1f}%",
             f"{s['psr']:.2f}",
-            "–" if strategy["kind"] != "agent" else f"{s['dsr']:.2f}",
+            "–" if strategy["kind"] == "baseline" else f"{s['dsr']:.2f}",
             "–" if beats is None else f"{sum(beats)}/{len(beats)}",
         )
     Console().print(table)
 
 
 def walkforward(
-    test_range: str = typer.Option("2022-01-01:2023-02-01", "--range", help=f"Test months. {RANGE_HELP}"),
+    test_range: str = typer.Option(
+        "2022-01-01:2023-02-01", "--range", metavar=RANGE_METAVAR, help=f"Test months. {RANGE_HELP}"
+    ),
     train_months: int = typer.Option(12, "--train-months", min=1, help="Months of klines in each training window."),
-    window: str = typer.Option("sliding", "--window", help="sliding (the last N months) or expanding."),
+    window: WindowKind = typer.Option("sliding", "--window", help="sliding (the last N months) or expanding."),
     embargo_hours: int | None = typer.Option(
         None, "--embargo-hours", min=1, help="Hours between training and test (default: feature window + 1 h)."
     ),
@@ -57,40 +61,65 @@ def walkforward(
     fee_rate: float | None = typer.Option(None, "--fee-rate", min=0.0, max=0.1, help="Fee per side."),
     slippage_bps: float = typer.Option(0.0, "--slippage-bps", min=0.0, help="Slippage in bps."),
     extra_trials: int = typer.Option(0, "--extra-trials", min=0, help="Trials tried elsewhere (deflated Sharpe)."),
-    data_dir: Path | None = typer.Option(None, "--data-dir", help="Folder of <SYMBOL>.csv kline files."),
+    studies: str = typer.Option(
+        "",
+        "--studies",
+        help="`klinestream tune` studies (comma-separated) whose trials the deflated Sharpe counts.",
+    ),
+    tune_storage: str | None = typer.Option(None, "--tune-storage", help="Their storage (default: tune's default)."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
     out: Path | None = typer.Option(None, "--out", help="Output folder (default var/walkforward/<range>)."),
     workers: int = typer.Option(2, "--workers", min=1, help="Worker processes (one torch thread each)."),
-    device: str | None = typer.Option(None, "--device", help="cpu, cuda or auto (default: KLINESTREAM_DEVICE)."),
+    device: Device | None = typer.Option(None, "--device", help="Where to train (default: KLINESTREAM_DEVICE)."),
     tracking: bool = typer.Option(True, "--tracking/--no-tracking", help="Log the runs to MLflow."),
+    reward: RewardKind = typer.Option(
+        DEFAULT_REWARD, "--reward", help="Training reward: risk (default), log_return, or the paper's reference."
+    ),
+    option: list[str] = typer.Option([], "--option", help=f"NAME=VALUE agent option, repeatable. {OPTION_HELP}"),
+    online_replay: bool = typer.Option(
+        False,
+        "--online-replay/--no-online-replay",
+        help="Also trade each test month with the stream's trader, online learning off and on (slower).",
+    ),
 ) -> None:
     """Walk-forward: train each variant × seed per fold, backtest the test months beside the baselines,
     write the report (and log MLflow runs)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from klinestream.online_replay import walkforward_replay
     from models.settings import load_settings
     from pipelines.walkforward.folds import min_embargo_hours
     from pipelines.walkforward.runner import WalkForwardConfig, run_walkforward
 
-    if window not in ("sliding", "expanding"):
-        raise typer.BadParameter(f"{window!r} is not sliding or expanding", param_hint="--window")
+    variant_names = tuple(v.strip() for v in variants.split(",") if v.strip())
+    options = cli_options(option, variant_names, reward)
     settings = load_settings()
     device = device or settings.device
-    if device not in ("cpu", "cuda", "auto"):
-        raise typer.BadParameter(f"{device!r} is not cpu, cuda or auto", param_hint="--device")
+    names = tuple(n.strip() for n in studies.split(",") if n.strip())
+    if names:
+        from pipelines.tune.study import count_trials, default_storage
+
+        storage = tune_storage or default_storage(settings.home)
+        extra_trials += sum(count_trials(storage, name) for name in names)
     config = WalkForwardConfig(
         test_range=test_range,
         train_months=train_months,
-        window=window,  # type: ignore[arg-type]
+        window=window,
         embargo_hours=embargo_hours or min_embargo_hours(),
         test_months=test_months,
-        variants=tuple(v.strip() for v in variants.split(",") if v.strip()),
+        variants=variant_names,
         seeds=_ints(seeds, "--seeds"),
         steps=steps,
         fee_rate=settings.fee_rate if fee_rate is None else fee_rate,
         slippage_bps=slippage_bps,
+        reward=reward,
+        options=options,
         extra_trials=extra_trials,
+        studies=names,
+        defaults_file=str(settings.defaults_file or ""),
         symbols=settings.symbols,
         traded_symbol=settings.traded_symbol,
+        online_replay=online_replay,
     )
     klines = _klines(_data_dir(data_dir))
     out = out or settings.home / "walkforward" / test_range.replace(":", "_")
@@ -101,9 +130,8 @@ def walkforward(
         def progress(done: int, total: int, item: dict[str, Any]) -> None:
             bars.update(task, completed=done, total=total, description=f"fold {item['fold']} {item['variant']} done")
 
-        run = run_walkforward(
-            config, klines, out, workers, device, settings.mlflow_tracking_uri if tracking else None, progress
-        )
+        run = run_walkforward(config, klines, out, workers, device, settings.mlflow_tracking_uri if tracking else None,
+                              progress, walkforward_replay if online_replay else None)  # fmt: skip
     _print_summary(run.summary)
     typer.echo(f"report: {run.report} ({run.wall_seconds:.0f} s)")
     if run.parent_run_id:

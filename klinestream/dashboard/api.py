@@ -35,7 +35,7 @@ from klinestream.dashboard.window import (
     starting_capital,
 )
 from models.kline import HOUR_MS
-from models.records import ACTION_NAMES
+from models.records import ACTION_NAMES, NOT_EXECUTABLE, NOT_EXECUTABLE_REASONS, legacy_not_executable
 
 log = logging.getLogger(__name__)
 
@@ -136,14 +136,26 @@ def latest_decisions(decisions: Sequence[Row], limit: int) -> list[Row]:
 
 
 def order_counts(orders: Sequence[Row]) -> dict[str, int]:
-    counts: dict[str, int] = {"total": len(orders), "buy": 0, "sell": 0}
-    for row in orders:
+    """Orders by status (``rejected`` = refused by a risk check) and filled buys and sells. Rows of decisions that
+    could not be orders, written as rejected orders before they stopped being orders, are not counted."""
+    real = [row for row in orders if not legacy_not_executable(row)]
+    counts: dict[str, int] = {"total": len(real), "buy": 0, "sell": 0}
+    for row in real:
         status = str(row.get("status") or "unknown")
         counts[status] = counts.get(status, 0) + 1
         side = str(row.get("side") or "").lower()
         if side in ("buy", "sell") and status == "filled":
             counts[side] += 1
     return counts
+
+
+def not_executable_counts(decisions: Sequence[Row], orders: Sequence[Row]) -> dict[str, int]:
+    """Decisions whose action could not be an order (no order row), by reason, and in all (``total``): those
+    recorded as such, plus older ones recorded as rejected orders (:func:`models.records.legacy_not_executable`)."""
+    reasons = [str(d.get("order_reason") or "") for d in decisions if d.get("order_status") == NOT_EXECUTABLE]
+    reasons += [str(o.get("reason")) for o in orders if legacy_not_executable(o)]
+    counts = {reason: reasons.count(reason) for reason in NOT_EXECUTABLE_REASONS}
+    return {"total": len(reasons), **counts}
 
 
 def summarize(
@@ -171,6 +183,7 @@ def summarize(
         "first_hour": int(ordered[0]["open_time"]) if ordered else None,
         "last_hour": int(ordered[-1]["open_time"]) if ordered else None,
         "orders": order_counts(orders),
+        "not_executable": not_executable_counts(decisions, orders),
         "since": since,
         "capital": capital,
         "start_equity": start_equity,

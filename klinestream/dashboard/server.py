@@ -282,6 +282,7 @@ def dashboard_server(
     from adapters.cassandra.session import CassandraSession
     from klinestream.dashboard.assets import ensure_assets
     from klinestream.dashboard.klines import LakeKlines
+    from klinestream.observability import dashboard_ops
 
     access = AccessPolicy.for_server(
         host, settings.dashboard_password, settings.dashboard_allowed_hosts, settings.dashboard_session_hours
@@ -290,4 +291,12 @@ def dashboard_server(
     db = CassandraSession.connect(settings, CassandraRole.DASHBOARD, max_outage_seconds=60)
     reader = DashboardReader(TradeReader(db), CassandraControls(db), LakeKlines(settings.lake_root),
                              settings.dashboard_window_hours, settings.dashboard_stale_after_seconds)  # fmt: skip
-    return DashboardServer(reader, host, port, trader_id, symbol, on_close=db.close, since=since, access=access)
+    server = DashboardServer(reader, host, port, trader_id, symbol, since=since, access=access)
+    readiness = dashboard_ops(server.app, db)  # /metrics, /health, /ready (Cassandra answers)
+
+    def close() -> None:
+        readiness.stop()
+        db.close()
+
+    server.on_close = close
+    return server

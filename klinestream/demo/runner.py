@@ -155,14 +155,29 @@ def _retrain_and_promote(settings: Settings, config: DemoConfig, steps: Steps, c
         steps.summary.promotion_note = outcome.note
 
 
-def run_demo(settings: Settings, config: DemoConfig, console: Console | None = None, spark: Any = None) -> DemoSummary:
-    """Run every step; return the summary (also printed). ``spark``: reuse a session (tests)."""
+def new_run_id() -> str:
+    """A demo run's id: its UTC start time (``20230101T120000``)."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+
+
+def run_demo(
+    settings: Settings,
+    config: DemoConfig,
+    console: Console | None = None,
+    spark: Any = None,
+    run_id: str | None = None,
+    log_file: Path | None = None,
+    show_summary: Callable[[DemoSummary], None] | None = None,
+) -> DemoSummary:
+    """Run every step; return the summary, also shown at the end even when a step fails (printed on
+    ``console``, or handed to ``show_summary``). ``spark``: reuse a session (tests); ``log_file``: where the
+    libraries' output goes (:mod:`klinestream.demo.output`), named in the summary."""
     console = console or Console(soft_wrap=True)
     began = time.monotonic()
-    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    run_id = run_id or new_run_id()
     work = settings.home / "demo" / run_id
     work.mkdir(parents=True, exist_ok=True)
-    summary = DemoSummary(run_id, data_label="", urls=_urls(settings, config))
+    summary = DemoSummary(run_id, data_label="", urls=_urls(settings, config), log_file=str(log_file or ""))
     steps = Steps(console, summary)
     dashboard = None
     try:
@@ -174,7 +189,10 @@ def run_demo(settings: Settings, config: DemoConfig, console: Console | None = N
         _live(settings, config, steps, summary, work, console, spark)
     finally:
         summary.wall_seconds = time.monotonic() - began
-        console.print(render(summary))
+        if show_summary is None:
+            console.print(render(summary))
+        else:
+            show_summary(summary)
         if dashboard is not None:
             _finish_dashboard(dashboard, config, console)
     return summary

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from klinestream.dashboard.api import pnl_base
+from klinestream.dashboard.api import not_executable_counts, order_counts, pnl_base
 from klinestream.demo.live import percentile
 from models.config import DEFAULT_CAPITAL
 
@@ -21,8 +21,12 @@ class TradeFigures:
     decisions: int
     actions: dict[str, int]
     orders: int
+    """Orders the trader sent or a risk check refused (decisions that could not be orders are not among them)."""
     filled: int
     rejected: int
+    """Orders a risk check refused (kill switch, daily loss, max position, max notional, cash)."""
+    not_executable: dict[str, int]
+    """Decisions whose action could not be an order, by reason, and ``total``: no order row."""
     start_equity: float
     equity: float
     buy_hold_equity: float
@@ -59,13 +63,15 @@ def trade_figures(
     last = during[-1] if during else None
     bh_change = (float(last["buy_hold_equity"]) - start_bh) if last else 0.0
     actions = {name: sum(1 for d in inside if int(d["action"]) == k) for k, name in enumerate(names)}
+    counts = order_counts(placed)  # the dashboard's counting
     return TradeFigures(
         hours=(end - start) // 3_600_000,
         decisions=len({int(d["open_time"]) for d in inside}),
         actions=actions,
-        orders=len(placed),
-        filled=sum(1 for o in placed if o.get("status") == "filled"),
-        rejected=sum(1 for o in placed if o.get("status") == "rejected"),
+        orders=counts["total"],
+        filled=counts.get("filled", 0),
+        rejected=counts.get("rejected", 0),
+        not_executable=not_executable_counts(inside, placed),
         start_equity=start_equity,
         equity=float(last["equity"]) if last else start_equity,
         buy_hold_equity=start_equity + bh_change,
@@ -88,9 +94,54 @@ class DemoSummary:
     urls: dict[str, str] = field(default_factory=dict)
     wall_seconds: float = 0.0
     complete: bool = False
+    log_file: str = ""
+    """Where the libraries' output went (warnings, Spark's and Airflow's logs)."""
 
     def latency(self, q: float) -> float:
         return percentile(self.latencies_ms, q)
+
+
+def summary_dict(summary: DemoSummary) -> dict[str, Any]:
+    """The summary's figures, as ``demo --json`` prints them and as :func:`render` shows them."""
+    out: dict[str, Any] = {
+        "run_id": summary.run_id,
+        "complete": summary.complete,
+        "wall_seconds": round(summary.wall_seconds, 1),
+        "steps": [{"step": name, "seconds": round(seconds, 1), "what": note} for name, seconds, note in summary.steps],
+        "data": summary.data_label,
+        "promotion": summary.promotion_note,
+        "trader": summary.trader_id or None,
+        "figures": None,
+        "latency_ms": None,
+        "urls": dict(summary.urls),
+        "log_file": summary.log_file or None,
+    }
+    f = summary.figures
+    if f is not None:
+        out["figures"] = {
+            "model_versions": list(f.model_versions),
+            "hours": f.hours,
+            "decisions": f.decisions,
+            "actions": dict(f.actions),
+            "orders": f.orders,
+            "filled": f.filled,
+            "rejected": f.rejected,
+            "not_executable": dict(f.not_executable),
+            "fees": round(f.fees, 2),
+            "start_equity": round(f.start_equity, 2),
+            "pnl": round(f.pnl, 2),
+            "return": round(f.pnl / f.start_equity, 4),
+            "buy_hold_pnl": round(f.buy_hold_pnl, 2),
+            "buy_hold_return": round(f.buy_hold_pnl / f.start_equity, 4),
+            "vs_buy_and_hold": round(f.pnl - f.buy_hold_pnl, 2),
+            "online_updates": f.online_updates,
+        }
+    lat = summary.latencies_ms
+    if lat:
+        quantiles = {"p50": 0.5, "p90": 0.9, "p99": 0.99}
+        out["latency_ms"] = {name: round(summary.latency(q)) for name, q in quantiles.items()}
+        out["latency_ms"].update({"max": round(max(lat)), "hours": len(lat)})
+    return out
 
 
 def _money(value: float) -> str:
@@ -98,42 +149,65 @@ def _money(value: float) -> str:
 
 
 def render(summary: DemoSummary) -> Any:
-    """A rich renderable: the steps, then the trading figures, latency and URLs."""
+    """A rich renderable of :func:`summary_dict`: the steps, then the trading figures, latency, URLs and log."""
     from rich.console import Group
     from rich.table import Table
 
-    steps = Table(title=f"klinestream demo {summary.run_id}", title_justify="left")
+    data = summary_dict(summary)
+    steps = Table(title=f"klinestream demo {data['run_id']}", title_justify="left")
     for name, justify in (("step", "left"), ("seconds", "right"), ("what it did", "left")):
         steps.add_column(name, justify=justify)  # type: ignore[arg-type]
-    for name, seconds, note in summary.steps:
-        steps.add_row(name, f"{seconds:,.1f}", note)
-    steps.add_row("total", f"{summary.wall_seconds:,.1f}", "" if summary.complete else "INCOMPLETE — see above")
+    for step in data["steps"]:
+        steps.add_row(step["step"], f"{step['seconds']:,.1f}", step["what"])
+    incomplete = f"INCOMPLETE — see {data['log_file'] or 'above'}"
+    steps.add_row("total", f"{data['wall_seconds']:,.1f}", "" if data["complete"] else incomplete)
     table = Table(title="live replay (as recorded in Cassandra)", title_justify="left", show_header=False)
     table.add_column("", style="bold")
     table.add_column("")
-    f = summary.figures
-    table.add_row("data", summary.data_label)
-    table.add_row("promotion", summary.promotion_note)
-    if f is not None:
-        table.add_row("trader", f"{summary.trader_id} (models {', '.join(f.model_versions) or '-'})")
-        table.add_row(
-            "decisions",
-            f"{f.decisions} of {f.hours} hours (hold {f.actions['hold']}, buy "
-            f"{f.actions['buy']}, sell {f.actions['sell']})",
-        )
-        table.add_row("orders", f"{f.orders} ({f.filled} filled, {f.rejected} rejected), fees {_money(f.fees)}")
-        table.add_row("P&L", f"{_money(f.pnl)} ({f.pnl / f.start_equity:+.2%}) from {_money(f.start_equity)}")
-        table.add_row("buy-and-hold", f"{_money(f.buy_hold_pnl)} ({f.buy_hold_pnl / f.start_equity:+.2%})")
-        table.add_row("vs buy-and-hold", _money(f.pnl - f.buy_hold_pnl))
-        table.add_row("online updates", str(f.online_updates))
-    lat = summary.latencies_ms
-    if lat:
-        table.add_row(
-            "latency",
-            f"Kafka append → decision durable: p50 {summary.latency(0.5):,.0f} ms, p90 "
-            f"{summary.latency(0.9):,.0f} ms, p99 {summary.latency(0.99):,.0f} ms, "
-            f"max {max(lat):,.0f} ms ({len(lat)} hours)",
-        )
-    for name, url in summary.urls.items():
+    table.add_row("data", data["data"])
+    table.add_row("promotion", data["promotion"])
+    for name, value in _figure_rows(data):
+        table.add_row(name, value)
+    for name, url in data["urls"].items():
         table.add_row(name, url)
+    if data["log_file"]:
+        table.add_row("library log", data["log_file"])
     return Group(steps, table)
+
+
+def _figure_rows(data: dict[str, Any]) -> list[tuple[str, str]]:
+    rows = []
+    f = data["figures"]
+    if f is not None:
+        a, idle = f["actions"], f["not_executable"]
+        rows += [
+            ("trader", f"{data['trader']} (models {', '.join(f['model_versions']) or '-'})"),
+            (
+                "decisions",
+                f"{f['decisions']} of {f['hours']} hours (hold {a['hold']}, buy {a['buy']}, sell {a['sell']})",
+            ),
+            (
+                "orders",
+                f"{f['orders']} ({f['filled']} filled, {f['rejected']} rejected by risk checks), "
+                f"fees {_money(f['fees'])}",
+            ),
+            (
+                "not executable",
+                f"{idle['total']} decisions, no order ({idle['no_position']} sells with nothing held, "
+                f"{idle['no_room']} buys with no room)",
+            ),
+            ("P&L", f"{_money(f['pnl'])} ({f['return']:+.2%}) from {_money(f['start_equity'])}"),
+            ("buy-and-hold", f"{_money(f['buy_hold_pnl'])} ({f['buy_hold_return']:+.2%})"),
+            ("vs buy-and-hold", _money(f["vs_buy_and_hold"])),
+            ("online updates", str(f["online_updates"])),
+        ]
+    lat = data["latency_ms"]
+    if lat:
+        rows.append(
+            (
+                "latency",
+                f"Kafka append → decision durable: p50 {lat['p50']:,} ms, p90 {lat['p90']:,} ms, "
+                f"p99 {lat['p99']:,} ms, max {lat['max']:,} ms ({lat['hours']} hours)",
+            )
+        )
+    return rows

@@ -54,6 +54,15 @@ def decide(running: bool, healthy: bool, port_in_use: bool) -> Action:
     return Action.CONFLICT if port_in_use else Action.START
 
 
+class Health(enum.Enum):
+    """What ``stack status`` says of a service; only HEALTHY counts as up (its exit code is 0 only then)."""
+
+    HEALTHY = "healthy"
+    NOT_ANSWERING = "not answering"
+    STOPPED = "stopped"
+    FOREIGN = "port taken, not ours"
+
+
 @dataclass(frozen=True)
 class ServiceState:
     """A snapshot of one service, for ``status`` and for the ``up`` decision."""
@@ -67,6 +76,17 @@ class ServiceState:
     foreign: str | None  # "pid 123 (java) holds port 9092" when a port is taken by a process not ours
     uptime_s: float | None
     notes: str
+
+    @property
+    def health(self) -> Health:
+        if self.pid is None:
+            return Health.FOREIGN if self.foreign else Health.STOPPED
+        return Health.HEALTHY if self.healthy else Health.NOT_ANSWERING
+
+
+def all_healthy(states: Sequence[ServiceState]) -> bool:
+    """True when every service is ours, running and answering its health check."""
+    return all(state.health is Health.HEALTHY for state in states)
 
 
 def _ours(service: Service) -> psutil.Process | None:

@@ -113,6 +113,7 @@ class Service(ABC):
         for name, path in (
             ("KLINESTREAM_DATA_DIR", self.settings.data_dir),
             ("KLINESTREAM_LAKE_DIR", self.settings.lake_dir),
+            ("KLINESTREAM_DEFAULTS_FILE", self.settings.defaults_file),
         ):
             if path is not None:
                 env[name] = str(path)
@@ -474,6 +475,45 @@ class AirflowService(Service):
 
     def notes(self) -> str:
         return f"UI {self.settings.airflow_api_url} — user admin, password in {self.password_file}"
+
+
+class LiveService(Service):
+    """The supervisor of the live processes (klinestream/stack/supervisor.py): ``klinestream stack supervise``.
+
+    Its port is the stream's ops endpoint; it is healthy when every supervised program with an ops endpoint
+    answers ``/health``."""
+
+    name = "live"
+    start_timeout = 180.0
+    stop_timeout = 90.0
+
+    @property
+    def host(self) -> str:
+        return self.settings.metrics_host
+
+    @property
+    def port(self) -> int:
+        return self.settings.stream_metrics_port
+
+    def command(self) -> list[str]:
+        return [str(VENV_BIN / "klinestream"), "stack", "supervise"]
+
+    def env(self) -> dict[str, str]:
+        """The services' environment plus the caller's Klinestream secrets: the live processes are the ones that
+        use them (the ingestor's signing key, the dashboard's password, the bot's token, a live trader's keys)."""
+        env = super().env()
+        env.update({k: v for k, v in os.environ.items() if k.startswith("KLINESTREAM_") and is_secret_variable(k)})
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
+        return env
+
+    def healthy(self) -> bool:
+        from klinestream.stack.supervisor import live_programs, probe
+
+        programs = live_programs(self.settings)
+        return all(probe(p.health_url)[0] in ("ok", "-") for p in programs)
+
+    def notes(self) -> str:
+        return f"supervised programs: see the live table below; logs in {self.root}/<program>.log"
 
 
 SERVICE_CLASSES: dict[str, type[Service]] = {

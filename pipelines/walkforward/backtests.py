@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
+from models.accounting import with_turnover_rules
 from models.config import EnvConfig
 from models.env import BUY, HOLD, SELL, VectorTradingEnv
 from models.features import FeatureSpec, compute_feature_table, state_rows
@@ -143,8 +144,11 @@ def policy_curves(
 ) -> dict[int, Curve]:
     """The policy's :class:`Curve` at each fee (keyed by fee multiple), decisions through the serving path."""
     rows, decide, table = policy_decider(policy, klines, test)
+    trained = policy.env_config  # the policy trades by its training turnover rules
     return {
-        multiple: run_curve(table.close, table.tradable, rows, decide, portfolio_config(fee, slippage_bps))
+        multiple: run_curve(
+            table.close, table.tradable, rows, decide, with_turnover_rules(portfolio_config(fee, slippage_bps), trained)
+        )
         for multiple, fee in fee_rates.items()
     }
 

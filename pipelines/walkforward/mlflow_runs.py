@@ -62,7 +62,7 @@ def fold_plot(summary: dict[str, Any], arrays: Any, index: int, path: Path) -> P
     fig, ax = plt.subplots(figsize=(10, 4))
     for name, strategy in summary["strategies"].items():
         curve = arrays[f"{name}|fee1"][span]
-        agent = strategy["kind"] == "agent"
+        agent = strategy["kind"] != "baseline"
         ax.plot(times, curve / curve[0], linewidth=0.6 if agent else 1.4, alpha=0.6 if agent else 1.0, label=name)
     ax.set_title(f"{summary['folds'][index]['name']}: equity (fees included), each strategy from 1")
     ax.grid(alpha=0.3)
@@ -96,7 +96,9 @@ def log_walkforward(
             {
                 f"walkforward.{k}": (",".join(map(str, v)) if isinstance(v, list | tuple) else v)
                 for k, v in config.items()
+                if k != "options"
             }
+            | {f"walkforward.option.{k}": v for k, v in config.get("options", {}).items()}
             | {"walkforward.n_trials": summary["n_trials"]}
         )
         mlflow.log_metrics(parent_metrics(summary))

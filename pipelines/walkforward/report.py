@@ -1,9 +1,11 @@
 """The walk-forward report: one Markdown file with PNG plots beside it, readable without any service.
 
 ``report.md`` holds the setup, the stitched figures of every strategy (the agents beside cash,
-buy-and-hold and the trend rule, losses included), the per-seed and per-month tables, fee sensitivity
-and the overfitting statistics; ``equity.png`` (stitched equity), ``monthly.png`` (per-month returns)
-and ``fees.png`` (return at 1×, 2×, 3× the fee) are linked from it.
+buy-and-hold and the trend rule, losses included), the per-seed and per-month tables, fee sensitivity,
+the overfitting statistics and, with the online replay, what online learning did to each variant;
+``equity.png`` (stitched equity), ``monthly.png`` (per-month returns) and ``fees.png`` (return at 1×, 2×,
+3× the fee) are linked from it. :func:`report_lines` gives the Markdown with the images under any prefix
+(to embed a run's report in another page).
 """
 
 from __future__ import annotations
@@ -47,13 +49,17 @@ def plot_equity(summary: dict[str, Any], arrays: Any, path: Path) -> Path:
         for curve in curves:
             ax.plot(times, curve, color=color, linewidth=0.4, alpha=0.4)
         ax.plot(times, curves.mean(axis=0), color=color, linewidth=1.6, label=f"{variant}-DQN (mean of seeds)")
+        if "online" in summary:
+            online = np.stack([arrays[f"{variant}/seed{s}/online|fee1"] for s in summary["config"]["seeds"]])
+            ax.plot(times, online.mean(axis=0), color=color, linewidth=1.6, linestyle="--",
+                    label=f"{variant}-DQN + online learning (mean of seeds)")  # fmt: skip
     ax.set_title("Stitched out-of-sample equity (portfolio accounting, fees included)")
     return _finish(fig, ax, path, "equity (quote)")
 
 
 def plot_monthly(summary: dict[str, Any], path: Path) -> Path:
     months = [f["month"] for f in summary["folds"]]
-    groups = ["buy_and_hold", "trend", *summary["config"]["variants"]]
+    groups = ["buy_and_hold", "trend", *summary["config"]["variants"], *(f"{v}+online" for v in _online(summary))]
     width = 0.8 / len(groups)
     x = np.arange(len(months))
     fig, ax = plt.subplots(figsize=(11, 4.5))
@@ -73,8 +79,11 @@ def plot_monthly(summary: dict[str, Any], path: Path) -> Path:
             values * 100,
             width,
             yerr=None if spread is None else spread * 100,
-            color=COLORS.get(group),
-            label=LABELS.get(group, f"{group}-DQN (seed mean, min–max)"),
+            color=COLORS.get(group.split("+")[0]),
+            hatch="//" if group.endswith("+online") else None,
+            label=LABELS.get(
+                group, f"{group.replace('+online', '')}-DQN{' + online' if '+' in group else ''} (seed mean, min–max)"
+            ),
             capsize=2,
         )
     ax.axhline(0.0, color="grey", linewidth=0.6)
@@ -118,20 +127,22 @@ def _finish(fig: Any, ax: Any, path: Path, ylabel: str, dates: bool = True) -> P
 def _setup(summary: dict[str, Any]) -> list[str]:
     c, folds = summary["config"], summary["folds"]
     steps = "the default configuration" if not c["steps"] else f"{c['steps']:,} env steps per member (quick run)"
+    reward = f"reward `{c['reward']}`" if c.get("reward") else "the default configuration's reward"
+    studies = f" (the trials of studies {', '.join(c['studies'])})" if c.get("studies") else ""
     return [
         f"# Walk-forward {c['test_range']}",
         "",
         f"- {len(folds)} folds: test steps of {c['test_months']} month(s) from {folds[0]['month']} to "
         f"{folds[-1]['month']}; {c['window']} training windows of {c['train_months']} months; an embargo of "
         f"{c['embargo_hours']} h between each training window and its test month.",
-        f"- Agents: {', '.join(f'{v}-DQN' for v in c['variants'])} × seeds {c['seeds']}, {steps}, reward "
-        f"`{c['reward']}`; each fold's seeds trained together as a batched ensemble; normalisation fitted on "
+        f"- Agents: {', '.join(f'{v}-DQN' for v in c['variants'])} × seeds {c['seeds']}, {steps}, {reward}"
+        "; each fold's seeds trained together as a batched ensemble; normalisation fitted on "
         "each training window only.",
         f"- Every strategy through the same environment: portfolio accounting, fee {c['fee_rate'] * 100:.2f}% per "
         f"side, slippage {c['slippage_bps']} bps; baselines cash, buy-and-hold and a trend rule (all in while the "
         f"close is above its {c['trend_hours']} h moving average, fixed a priori).",
         f"- Trials counted by the deflated Sharpe: {summary['n_trials']} (variants × seeds × {c['configurations']} "
-        f"configuration(s) + {c['extra_trials']} tried elsewhere); variance of the trials' hourly Sharpe "
+        f"configuration(s) + {c['extra_trials']} tried elsewhere{studies}); variance of the trials' hourly Sharpe "
         f"{summary['trial_sharpe_variance']:.3g}.",
         "",
     ]
@@ -150,10 +161,12 @@ def _summary_table(summary: dict[str, Any]) -> list[str]:
             f"{_num(s['sharpe_ci_high'])}] | {_num(s['sortino'])} | {s['max_drawdown'] * 100:.1f}% | "
             f"{_num(s['turnover_per_month'])} | {s['fees_per_month'] * 100:.2f}% | {_num(s['psr'])} | – | – | – | – |"
         )
-    for variant, v in summary["variants"].items():
+    rows = [(f"{variant}-DQN", v) for variant, v in summary["variants"].items()]
+    rows += [(f"{variant}-DQN + online learning", o["on"]) for variant, o in _online(summary).items()]
+    for label, v in rows:
         b = v["beats"]
         lines.append(
-            f"| {variant}-DQN ({len(v['seeds'])} seeds, mean ± std) | {_stats(v['total_return'])} | "
+            f"| {label} ({len(v['seeds'])} seeds, mean ± std) | {_stats(v['total_return'])} | "
             f"{_num(v['sharpe']['mean'])} ± {_num(v['sharpe']['std'])} | {_num(v['sortino']['mean'])} | "
             f"{v['max_drawdown']['mean'] * 100:.1f}% | {_num(v['turnover_per_month']['mean'])} | "
             f"{v['fees_per_month']['mean'] * 100:.2f}% | {_num(v['psr']['mean'])} | "
@@ -171,7 +184,7 @@ def _seed_table(summary: dict[str, Any]) -> list[str]:
         "|---|---|---|---|---|---|---|---|",
     ]
     for name, s in summary["strategies"].items():
-        if s["kind"] != "agent":
+        if s["kind"] == "baseline":
             continue
         t = s["stitched"]
         lines.append(
@@ -183,12 +196,13 @@ def _seed_table(summary: dict[str, Any]) -> list[str]:
 
 
 def _monthly_table(summary: dict[str, Any]) -> list[str]:
-    variants = summary["config"]["variants"]
+    variants = [*summary["config"]["variants"], *(f"{v}+online" for v in _online(summary))]
     strategies = summary["strategies"]
+    names = [*(f"{v}-DQN" for v in summary["config"]["variants"]), *(f"{v}-DQN + online" for v in _online(summary))]
     lines = [
         "## Per month",
         "",
-        "| month | buy-and-hold | trend | " + " | ".join(f"{v}-DQN mean [min, max]" for v in variants) + " |",
+        "| month | buy-and-hold | trend | " + " | ".join(f"{n} mean [min, max]" for n in names) + " |",
         "|---|---|---|" + "---|" * len(variants),
     ]
     for i, fold in enumerate(summary["folds"]):
@@ -223,6 +237,44 @@ def _fee_table(summary: dict[str, Any]) -> list[str]:
     return [*lines, "", "![fee sensitivity](fees.png)", ""]
 
 
+def _online(summary: dict[str, Any]) -> dict[str, Any]:
+    return dict(summary.get("online", {}).get("variants", {}))
+
+
+def _online_table(summary: dict[str, Any]) -> list[str]:
+    if "online" not in summary:
+        return []
+    online = summary["online"]
+    lines = [
+        "## Online learning (the stream's trader replayed over each test month)",
+        "",
+        "Each member's test month traded hour by hour by the stream's own trader "
+        "(streaming/online_trader.py through the Spark job's micro-batch processor, streaming/replay.py), "
+        "starting flat from the fold's trained model, with the stream's default online settings "
+        "(streaming/online_learner.py: target net acts, epsilon 0.01, one RMSprop step of 32 transitions per "
+        "hour at lr 1e-4, target synced every 24 steps). Learning off, the trader trades exactly as the "
+        f"backtest (largest relative gap over every member and month: {online['max_off_vs_backtest']:.1e}).",
+        "",
+        "| variant | learning | return (mean ± std) | Sharpe | max DD | months > buy-and-hold | months on > off "
+        "| mean monthly gain on − off | updates / month |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for variant, v in online["variants"].items():
+        for mode in ("off", "on"):
+            f = v[mode]
+            extra = (
+                f"{v['months_on_beats_off'] * 100:.0f}% | {_pct(v['mean_monthly_gain'])} | {v['updates_per_month']:.0f}"
+                if mode == "on"
+                else "– | – | 0"
+            )
+            lines.append(
+                f"| {variant}-DQN | {mode} | {_stats(f['total_return'])} | {_num(f['sharpe']['mean'])} ± "
+                f"{_num(f['sharpe']['std'])} | {f['max_drawdown']['mean'] * 100:.1f}% | "
+                f"{f['beats']['buy_and_hold'] * 100:.0f}% | {extra} |"
+            )
+    return [*lines, ""]
+
+
 NOTES = [
     "## How to read it",
     "",
@@ -237,14 +289,8 @@ NOTES = [
 ]
 
 
-def write_report(summary: dict[str, Any], directory: Path, work: Path | None = None) -> Path:
-    """Write ``report.md`` and its plots into ``directory``; returns the Markdown file."""
-    directory.mkdir(parents=True, exist_ok=True)
-    work = work or directory.parent
-    with np.load(work / STITCHED_FILE) as arrays:
-        plot_equity(summary, arrays, directory / "equity.png")
-    plot_monthly(summary, directory / "monthly.png")
-    plot_fees(summary, directory / "fees.png")
+def report_lines(summary: dict[str, Any], images: str = "") -> list[str]:
+    """The report's Markdown lines; image links are ``<images><name>.png``."""
     t = summary["training"]
     training = [
         "## Training",
@@ -260,9 +306,24 @@ def write_report(summary: dict[str, Any], directory: Path, work: Path | None = N
         *_seed_table(summary),
         *_monthly_table(summary),
         *_fee_table(summary),
+        *_online_table(summary),
         *NOTES,
         *training,
     ]
+    return [line.replace("](", f"]({images}") if line.startswith("![") else line for line in text]
+
+
+def write_plots(summary: dict[str, Any], directory: Path, work: Path) -> list[Path]:
+    """``equity.png``, ``monthly.png`` and ``fees.png`` in ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with np.load(work / STITCHED_FILE) as arrays:
+        equity = plot_equity(summary, arrays, directory / "equity.png")
+    return [equity, plot_monthly(summary, directory / "monthly.png"), plot_fees(summary, directory / "fees.png")]
+
+
+def write_report(summary: dict[str, Any], directory: Path, work: Path | None = None) -> Path:
+    """Write ``report.md`` and its plots into ``directory``; returns the Markdown file."""
+    write_plots(summary, directory, work or directory.parent)
     path = directory / "report.md"
-    path.write_text("\n".join(text))
+    path.write_text("\n".join(report_lines(summary)))
     return path

@@ -8,7 +8,9 @@ in worker processes here (one torch thread each). Tasks exchange paths, never fr
 
     <work>/klines.parquet                         the klines of the whole walk-forward (snapshot)
     <work>/<fold name>/<variant>/result.json      per-member fees, notional, trades; training time
-    <work>/<fold name>/<variant>/curves.npz       hourly equity of each member at each fee multiple
+    <work>/<fold name>/<variant>/curves.npz       hourly equity of each member at each fee multiple (and, with
+                                                  the online replay, as the stream's trader traded it,
+                                                  online learning off and on)
     <work>/<fold name>/<variant>/seed<N>/policy/  the member's serving policy (models.policy files)
 """
 
@@ -21,14 +23,14 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from models.config import AgentConfig, EnvConfig, TrainConfig
+from models.config import DEFAULT_REWARD, AgentConfig, EnvConfig, TrainConfig
 from models.errors import PermanentError
 from models.features import WARMUP_HOURS
 from models.kline import HOUR_MS
@@ -36,9 +38,11 @@ from models.networks import NETWORKS
 from models.settings import DEFAULT_SYMBOLS, Settings
 from models.time_range import parse_range
 from pipelines.dataset import MarketDataset, build_dataset
-from pipelines.train import default_configs, train_ensemble
-from pipelines.walkforward.backtests import DEFAULT_TREND_HOURS, fee_rates, policy_curves
+from pipelines.defaults import Configuration, FeatureConfig, TrainingDefaults, default_configuration, load_defaults
+from pipelines.train import checked_options, train_ensemble
+from pipelines.walkforward.backtests import DEFAULT_TREND_HOURS, fee_rates, policy_curves, portfolio_config
 from pipelines.walkforward.folds import Fold, FoldPlan, WindowKind, min_embargo_hours, plan_folds
+from pipelines.walkforward.online import OnlineReplay, replay_member
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +69,13 @@ class WalkForwardConfig:
     """Env steps per member (None = the default configuration); for quick runs."""
     n_envs: int | None = None
     episode_hours: int | None = None
-    reward: str = "reference"
-    """Training reward of the default configuration (pipelines.train.default_configs)."""
+    reward: str = DEFAULT_REWARD
+    """Training reward (fee-aware by default): the project's defaults (pipelines/defaults.py) when they chose
+    this reward, else its preset (pipelines.train.default_configs)."""
+    defaults_file: str = ""
+    """Training defaults file (blank = the committed pipelines/defaults.json; see pipelines/defaults.py)."""
+    options: Mapping[str, Any] = field(default_factory=dict)
+    """Agent options (models/options.py) on top of the default configuration, e.g. {"min_hold_hours": 4}."""
     fee_rate: float = 0.001
     slippage_bps: float = 0.0
     trend_hours: int = DEFAULT_TREND_HOURS
@@ -75,8 +84,16 @@ class WalkForwardConfig:
     """Configurations tried for this walk-forward (each variant × seed × configuration is a trial)."""
     extra_trials: int = 0
     """Trials tried elsewhere (e.g. a hyperparameter search) that the deflated Sharpe must count."""
+    studies: tuple[str, ...] = ()
+    """Hyperparameter studies whose trials ``extra_trials`` counts (names, for the record)."""
     bootstrap: int = 1000
     block_hours: int = 24
+    online_replay: bool = False
+    """Replay each member's test month through the stream's trader with online learning off and on (needs
+    the replay of the layer above: ``klinestream walkforward`` and the ``dqn_walkforward`` DAG give it)."""
+    online_batch_hours: int = 24
+    """Hours per micro-batch of the online replay (the trader's decisions do not depend on it; fewer,
+    larger batches replay faster)."""
     symbols: tuple[str, ...] = DEFAULT_SYMBOLS
     traded_symbol: str = "BTCUSDT"
 
@@ -90,6 +107,12 @@ class WalkForwardConfig:
             raise PermanentError("configurations must be >= 1 and extra_trials >= 0")
         if self.steps is not None and self.steps < 1:
             raise PermanentError("steps must be at least 1 (or empty for the default configuration)")
+        try:
+            object.__setattr__(self, "options", checked_options(self.options, self.variants, self.reward))
+        except ValueError as error:
+            raise PermanentError(f"options: {error}") from None
+        if self.online_batch_hours < 1:
+            raise PermanentError("online_batch_hours must be at least 1")
         self.plan()  # fail early with a readable error
 
     def plan(self) -> FoldPlan:
@@ -106,16 +129,20 @@ class WalkForwardConfig:
 
     @property
     def n_trials(self) -> int:
-        """Every variant × seed × configuration tried, plus the trials counted elsewhere."""
-        return len(self.variants) * len(self.seeds) * self.configurations + self.extra_trials
+        """Every variant × seed × configuration tried (online learning on is one more configuration; off
+        trades exactly as the backtest), plus the trials counted elsewhere."""
+        modes = 2 if self.online_replay else 1
+        return len(self.variants) * len(self.seeds) * self.configurations * modes + self.extra_trials
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "options": dict(self.options)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> WalkForwardConfig:
         known = {f.name for f in fields(cls)}
         values: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in known}
+        if "options" in values:
+            values["options"] = dict(values["options"])
         return cls(**values)
 
 
@@ -134,25 +161,37 @@ def work_dir(home: Path, run_id: str) -> Path:
 
 
 def history_hours(config: WalkForwardConfig) -> int:
-    """Hours of klines read before a range so its first hours have features, states and a trend average."""
-    return max(2 * WARMUP_HOURS + 48, config.trend_hours + WARMUP_HOURS + 48)
+    """Hours of klines read before a range so its first hours have features (of the feature set the defaults
+    choose for each variant), states and a trend average."""
+    defaults = load_defaults(config.defaults_file or None)
+    features = max(default_configuration(v, reward=config.reward, defaults=defaults)[0].features.history_hours
+                   for v in config.variants)  # fmt: skip
+    return max(2 * WARMUP_HOURS + 48, config.trend_hours + WARMUP_HOURS + 48, features + 48)
+
+
+def member_configuration(
+    variant: str, config: WalkForwardConfig, device: str, threads: int
+) -> tuple[Configuration, TrainingDefaults]:
+    """The project's default configuration of ``variant`` (pipelines/defaults.py) with the run's fee, slippage
+    and options, shortened when ``config.steps`` asks for a quick run, and the defaults it came from."""
+    defaults = load_defaults(config.defaults_file or None)
+    configuration, chosen = default_configuration(variant, 0, device, config.reward, defaults, config.fee_rate,
+                                                  config.slippage_bps, config.options)  # fmt: skip
+    env, train = configuration.env, replace(configuration.train, threads=threads)
+    if config.episode_hours:
+        env = replace(env, episode_hours=config.episode_hours)
+    if config.n_envs:
+        train = replace(train, n_envs=config.n_envs)
+    configuration = replace(configuration, env=env, train=train)
+    return (configuration.shortened(config.steps) if config.steps else configuration), chosen
 
 
 def member_configs(
     variant: str, config: WalkForwardConfig, device: str, threads: int
 ) -> tuple[AgentConfig, EnvConfig, TrainConfig]:
-    """The default configuration of ``variant``, shortened when ``config.steps`` asks for a quick run."""
-    agent, env, train = default_configs(variant, device=device, reward=config.reward)
-    if config.episode_hours:
-        env = replace(env, episode_hours=config.episode_hours)
-    if config.n_envs:
-        train = replace(train, n_envs=config.n_envs)
-    if config.steps:
-        train = replace(
-            train, total_env_steps=config.steps, learning_starts=min(train.learning_starts, max(1, config.steps // 4))
-        )
-        agent = replace(agent, batch_size=min(agent.batch_size, max(32, config.steps // 8)))
-    return agent, env, replace(train, threads=threads)
+    """The agent, env and train configs of :func:`member_configuration`."""
+    configuration = member_configuration(variant, config, device, threads)[0]
+    return configuration.agent, configuration.env, configuration.train
 
 
 def snapshot_span(config: WalkForwardConfig) -> tuple[int, int]:
@@ -185,12 +224,17 @@ def slice_klines(klines: pd.DataFrame, start_ms: int, end_ms: int) -> pd.DataFra
     return klines[(klines["open_time"] >= start_ms) & (klines["open_time"] < end_ms)]
 
 
-def fold_dataset(config: WalkForwardConfig, klines: pd.DataFrame, fold: Fold) -> MarketDataset:
-    """The fold's training dataset: klines up to the training window's end only (the trainer never sees
-    a later kline), normalisation fitted on the training window."""
+def fold_dataset(
+    config: WalkForwardConfig, klines: pd.DataFrame, fold: Fold, features: FeatureConfig | None = None
+) -> MarketDataset:
+    """The fold's training dataset (of ``features``, default the reference set): klines up to the training
+    window's end only (the trainer never sees a later kline), normalisation fitted on the training window."""
+    features = features or FeatureConfig()
     start = fold.train.start_ms - history_hours(config) * HOUR_MS
     train_klines = slice_klines(klines, start, fold.train.end_ms)
-    return build_dataset(train_klines, fold.train, config.symbols, config.traded_symbol)
+    return build_dataset(
+        train_klines, fold.train, config.symbols, config.traded_symbol, features.window, feature_set=features.set
+    )
 
 
 def train_fold_variant(
@@ -201,32 +245,44 @@ def train_fold_variant(
     work: Path | str,
     device: str = "cpu",
     threads: int = 1,
+    replay: OnlineReplay | None = None,
 ) -> dict[str, Any]:
-    """Train ``variant``'s seeds on ``fold``'s training window (one ensemble), backtest each on the test step."""
+    """Train ``variant``'s seeds on ``fold``'s training window (one ensemble), backtest each on the test step
+    (and, with ``config.online_replay``, replay it through the stream's trader, online learning off and on)."""
+    if config.online_replay and replay is None:
+        raise PermanentError("online_replay needs the stream's replay (klinestream walkforward or dqn_walkforward)")
     klines = pd.read_parquet(snapshot)
     pad = history_hours(config) * HOUR_MS
-    dataset = fold_dataset(config, klines, fold)
-    agent, env, train = member_configs(variant, config, device, threads)
+    configuration, chosen = member_configuration(variant, config, device, threads)
+    dataset = fold_dataset(config, klines, fold, configuration.features)
     cpu = time.process_time()
-    results = train_ensemble(dataset, fold.train, agent, env, train, seeds=config.seeds)
+    results = train_ensemble(
+        dataset, fold.train, configuration.agent, configuration.env, configuration.train, seeds=config.seeds
+    )
     cpu = time.process_time() - cpu
     test_klines = slice_klines(klines, fold.test.start_ms - pad, fold.test.end_ms)
     out = Path(work) / fold.name / variant
     members: list[dict[str, Any]] = []
     arrays: dict[str, Any] = {}
     for seed, result in zip(config.seeds, results, strict=True):
+        result.policy.metadata["defaults"] = chosen.metadata()
         policy_dir = result.policy.save(out / f"seed{seed}" / "policy")
         curves = policy_curves(result.policy, test_klines, fold.test, fee_rates(config.fee_rate), config.slippage_bps)
         arrays.update({f"seed{seed}_fee{m}": c.equity for m, c in curves.items()})
-        members.append(
-            {
-                "seed": seed,
-                "policy_dir": str(policy_dir),
-                "curves": {
-                    str(m): {"fees": c.fees, "notional": c.notional, "n_trades": c.n_trades} for m, c in curves.items()
-                },
-            }
-        )
+        member: dict[str, Any] = {
+            "seed": seed,
+            "policy_dir": str(policy_dir),
+            "curves": {
+                str(m): {"fees": c.fees, "notional": c.notional, "n_trades": c.n_trades} for m, c in curves.items()
+            },
+        }
+        if replay is not None and config.online_replay:
+            env = portfolio_config(config.fee_rate, config.slippage_bps)
+            online, member["online"] = replay_member(
+                replay, result.policy, test_klines, fold.test, env, seed, config.online_batch_hours, curves[1]
+            )
+            arrays.update({f"seed{seed}_online_{mode}": equity for mode, equity in online.items()})
+        members.append(member)
     np.savez(out / CURVES_FILE, **arrays)
     summary = {
         "fold": fold.to_dict(),
@@ -238,6 +294,7 @@ def train_fold_variant(
         "env_steps": results[0].env_steps * len(results),
         "updates": results[0].updates,
         "device": str(results[0].agent.device),
+        "defaults": chosen.log_params(),
     }
     (out / RESULT_FILE).write_text(json.dumps(summary, indent=2))
     log.info(
@@ -281,21 +338,25 @@ def train_all(
     workers: int = 2,
     device: str = "cpu",
     progress: ProgressFn | None = None,
+    replay: OnlineReplay | None = None,
 ) -> list[dict[str, Any]]:
-    """Run every (fold, variant) task, in ``workers`` processes of one torch thread each (or inline)."""
+    """Run every (fold, variant) task, in ``workers`` processes of one torch thread each (or inline);
+    ``replay`` must be a module-level function (it travels to the worker processes by name)."""
     folds = {fold.index: fold for fold in config.folds()}
     todo = tasks(config)
     done: list[dict[str, Any]] = []
     if workers <= 1:
         _init_worker(1)
         for index, variant in todo:
-            done.append(train_fold_variant(config, snapshot, folds[index], variant, work, device))
+            done.append(train_fold_variant(config, snapshot, folds[index], variant, work, device, replay=replay))
             if progress:
                 progress(len(done), len(todo), done[-1])
         return done
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(1,)) as pool:
-        futures = [pool.submit(train_fold_variant, config, snapshot, folds[i], v, work, device) for i, v in todo]
+        futures = [
+            pool.submit(train_fold_variant, config, snapshot, folds[i], v, work, device, replay=replay) for i, v in todo
+        ]
         for future in as_completed(futures):
             done.append(future.result())
             if progress:
@@ -322,6 +383,7 @@ def run_walkforward(
     device: str = "cpu",
     tracking_uri: str | None = None,
     progress: ProgressFn | None = None,
+    replay: OnlineReplay | None = None,
 ) -> WalkForwardRun:
     """The whole walk-forward here: snapshot, every task, statistics, report, and MLflow when a URI is given."""
     from pipelines.walkforward.report import write_report
@@ -329,7 +391,7 @@ def run_walkforward(
 
     started = time.perf_counter()
     snapshot = write_snapshot(klines, config, work)
-    trained = train_all(config, snapshot, work, workers, device, progress)
+    trained = train_all(config, snapshot, work, workers, device, progress, replay)
     summary = summarise(config, snapshot, work, trained)
     report = write_report(summary, work / "report")
     parent = None

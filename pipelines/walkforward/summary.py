@@ -59,24 +59,41 @@ class StrategyCurves:
     seed: int = -1
 
 
-def load_agents(config: WalkForwardConfig, work: Path, folds: Sequence[Fold]) -> list[StrategyCurves]:
-    """Every (variant, seed)'s curves from the tasks' ``result.json`` + ``curves.npz``."""
-    out = []
+def load_agents(
+    config: WalkForwardConfig, work: Path, folds: Sequence[Fold]
+) -> tuple[list[StrategyCurves], list[StrategyCurves], dict[str, Any]]:
+    """Every (variant, seed)'s curves from the tasks' ``result.json`` + ``curves.npz``; with the online
+    replay also each member's curves as the stream's trader traded it with online learning on (strategies
+    ``<variant>/seed<N>/online``, variant ``<variant>+online``) and the facts of the replays."""
+    agents, online = [], []
+    facts: dict[str, Any] = {"off_vs_backtest": 0.0, "updates": {}, "explored": {}}
     for variant in config.variants:
         per_seed: dict[int, dict[int, list[Curve]]] = {s: {m: [] for m in FEE_MULTIPLES} for s in config.seeds}
+        learning: dict[int, dict[int, list[Curve]]] = {s: {1: []} for s in config.seeds}
         for fold in folds:
             folder = work / fold.name / variant
             result = json.loads((folder / RESULT_FILE).read_text())
             with np.load(folder / CURVES_FILE) as arrays:
                 for member in result["members"]:
+                    seed = member["seed"]
                     for m in FEE_MULTIPLES:
                         info = member["curves"][str(m)]
-                        curve = Curve(
-                            arrays[f"seed{member['seed']}_fee{m}"], info["fees"], info["notional"], info["n_trades"]
-                        )
-                        per_seed[member["seed"]][m].append(curve)
-        out += [StrategyCurves(f"{variant}/seed{s}", "agent", c, variant, s) for s, c in per_seed.items()]
-    return out
+                        curve = Curve(arrays[f"seed{seed}_fee{m}"], info["fees"], info["notional"], info["n_trades"])
+                        per_seed[seed][m].append(curve)
+                    if config.online_replay:
+                        on = member["online"]["on"]
+                        equity = arrays[f"seed{seed}_online_on"]
+                        learning[seed][1].append(Curve(equity, on["fees"], on["notional"], on["n_trades"]))
+                        facts["off_vs_backtest"] = max(facts["off_vs_backtest"], member["online"]["off_vs_backtest"])
+                        facts["updates"].setdefault(variant, []).append(on["online_updates"])
+                        facts["explored"].setdefault(variant, []).append(on["explored"])
+        agents += [StrategyCurves(f"{variant}/seed{s}", "agent", c, variant, s) for s, c in per_seed.items()]
+        if config.online_replay:
+            online += [
+                StrategyCurves(f"{variant}/seed{s}/online", "online", c, f"{variant}+online", s)
+                for s, c in learning.items()
+            ]
+    return agents, online, facts
 
 
 def load_baselines(
@@ -140,6 +157,30 @@ def strategy_figures(
     return figures, stitched
 
 
+def online_figures(config: WalkForwardConfig, figures: dict[str, Any], facts: dict[str, Any]) -> dict[str, Any]:
+    """Per variant: online learning on against off (= the agent's backtest) over the same months and seeds."""
+    out: dict[str, Any] = {"batch_hours": config.online_batch_hours, "max_off_vs_backtest": facts["off_vs_backtest"]}
+    variants: dict[str, Any] = {}
+    for variant in config.variants:
+        diffs = [
+            on["total_return"] - off["total_return"]
+            for s in config.seeds
+            for off, on in zip(figures[f"{variant}/seed{s}"]["folds"], figures[f"{variant}/seed{s}/online"]["folds"],
+                               strict=True)
+        ]  # fmt: skip
+        updates = facts["updates"].get(variant, [0])
+        variants[variant] = {
+            "off": variant_figures(variant, {k: v for k, v in figures.items() if v["kind"] == "agent"}),
+            "on": variant_figures(f"{variant}+online", {k: v for k, v in figures.items() if v["kind"] == "online"}),
+            "months_on_beats_off": float(np.mean([d > 0 for d in diffs])),
+            "mean_monthly_gain": float(np.mean(diffs)),
+            "updates_per_month": float(np.mean(updates)),
+            "explored_per_month": float(np.mean(facts["explored"].get(variant, [0]))),
+        }
+    out["variants"] = variants
+    return out
+
+
 def beats(agent: dict[str, Any], baselines: dict[str, dict[str, Any]]) -> dict[str, list[bool]]:
     """Per baseline, whether the agent's return beat it in each month (after fees)."""
     return {
@@ -182,22 +223,22 @@ def summarise(
     work = Path(work)
     folds = config.folds()
     klines = pd.read_parquet(snapshot)
-    agents = load_agents(config, work, folds)
+    agents, online, facts = load_agents(config, work, folds)
     baselines, hours = load_baselines(config, klines, work, folds)
     variance = trials_sharpe_variance(
-        [hourly_returns(stitch([c.equity for c in a.curves[1]], CAPITAL)[0]) for a in agents]
+        [hourly_returns(stitch([c.equity for c in a.curves[1]], CAPITAL)[0]) for a in (*agents, *online)]
     )
     n_trials = config.n_trials
     figures: dict[str, Any] = {}
     arrays: dict[str, Any] = {"open_time": hours}
-    for strategy in (*baselines, *agents):
+    for strategy in (*baselines, *agents, *online):
         figures[strategy.name], stitched = strategy_figures(strategy, config, n_trials, variance)
         arrays.update({f"{strategy.name}|fee{m}": equity for m, equity in stitched.items()})
     baseline_figures = {b.name: figures[b.name] for b in baselines}
-    for agent in agents:
+    for agent in (*agents, *online):
         figures[agent.name]["beats"] = beats(figures[agent.name], baseline_figures)
     agent_figures = {a.name: figures[a.name] for a in agents}
-    summary = {
+    summary: dict[str, Any] = {
         "config": config.to_dict(),
         "folds": [{**f.to_dict(), "name": f.name, "month": iso(f.test.start_ms)[:7]} for f in folds],
         "n_trials": n_trials,
@@ -206,6 +247,8 @@ def summarise(
         "variants": {v: variant_figures(v, agent_figures) for v in config.variants},
         "training": training_figures(trained),
     }
+    if config.online_replay:
+        summary["online"] = online_figures(config, figures, facts)
     (work / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=float))
     np.savez(work / STITCHED_FILE, **arrays)
     return summary

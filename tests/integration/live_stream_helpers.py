@@ -1,14 +1,20 @@
-"""Helpers of the live-path resilience tests (crash recovery, broker restart, parity, hot swap): a fresh
-Cassandra keyspace per run, reading a trader's rows back, closing a live trader's connection, and dropping
-the keyspace afterwards."""
+"""Helpers of the live-path resilience tests (crash recovery, broker restart, parity, hot swap, shadow): a fresh
+Cassandra keyspace per run, reading a trader's rows back, closing a live trader's connection, dropping the
+keyspace afterwards, and registering a policy as a new version of a throwaway registered model."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
+from models.config import AgentConfig, EnvConfig, TrainConfig
+from models.kline import Kline
+from models.policy import Policy
 from models.settings import Settings
 
 TRADED = "BTCUSDT"
@@ -63,3 +69,21 @@ def trader_rows(trader: Any, table: str, symbol: str = TRADED) -> list[dict[str,
 def close_trader(trader: Any) -> None:
     """Close a live trader's Cassandra connection (shared by its sink, checkpoint store and controls)."""
     trader.sink.db.close()
+
+
+def register(uri: str, name: str, policy: Policy, klines: pd.DataFrame, folder: Path) -> int:
+    """Log ``policy`` in a run of the tests experiment and register it as a new version of ``name``."""
+    import mlflow
+
+    from adapters.mlflow import tracking
+
+    tracking.use_experiment(uri, "klinestream-tests")
+    with mlflow.start_run(tags=tracking.run_tags(policy.variant, 0, "hot-swap", "hot-swap")):
+        mlflow.log_params(tracking.training_params(AgentConfig(variant=policy.variant), EnvConfig(), TrainConfig(),
+                                                   policy))  # fmt: skip
+        model_uri = tracking.log_policy_model(policy.save(folder / uuid.uuid4().hex), klines)
+    return tracking.register_model(uri, model_uri, name, {"variant": policy.variant})
+
+
+def by_hour(klines: list[Kline]) -> list[Kline]:
+    return sorted(klines, key=lambda k: (k.open_time, k.symbol))  # as the ingestor publishes them

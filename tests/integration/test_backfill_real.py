@@ -44,9 +44,9 @@ def test_python_binance_through_the_simulator_backfills_two_years_exactly(
 def test_the_same_range_loads_with_the_cli_from_files(tmp_path: Path, shared_klines_dir: Path) -> None:
     cli = Path(sys.executable).with_name("klinestream")
     env = {**os.environ, "KLINESTREAM_HOME": str(tmp_path / "var"), "KLINESTREAM_LAKE_DIR": str(tmp_path / "lake")}
-    command = [str(cli), "backfill", "--symbols", ",".join(SYMBOLS), "--start", "2021-01-01", "--end", "2023-02-01"]
+    command = [str(cli), "backfill", "--symbols", ",".join(SYMBOLS), "--range", "2021-01-01:2023-02-01"]
     result = subprocess.run(
-        [*command, "--source", "files", "--path", str(shared_klines_dir)],
+        [*command, "--source", "files", "--data-dir", str(shared_klines_dir)],
         env=env,
         capture_output=True,
         text=True,

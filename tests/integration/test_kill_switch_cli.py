@@ -47,4 +47,18 @@ def test_bad_state_exits_non_zero_with_one_line(keyspace_settings: Settings) -> 
     result = _cli(keyspace_settings, "maybe")
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
-    assert "expected on, off or status" in result.stderr
+    assert "'maybe' is not one of 'on', 'off', 'status'" in result.stderr
+
+
+def test_status_json_carries_the_figures_of_the_text(keyspace_settings: Settings) -> None:
+    import json
+
+    assert _cli(keyspace_settings, "on", "--trader", "paper-ETHUSDT").returncode == 0
+    for trader, active in (("paper-ETHUSDT", True), ("paper-BTCUSDT", False)):
+        text = _cli(keyspace_settings, "status", "--trader", trader)
+        as_json = _cli(keyspace_settings, "status", "--trader", trader, "--json")
+        assert text.returncode == as_json.returncode == 0, as_json.stderr
+        report = json.loads(as_json.stdout)
+        assert report == {"kill_switch": "on" if active else "off", "active": active, "trader": trader}
+        expected = "kill switch ON: new orders stopped" if active else "kill switch off"
+        assert text.stdout.strip() == f"{expected} (trader {trader})"

@@ -50,7 +50,7 @@ class StreamProcess:
         env = {**os.environ, "KLINESTREAM_CASSANDRA_KEYSPACE": settings.cassandra_keyspace,
                "KLINESTREAM_KAFKA_TOPIC_KLINES": settings.kafka_topic_klines,
                "KLINESTREAM_KAFKA_TOPIC_DLQ": settings.kafka_topic_dlq}  # fmt: skip
-        command = [str(Path(sys.executable).with_name("klinestream")), "stream", "--name", name, "--model-dir",
+        command = [str(Path(sys.executable).with_name("klinestream")), "stream", "--name", name, "--model",
                    str(model_dir), "--available-now", "--max-offsets", str(MAX_OFFSETS)]  # fmt: skip
         self.log_file = log_file
         with log_file.open("ab") as out:

@@ -8,21 +8,19 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import mlflow
-import pandas as pd
 import pytest
 import torch
 
-from models.config import AgentConfig, EnvConfig, TrainConfig
 from models.credentials import KafkaPrincipal
-from models.kline import HOUR_MS, Kline
-from models.policy import Policy
+from models.kline import HOUR_MS
 from models.settings import Settings
 from tests.integration.live_helpers import live_topics, seed
 from tests.integration.live_stream_helpers import (
+    by_hour,
     close_trader,
     keyspace_dropped_after,
     new_keyspace,
+    register,
     trader_rows,
 )
 from tests.waiting import wait_for
@@ -31,22 +29,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 WARMUP = 33  # hours before the first state (24 h of rolling features + a 10 h window - 1)
 BEFORE, AFTER = 24, 24  # decided hours published before and after the promotion
-
-
-def register(uri: str, name: str, policy: Policy, klines: pd.DataFrame, folder: Path) -> int:
-    """Log ``policy`` in a run of the tests experiment and register it as a new version of ``name``."""
-    from adapters.mlflow import tracking
-
-    tracking.use_experiment(uri, "klinestream-tests")
-    with mlflow.start_run(tags=tracking.run_tags(policy.variant, 0, "hot-swap", "hot-swap")):
-        mlflow.log_params(tracking.training_params(AgentConfig(variant=policy.variant), EnvConfig(), TrainConfig(),
-                                                   policy))  # fmt: skip
-        model_uri = tracking.log_policy_model(policy.save(folder / uuid.uuid4().hex), klines)
-    return tracking.register_model(uri, model_uri, name, {"variant": policy.variant})
-
-
-def by_hour(klines: list[Kline]) -> list[Kline]:
-    return sorted(klines, key=lambda k: (k.open_time, k.symbol))  # as the ingestor publishes them
 
 
 def test_promoting_v2_while_the_stream_runs_swaps_later_micro_batches_to_v2_without_a_restart(

@@ -30,7 +30,7 @@ from models.credentials import KafkaPrincipal
 from models.kline import HOUR_MS, Kline
 from models.settings import Settings
 from tests.integration.live_helpers import Consumed, live_topics, read_topic
-from tests.integration.live_stream_helpers import LOOSE_LIMITS, TRADED, fresh_keyspace
+from tests.integration.live_stream_helpers import LOOSE_LIMITS, TRADED, close_trader, fresh_keyspace, trader_rows
 from tests.streaming_fakes import ListAlerts
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -107,9 +107,9 @@ def run_job(world: World, settings: Settings, name: str, alerts: ListAlerts | No
                                 checkpoint_dir=world.work / name)  # fmt: skip
         outcomes: list[Any] = []
         run_stream(world.spark, settings, trader, options, on_outcome=outcomes.append, alerts=alerts)
-        rows = trader.sink.read("decisions", trader.config.trader_id, TRADED)  # type: ignore[attr-defined]
+        rows = trader_rows(trader, "decisions")
     finally:
-        trader.sink.close()  # type: ignore[attr-defined]
+        close_trader(trader)
     assert len(outcomes) >= 3, "expected several micro-batches"
     assert not any(o.set_aside for o in outcomes) and all(o.schema_disagreements == 0 for o in outcomes)
     return {row["open_time"]: row for row in rows}

@@ -113,8 +113,12 @@ def test_the_gate_promotes_a_better_challenger_and_rejects_a_worse_one_and_a_tie
     stay_out = register(mlflow_uri, model_name, constant_policy(uptrend, HOLD), uptrend, tmp_path)
     first = promotion.gate_version(mlflow_uri, model_name, stay_out, uptrend, holdout,
                                    GateConfig(min_trades=0))  # fmt: skip
-    assert first.promote and registry.alias_version(mlflow_uri, model_name) == stay_out
-    assert version_tags(mlflow_uri, model_name, stay_out)["gate.champion_version"] == "none"
+    assert not first.promote and registry.alias_version(mlflow_uri, model_name) is None  # doing nothing ≠ cash+
+    tags = version_tags(mlflow_uri, model_name, stay_out)
+    assert tags["gate.champion_version"] == "none" and tags["gate.baseline"] == "cash"
+    assert tags["gate.reason"] == "return 0.0000 does not beat cash 0.0000; sharpe 0.0000 does not beat cash 0.0000"
+    # a person makes it the champion anyway (as the MLflow UI can): the next gate flags it below the baseline
+    aliases.promote(registry.registry_client(mlflow_uri), model_name, stay_out, "test", mlflow_uri)
 
     buyer = register(mlflow_uri, model_name, constant_policy(uptrend, BUY), uptrend, tmp_path)
     better = promotion.gate_version(mlflow_uri, model_name, buyer, uptrend, holdout, strict)
@@ -126,6 +130,9 @@ def test_the_gate_promotes_a_better_challenger_and_rejects_a_worse_one_and_a_tie
     assert float(tags["gate.challenger.sharpe"]) == pytest.approx(better.challenger.sharpe)
     assert tags["gate.holdout"] == TEST_RANGE
     assert version_tags(mlflow_uri, model_name, stay_out)["gate.displaced_by"] == str(buyer)
+    below = version_tags(mlflow_uri, model_name, stay_out)
+    assert below["gate.below_baseline"].startswith("return 0.0000 does not beat cash")
+    assert below["gate.below_baseline.holdout"] == TEST_RANGE
 
     worse = register(mlflow_uri, model_name, constant_policy(uptrend, HOLD), uptrend, tmp_path)
     assert not promotion.gate_version(mlflow_uri, model_name, worse, uptrend, holdout, strict).promote
@@ -139,6 +146,7 @@ def test_the_gate_promotes_a_better_challenger_and_rejects_a_worse_one_and_a_tie
         tags = version_tags(mlflow_uri, model_name, rejected)
         assert tags["gate.decision"] == "rejected" and tags["gate.champion_version"] == str(buyer)
         assert "does not beat champion" in tags["gate.reason"]
+    assert version_tags(mlflow_uri, model_name, buyer)["gate.below_baseline"] == "no"  # the champion beats cash
 
 
 def test_rollback_restores_the_previous_champion(
@@ -187,9 +195,9 @@ def test_the_promote_command_moves_gates_and_rolls_back_the_champion(
         assert result.exit_code == 0, result.output
         return str(result.output)
 
-    assert f"champion = version {stay_out}" in promote("--version", str(stay_out))
+    assert f"champion = version {stay_out}" in promote("--model", str(stay_out))
     assert "promoted" in promote("--auto", "--min-trades", "1")  # the challenger (buyer), on its test_range tag
     assert registry.alias_version(mlflow_uri, model_name) == buyer
     assert f"champion = version {stay_out}" in promote("--rollback")
     assert registry.alias_version(mlflow_uri, model_name) == stay_out
-    assert runner.invoke(app, ["promote", "--version", "1", "--rollback"], env=env).exit_code != 0
+    assert runner.invoke(app, ["promote", "--model", "1", "--rollback"], env=env).exit_code != 0

@@ -6,7 +6,7 @@ a temporary ``KLINESTREAM_HOME`` (its lake, models and Spark checkpoints), fresh
 Cassandra keyspace and a fresh registered model. The tests run in file order and hand their results on
 (the trained policy → the champion → the stream; the ingested klines → the stream):
 
-backfill → validate → train (then registered as the challenger, as ``dqn_retrain`` would) → promote --auto
+backfill → validate → train --register (logged and registered as the challenger) → promote --auto
 → simulator (REST + websocket) → ingest (into the test topic, SIGTERM) → stream (champion's decisions in
 the test keyspace, SIGTERM, the whole process group killed).
 
@@ -66,12 +66,14 @@ class Workspace:
     ingested: list[Any] = field(default_factory=list)
     stream_exit: int | None = None
     stream_orphans: list[str] | None = None
+    run_ids: list[str] = field(default_factory=list)
+    """MLflow runs the commands logged (deleted at the end, like the registered model)."""
 
 
 @pytest.fixture(scope="module")
 def ws(stack: StackHandle, settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
     if not (SHARED / "BTCUSDT.csv").exists():
-        pytest.skip("the README's commands read ../shared/data/binance_spot_1h, which is absent")
+        pytest.skip("the README's commands need a folder of real klines (this project keeps one at ../shared in CI)")
     from adapters.cassandra.provision import provision_keyspace
     from adapters.kafka import delete_topics, ensure_topics
 
@@ -116,16 +118,19 @@ def ws(stack: StackHandle, settings: Settings, tmp_path_factory: pytest.TempPath
     logs = tmp_path_factory.mktemp("readme-logs")
     ensure_topics(ours)  # the admin path: the ingestor and the stream may not create topics or keyspaces
     provision_keyspace(ours)
+    workspace = Workspace(home, ours, env, logs)
     try:
-        yield Workspace(home, ours, env, logs)
+        yield workspace
     finally:
-        _drop_everything(ours, delete_topics)
+        _drop_everything(ours, delete_topics, workspace.run_ids)
 
 
-def _drop_everything(settings: Settings, delete_topics: Any) -> None:
+def _drop_everything(settings: Settings, delete_topics: Any, run_ids: list[str]) -> None:
     from adapters.cassandra.provision import drop_keyspace
     from adapters.mlflow.registry import registry_client
 
+    for run_id in run_ids:
+        registry_client(settings.mlflow_tracking_uri).delete_run(run_id)
     try:
         delete_topics(settings, client_id="klinestream-tests")
     finally:
@@ -234,57 +239,48 @@ def _remove_tree(path: Path) -> None:
     shutil.rmtree(path)
 
 
-# --- train, promote --auto ------------------------------------------------------------------------
-def test_readme_train_saves_an_lstm_policy_and_promote_auto_makes_it_champion(ws: Workspace) -> None:
-    from adapters.mlflow.registry import CHAMPION, alias_version, registry_client
+# --- train --register, promote --auto -------------------------------------------------------------
+def test_readme_train_registers_an_lstm_challenger_and_promote_auto_makes_it_champion(ws: Workspace) -> None:
+    from adapters.mlflow.registry import CHALLENGER, CHAMPION, alias_version, registry_client
 
     # promote --auto gates on the validated lake's holdout (the five symbols, with their history pad)
     shared = str(SHARED)
-    run(ws, ["klinestream", "backfill", "--symbols", ",".join(DEFAULT_SYMBOLS), "--start", "2022-12-01",
-             "--end", "2023-02-01", "--source", "files", "--path", shared])  # fmt: skip
+    run(ws, ["klinestream", "backfill", "--symbols", ",".join(DEFAULT_SYMBOLS), "--range", "2022-12-01:2023-02-01",
+             "--source", "files", "--data-dir", shared])  # fmt: skip
 
     started = time.monotonic()
     done = run(ws, klinestream_command("train"), timeout=900)
     seconds = time.monotonic() - started
     print(f"klinestream train (README line) took {seconds:.0f} s")
     out = ws.home / "models" / "lstm-seed0"
-    assert f"policy saved to {out / 'policy'}" in done.stdout.replace("\n", ""), done.stdout[-2000:]
+    stdout = done.stdout.replace("\n", "")
+    assert f"policy saved to {out / 'policy'}" in stdout, done.stdout[-2000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["variant"] == "lstm" and metrics["seed"] == 0 and metrics["hours"] == 744
     assert metrics["train"].startswith("2021-01-01") and metrics["test"].startswith("2023-01-01")
     assert metrics["env_steps"] > 0 and metrics["updates"] > 0
 
-    version = register_challenger(ws, out / "policy", "2023-01-01:2023-02-01")
+    # --register: a run of the training experiment, registered as a new version with the challenger alias
+    uri, name = ws.settings.mlflow_tracking_uri, ws.settings.mlflow_model_name
+    client = registry_client(uri)
+    version = alias_version(uri, name, CHALLENGER)
+    assert version is not None and f"registered {name} version {version} (alias challenger)" in stdout
+    tags = client.get_model_version(name, str(version)).tags
+    assert (tags["variant"], tags["seed"], tags["test_range"]) == ("lstm", "0", "2023-01-01:2023-02-01")
+    ws.run_ids.append(tags["run_id"])
+    run_tags = client.get_run(tags["run_id"]).data.tags
+    assert run_tags["train_range"] == "2021-01-01:2022-01-01" and run_tags["trained_by"] == "klinestream train"
+
     promote = run(ws, klinestream_command("promote"))
-    assert f"version {version} promoted:" in promote.stdout, promote.stdout
-    uri, name = ws.settings.mlflow_tracking_uri, ws.settings.mlflow_model_name
+    tags = client.get_model_version(name, str(version)).tags
+    assert tags["gate.holdout"].startswith("2023-01-01") and tags["gate.baseline"] == "cash"
+    if f"version {version} promoted:" not in promote.stdout:
+        # the gate keeps out a model that does not beat cash after fees; the README's manual promotion
+        assert f"version {version} rejected:" in promote.stdout and "does not beat cash" in promote.stdout
+        assert tags["gate.decision"] == "rejected"
+        run(ws, ["klinestream", "promote", "--model", str(version)])
     assert alias_version(uri, name, CHAMPION) == version
-    tags = registry_client(uri).get_model_version(name, str(version)).tags
-    assert tags["gate.decision"] == "promoted" and tags["gate.holdout"].startswith("2023-01-01")
     ws.champion = version
-
-
-def register_challenger(ws: Workspace, policy_dir: Path, test_range: str) -> int:
-    """What dqn_retrain does after training: log the pyfunc in a run, register it, make it the challenger."""
-    import mlflow
-
-    from adapters.kline_files import read_kline_folder
-    from adapters.mlflow import tracking
-    from adapters.mlflow.aliases import set_challenger
-    from adapters.mlflow.registry import registry_client
-
-    uri, name = ws.settings.mlflow_tracking_uri, ws.settings.mlflow_model_name
-    klines = read_kline_folder(SHARED, DEFAULT_SYMBOLS)
-    previous = mlflow.get_tracking_uri()
-    tracking.use_experiment(uri, f"klinestream-readme-test-{uuid.uuid4().hex[:8]}")
-    try:
-        with mlflow.start_run(tags=tracking.run_tags("lstm", 0, "2021-01-01:2022-01-01", test_range)):
-            model_uri = tracking.log_policy_model(policy_dir, klines[klines["open_time"] < FEB_1])
-        version = tracking.register_model(uri, model_uri, name, {"variant": "lstm", "test_range": test_range})
-    finally:
-        mlflow.set_tracking_uri(previous)
-    set_challenger(registry_client(uri), name, version)
-    return version
 
 
 # --- simulator, ingest ----------------------------------------------------------------------------

@@ -2,10 +2,12 @@
 
 On random action sequences over synthetic prices, a live :class:`~streaming.portfolio.Portfolio` driven
 as the online trader drives it (rules derived from the policy's ``env_config`` → ``order_quantity`` →
-risk check → ``PaperBroker.submit`` → ``apply_fill``; rewards by ``Portfolio.reward``) and a one-env
+executable? → risk check → ``PaperBroker.submit`` → ``apply_fill``; rewards by ``Portfolio.reward``) and a one-env
 :class:`~models.env.VectorTradingEnv` compute, at every step, the same fills (quantities, prices),
 fees, rewards and account features, for every reward kind and both accountings: unit accounting with
-zero fees (as the environment defines it) and portfolio accounting with fees and slippage.
+zero fees (as the environment defines it) and portfolio accounting with fees and slippage, and for the
+turnover rules (exposure steps of ½ and 1, a minimum holding time, a turnover penalty): the same
+actions execute as hold on both sides and the same fills follow.
 
 With zero fees the two sides agree bit for bit. With fees the live account books what the broker
 filled (quantity × fill price) and the environment what it spent, which differ in the last bits only,
@@ -23,12 +25,13 @@ import pytest
 
 from models.accounting import BUY, HOLD, SELL, TradingRules, market_fill, step_reward
 from models.broker import OrderRequest, PaperBroker
-from models.config import ACCOUNTINGS, REWARD_KINDS, EnvConfig, config_to_dict
+from models.config import ACCOUNTINGS, REWARD_KINDS, EnvConfig, config_from_dict, config_to_dict
 from models.env import VectorTradingEnv
+from models.kline import HOUR_MS
 from models.records import SIDES
 from streaming.online_trader import TraderConfig, trading_rules
 from streaming.portfolio import Portfolio
-from streaming.risk import AccountView, RiskLimits, check_order
+from streaming.risk import AccountView, RiskLimits, check_order, not_executable
 
 STEPS = 400
 SEEDS = (0, 1, 2, 3)
@@ -40,6 +43,18 @@ CASES = [pytest.param(EnvConfig(accounting="unit", reward=r), id=f"unit-{r}") fo
     for r in REWARD_KINDS
     if r != "reference"  # the reference reward needs unit accounting
 ]
+#: The turnover rules a fee payer trades by, with fees and slippage: target exposures {0, ½, 1} or {0, 1} with
+#: the same three actions, a minimum holding time, a turnover penalty, and all of them at once.
+TURNOVER = {"fee_rate": 0.001, "slippage_bps": 5.0}
+ALL_RULES = {"position_step": 0.5, "min_hold_hours": 6, "turnover_penalty": 0.2}
+TURNOVER_CASES = [
+    pytest.param(EnvConfig(accounting="portfolio", reward="risk", position_step=0.5, **TURNOVER), id="step-half"),  # type: ignore[arg-type]
+    pytest.param(EnvConfig(accounting="portfolio", reward="risk", position_step=1.0, **TURNOVER), id="step-one"),  # type: ignore[arg-type]
+    pytest.param(EnvConfig(accounting="portfolio", reward="log_return", min_hold_hours=4, **TURNOVER), id="hold-4h"),  # type: ignore[arg-type]
+    pytest.param(EnvConfig(accounting="unit", reward="log_return", min_hold_hours=3), id="unit-hold-3h"),
+    pytest.param(EnvConfig(accounting="portfolio", reward="risk", turnover_penalty=0.5, **TURNOVER), id="penalty"),  # type: ignore[arg-type]
+    pytest.param(EnvConfig(accounting="portfolio", reward="risk", **ALL_RULES, **TURNOVER), id="all-rules"),  # type: ignore[arg-type]
+]
 
 
 class _PolicyMetadata:
@@ -47,6 +62,7 @@ class _PolicyMetadata:
 
     def __init__(self, env: EnvConfig) -> None:
         self.metadata = {"env_config": config_to_dict(env)}
+        self.env_config = config_from_dict(EnvConfig, self.metadata["env_config"])  # as Policy.env_config reads it
 
 
 def _prices(seed: int, grid: bool) -> np.ndarray:
@@ -64,16 +80,20 @@ def _actions(seed: int) -> np.ndarray:
 
 def _live_order(account: Portfolio, rules: TradingRules, broker: PaperBroker, action: int, price: float,
                 step: int) -> tuple[float, float, float, float]:  # fmt: skip
-    """The trader's order path for one decision: (signed filled quantity, fill price, fee, realised profit)."""
+    """The trader's order path for one decision at the hour ``step``: the action as executed (the minimum
+    holding time), then (signed filled quantity, fill price, fee, realised profit)."""
+    action = account.executed_action(action, True, step * HOUR_MS, rules)
     if action == HOLD:
         return 0.0, price, 0.0, 0.0
     side = SIDES[action]
     quantity = account.order_quantity(side, price, rules)
+    if not_executable(side, quantity, account.units) is not None:
+        return 0.0, price, 0.0, 0.0  # nothing to sell, no room to buy: no order
     view = AccountView(account.units, account.cash, account.equity(price), account.day_start_equity)
     if check_order(LIMITS, side, quantity, price, view, False, rules.env.fee_rate) is not None:
         return 0.0, price, 0.0, 0.0  # rejected: nothing sent
     fill = broker.submit(OrderRequest(f"cid-{step}", "BTCUSDT", side, quantity, price, step))
-    profit = account.apply_fill(side, fill.filled_quantity, fill.fill_price, fill.fee)
+    profit = account.apply_fill(side, fill.filled_quantity, fill.fill_price, fill.fee, step * HOUR_MS)
     sign = 1.0 if side == "BUY" else -1.0
     return sign * fill.filled_quantity, fill.fill_price, fill.fee, profit
 
@@ -91,7 +111,7 @@ def _run(config: EnvConfig, seed: int) -> dict[str, np.ndarray]:
     sim: dict[str, list] = {name: [] for name in names}
     for step, action in enumerate(actions):
         price = float(close[step])
-        live["account"].append(account.account(price, rules))
+        live["account"].append(account.account(price, rules, step * HOUR_MS))
         sim["account"].append(env.account()[0])
         equity_before = account.equity(price)
         quantity, fill_price, fee, profit = _live_order(account, rules, broker, int(action), price, step)
@@ -102,17 +122,18 @@ def _run(config: EnvConfig, seed: int) -> dict[str, np.ndarray]:
             live[name].append(mine)
             sim[name].append(theirs[0])
         next_price = float(close[step + 1])
-        live["reward"].append(account.reward(rules, profit, equity_before, account.equity(next_price)))
+        notional = abs(quantity) * fill_price
+        live["reward"].append(account.reward(rules, profit, equity_before, account.equity(next_price), notional))
         sim["reward"].append(result.rewards[0])
         live["equity"].append(account.equity(next_price))
         sim["equity"].append(env.equity()[0])
-    live["account"].append(account.account(float(close[STEPS]), rules))
+    live["account"].append(account.account(float(close[STEPS]), rules, STEPS * HOUR_MS))
     sim["account"].append(env.account()[0])
     return {f"{side}.{name}": np.asarray(values[name]) for side, values in (("live", live), ("env", sim))
             for name in names}  # fmt: skip
 
 
-@pytest.mark.parametrize("config", CASES)
+@pytest.mark.parametrize("config", CASES + TURNOVER_CASES)
 @pytest.mark.parametrize("seed", SEEDS)
 def test_live_portfolio_and_environment_fill_charge_reward_and_feature_alike(config: EnvConfig, seed: int) -> None:
     got = _run(config, seed)
@@ -174,3 +195,45 @@ def test_the_reward_kinds_by_hand() -> None:
     reward, peak, drawdown = step_reward(PORTFOLIO, 0.0, 110.0, 99.0, 110.0, 0.05)  # drawdown 5% → 10%
     assert (peak, drawdown) == (110.0, pytest.approx(0.1))
     assert reward == pytest.approx(math.log(0.9) - 2.0 * 0.05)
+
+
+def test_a_trade_within_the_minimum_holding_time_executes_as_hold_in_the_env_and_the_live_account() -> None:
+    config = EnvConfig(accounting="portfolio", reward="log_return", position_step=1.0, min_hold_hours=3)
+    close = np.full(8, 100.0)
+    env = VectorTradingEnv(close, np.ones(8, bool), config, 1, np.array([0]), auto_reset=False)
+    env.reset(np.array([0]), np.array([7]))
+    rules = TradingRules(config, 1.0, math.inf)
+    account = Portfolio.start(CAPITAL)
+    requested = [BUY, SELL, SELL, SELL, BUY, HOLD, BUY]  # the sell at hour 3 is the first allowed after the buy
+    executed_env, executed_live, can_buy = [], [], []
+    for hour, action in enumerate(requested):
+        can_buy.append(float(env.account()[0, 2]))
+        env.step(np.array([action]))
+        executed_env.append(int(env.last_actions[0]))
+        done = account.executed_action(action, True, hour * HOUR_MS, rules)
+        executed_live.append(done)
+        if done != HOLD:
+            side = SIDES[done]
+            quantity = account.order_quantity(side, 100.0, rules)
+            account.apply_fill(side, quantity, 100.0, 0.0, hour * HOUR_MS)
+    assert executed_env == executed_live == [BUY, HOLD, HOLD, SELL, HOLD, HOLD, BUY]
+    assert can_buy == [1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]  # "a buy would execute" knows the lock
+    assert account.to_dict()["last_trade_hour"] == 6 * HOUR_MS
+    assert Portfolio.from_dict(account.to_dict()).hours_since_trade(9 * HOUR_MS) == 3  # checkpointed
+
+
+def test_the_turnover_penalty_by_hand() -> None:
+    config = EnvConfig(accounting="portfolio", reward="risk", turnover_penalty=0.5, drawdown_penalty=2.0)
+    reward, _, _ = step_reward(config, 0.0, 100.0, 99.0, 100.0, 0.0, traded=0.2)  # traded 20% of the equity
+    assert reward == pytest.approx(math.log(0.99) - 0.5 * 0.2 - 2.0 * 0.01)
+    account = Portfolio.start(1_000.0)
+    assert account.reward(TradingRules(config, 1.0, math.inf), 0.0, 1_000.0, 1_000.0, 500.0) == pytest.approx(-0.25)
+
+
+def test_rules_that_cannot_work_are_refused() -> None:
+    from models.accounting import check_rules
+
+    for bad in (EnvConfig(position_step=0.0), EnvConfig(accounting="portfolio", reward="risk", max_position=1.5),
+                EnvConfig(min_hold_hours=-1), EnvConfig(turnover_penalty=0.1)):  # fmt: skip
+        with pytest.raises(ValueError):
+            check_rules(bad)

@@ -41,7 +41,7 @@ def _batch(lead: tuple[int, ...], seed: int = 0) -> Batch:
 
 
 def _member(batch: Batch, k: int) -> Batch:
-    return Batch(*(t[k] for t in batch))
+    return Batch(*(None if t is None else t[k] for t in batch))  # discounts: None = one-step transitions
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -65,7 +65,9 @@ def test_batched_forward_equals_each_members_own_network(variant: str, n_account
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize("rule", [{}, {"double_dqn": True, "tau": 0.5}], ids=["hard-sync", "double-polyak"])
+@pytest.mark.parametrize(
+    "rule", [{}, {"double_dqn": True, "tau": 0.5}, {"dueling": True}], ids=["hard-sync", "double-polyak", "dueling"]
+)
 def test_a_member_learns_like_an_independent_dqn_agent(variant: str, rule: dict[str, Any]) -> None:
     config = AgentConfig(
         variant=variant, batch_size=16, target_sync_every=2, learning_rate=0.01, max_grad_norm=0.5, **rule
@@ -79,12 +81,15 @@ def test_a_member_learns_like_an_independent_dqn_agent(variant: str, rule: dict[
         losses = ensemble.learn(batch)
         for k, agent in enumerate(agents):
             assert losses[k].item() == pytest.approx(agent.learn(_member(batch, k)), rel=1e-5)
+    # RMSprop divides by the root mean square of the gradient, so the batched and the single network's
+    # different summation orders move a near-zero-gradient weight by up to ~1e-5 (0.1% of a step)
+    atol = 5e-5
     for k, agent in enumerate(agents):
         state = ensemble.member_state(k)
         for name, value in agent.policy_net.state_dict().items():
-            torch.testing.assert_close(state["policy_net"][name], value, rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(state["policy_net"][name], value, rtol=1e-4, atol=atol)
         for name, value in agent.target_net.state_dict().items():
-            torch.testing.assert_close(state["target_net"][name], value, rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(state["target_net"][name], value, rtol=1e-4, atol=atol)
         assert ensemble.target_version == agent.target_version
 
 
@@ -143,6 +148,9 @@ def test_ensemble_replay_samples_what_each_members_own_buffer_would() -> None:
     for k, single in enumerate(singles):
         expected = single.sample(32)
         for got, want in zip(batch, expected, strict=True):
+            if want is None:  # no n-step discounts in either
+                assert got is None
+                continue
             torch.testing.assert_close(got[k], want)
     table = torch.arange(300.0).reshape(300, 1, 1)
     gathered = EnsembleReplayBuffer.gather(batch, table)

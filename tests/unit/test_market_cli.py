@@ -21,11 +21,13 @@ def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["backfill", "--start", "2021-02-01", "--end", "2021-01-01", "--source", "files", "--path", "."], "not after"),
-        (["backfill", "--start", "yesterday", "--end", "2021-01-01"], "not a date"),
-        (["backfill", "--start", "2021-01-01", "--end", "2021-01-02", "--source", "ftp"], "not one of"),
-        (["backfill", "--start", "2021-01-01", "--end", "2021-01-02", "--source", "files"], "KLINESTREAM_DATA_DIR"),
-        (["backfill", "--symbols", "btc-usdt", "--start", "2021-01-01", "--end", "2021-01-02"], "alphanumeric"),
+        (["backfill", "--range", "2021-02-01:2021-01-01", "--source", "files", "--data-dir", "."], "ends before"),
+        (["backfill", "--range", "yesterday:2021-01-01"], "not a date"),
+        (["backfill", "--range", "2021-01-01:2021-01-02", "--source", "ftp"], "not one of"),
+        (["backfill", "--range", "2021-01-01:2021-01-02", "--source", "files"], "KLINESTREAM_DATA_DIR"),
+        (["backfill", "--symbols", "btc-usdt", "--range", "2021-01-01:2021-01-02"], "alphanumeric"),
+        (["backfill", "--source", "files"], "missing --range"),
+        (["backfill", "--range", "2021-01-01:2021-01-02", "--start", "2021-01-01", "--end", "2021-01-02"], "not also"),
         (["simulator", "--port", "0"], "--data-dir"),
     ],
 )
@@ -38,7 +40,7 @@ def test_bad_arguments_exit_non_zero_with_one_line(tmp_path: Path, args: list[st
 
 @pytest.mark.slow
 def test_a_failed_validation_exits_1_naming_rule_symbol_and_hours(tmp_path: Path) -> None:
-    result = _run(tmp_path, "validate", "--symbols", "BTCUSDT", "--start", "2021-02-01", "--end", "2021-02-01T02:00")
+    result = _run(tmp_path, "validate", "--symbols", "BTCUSDT", "--range", "2021-02-01:2021-02-01T02:00")
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: kline validation failed: no_unknown_missing_hour")

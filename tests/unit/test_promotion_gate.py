@@ -11,7 +11,7 @@ import pytest
 from models.errors import PermanentError
 from models.evaluation import EvaluationReport, Metrics, PerAccounting
 from models.time_range import TimeRange
-from pipelines.promotion import HoldoutMetrics, compare_with_champion
+from pipelines.promotion import CASH, HoldoutMetrics, below_baseline, compare_with_champion, decision_tags
 from pipelines.retrain import train_configs
 from pipelines.retrain_config import GateConfig, RetrainConfig, config_from_params
 
@@ -20,9 +20,9 @@ CHAMPION = HoldoutMetrics(sharpe=1.0, max_drawdown=0.10, n_trades=40)
 
 
 def test_a_challenger_that_beats_the_champion_by_more_than_the_margin_is_promoted() -> None:
-    decision = compare_with_champion(HoldoutMetrics(1.2, 0.12, 30), CHAMPION, CONFIG)
+    decision = compare_with_champion(HoldoutMetrics(1.2, 0.12, 30, 0.02), CHAMPION, CONFIG)
     assert decision.promote
-    assert "beats champion" in decision.summary
+    assert "beats champion" in decision.summary and "beat cash" in decision.summary
 
 
 def test_a_worse_challenger_is_rejected_with_the_numbers_in_the_reason() -> None:
@@ -59,13 +59,19 @@ def test_too_few_trades_is_rejected() -> None:
     assert "9 trades < minimum 10" in decision.summary
 
 
-def test_without_a_champion_the_absolute_bounds_decide() -> None:
-    assert compare_with_champion(HoldoutMetrics(-0.5, 0.2, 12), None, CONFIG).promote
-    assert not compare_with_champion(HoldoutMetrics(2.0, 0.4, 12), None, CONFIG).promote
-    assert not compare_with_champion(HoldoutMetrics(2.0, 0.2, 3), None, CONFIG).promote
+def test_without_a_champion_the_absolute_bounds_and_the_baseline_decide() -> None:
+    assert compare_with_champion(HoldoutMetrics(0.5, 0.2, 12, 0.01), None, CONFIG).promote
+    assert not compare_with_champion(HoldoutMetrics(2.0, 0.4, 12, 0.05), None, CONFIG).promote
+    assert not compare_with_champion(HoldoutMetrics(2.0, 0.2, 3, 0.05), None, CONFIG).promote
     assert not compare_with_champion(
-        HoldoutMetrics(-0.5, 0.2, 12), None, GateConfig(min_sharpe=0.0, min_trades=0)
+        HoldoutMetrics(0.5, 0.2, 12, 0.01), None, GateConfig(min_sharpe=1.0, min_trades=0)
     ).promote
+
+
+def test_a_loser_is_not_promoted_even_without_a_champion() -> None:
+    decision = compare_with_champion(HoldoutMetrics(-0.5, 0.2, 12, -0.01), None, CONFIG)
+    assert not decision.promote
+    assert decision.reasons == ("return -0.0100 does not beat cash 0.0000", "sharpe -0.5000 does not beat cash 0.0000")
 
 
 def test_a_non_finite_sharpe_is_never_promoted() -> None:
@@ -74,7 +80,7 @@ def test_a_non_finite_sharpe_is_never_promoted() -> None:
 
 def test_every_failed_check_is_reported() -> None:
     decision = compare_with_champion(HoldoutMetrics(0.0, 0.5, 1), CHAMPION, CONFIG)
-    assert len(decision.reasons) == 4
+    assert len(decision.reasons) == 6  # cash: return and Sharpe; bound; trades; champion: Sharpe and drawdown
 
 
 def test_holdout_metrics_come_from_the_portfolio_accounting_with_fees() -> None:
@@ -136,3 +142,44 @@ def test_a_retrain_config_keeps_its_ranges_parsed_and_gives_them_back_as_text() 
     assert config.test_range == TimeRange.from_bounds("2022-02-01", "2022-03-01")
     assert config.train_range.end_ms - config.train_range.start_ms == 31 * 24 * 3_600_000
     assert config.to_dict()["train_range"] == "2022-01-01:2022-02-01"
+
+
+BUY_AND_HOLD = HoldoutMetrics(sharpe=1.5, max_drawdown=0.08, n_trades=2, total_return=0.06)
+
+
+def test_a_challenger_that_beats_the_champion_but_not_the_baseline_is_not_promoted() -> None:
+    config = replace(CONFIG, baseline="buy_and_hold")
+    challenger = HoldoutMetrics(1.3, 0.10, 30, 0.04)
+    decision = compare_with_champion(challenger, CHAMPION, config, BUY_AND_HOLD)
+    assert not decision.promote
+    assert decision.reasons == (
+        "return 0.0400 does not beat buy_and_hold 0.0600",
+        "sharpe 1.3000 does not beat buy_and_hold 1.5000",
+    )
+    tags = decision_tags(decision, 3, "2022-01-15:2022-01-22")
+    assert tags["gate.decision"] == "rejected" and tags["gate.baseline"] == "buy_and_hold"
+    assert tags["gate.baseline.total_return"] == 0.06 and tags["gate.challenger.total_return"] == 0.04
+    assert "does not beat buy_and_hold" in tags["gate.reason"] and "champion" not in tags["gate.reason"]
+    assert compare_with_champion(HoldoutMetrics(1.6, 0.10, 30, 0.07), CHAMPION, config, BUY_AND_HOLD).promote
+
+
+def test_beating_the_baseline_in_return_but_not_in_sharpe_is_not_enough() -> None:
+    trend = HoldoutMetrics(sharpe=1.5, max_drawdown=0.05, n_trades=14, total_return=0.06)
+    decision = compare_with_champion(
+        HoldoutMetrics(1.2, 0.10, 30, 0.07), None, replace(CONFIG, baseline="trend"), trend
+    )
+    assert decision.reasons == ("sharpe 1.2000 does not beat trend 1.5000",)
+
+
+def test_a_champion_below_the_baseline_is_named_with_the_reasons() -> None:
+    assert below_baseline(CHAMPION, BUY_AND_HOLD, "buy_and_hold") == [
+        "return 0.0000 does not beat buy_and_hold 0.0600",
+        "sharpe 1.0000 does not beat buy_and_hold 1.5000",
+    ]
+    assert below_baseline(replace(CHAMPION, sharpe=2.0, total_return=0.1), BUY_AND_HOLD, "buy_and_hold") == []
+    assert below_baseline(HoldoutMetrics(0.1, 0.01, 4, 0.001), CASH, "cash") == []
+
+
+def test_an_unknown_gate_baseline_is_a_readable_error() -> None:
+    with pytest.raises(PermanentError, match="gate baseline must be one of"):
+        config_from_params({"gate_baseline": "moon"})

@@ -17,6 +17,7 @@ from tests.readme import README, REPO_ROOT, all_commands, bash_blocks
 
 CI_RUN = REPO_ROOT / ".ci" / "run"
 WORKING = "tests/integration/test_readme_working_with_it.py::"
+CONVENTIONS = "tests/unit/test_cli_conventions.py::"
 
 #: Each ```bash command → what runs it: "tests/<file>.py::<test function>" or "ci: <a line of .ci/run>".
 BASH_COMMANDS: dict[str, str] = {
@@ -25,16 +26,17 @@ BASH_COMMANDS: dict[str, str] = {
     "make up": "ci: make up",
     "make status": "ci: make status",
     "make down": "ci: make down || true",
-    "klinestream backfill --symbols BTCUSDT,ETHUSDT --start 2023-01-01 --end 2023-02-01 --source files "
-    "--path ../shared/data/binance_spot_1h": WORKING
+    "klinestream backfill --symbols BTCUSDT,ETHUSDT --range 2023-01-01:2023-02-01 --source files "
+    "--data-dir ~/klines": WORKING
     + "test_readme_backfill_then_validate_put_january_2023_of_two_symbols_into_the_validated_lake",
-    "klinestream validate --symbols BTCUSDT,ETHUSDT --start 2023-01-01 --end 2023-02-01": WORKING
+    "klinestream validate --symbols BTCUSDT,ETHUSDT --range 2023-01-01:2023-02-01": WORKING
     + "test_readme_backfill_then_validate_put_january_2023_of_two_symbols_into_the_validated_lake",
     "klinestream train --variant lstm --train 2021-01-01:2022-01-01 --test 2023-01-01:2023-02-01 --seed 0 "
-    "--data-dir ../shared/data/binance_spot_1h": WORKING
-    + "test_readme_train_saves_an_lstm_policy_and_promote_auto_makes_it_champion",
-    "klinestream promote --auto": WORKING + "test_readme_train_saves_an_lstm_policy_and_promote_auto_makes_it_champion",
-    "klinestream simulator --data-dir ../shared/data/binance_spot_1h --start 2023-01-01 --speed 10": WORKING
+    "--data-dir ~/klines --register": WORKING
+    + "test_readme_train_registers_an_lstm_challenger_and_promote_auto_makes_it_champion",
+    "klinestream promote --auto": WORKING
+    + "test_readme_train_registers_an_lstm_challenger_and_promote_auto_makes_it_champion",
+    "klinestream simulator --data-dir ~/klines --start 2023-01-01 --speed 10": WORKING
     + "test_readme_simulator_serves_rest_and_websocket_and_ingest_publishes_closed_klines_to_kafka",
     "klinestream ingest": WORKING
     + "test_readme_simulator_serves_rest_and_websocket_and_ingest_publishes_closed_klines_to_kafka",
@@ -60,19 +62,33 @@ INLINE_COMMANDS: dict[str, str] = {
     "airflow backfill create": "tests/integration/test_readme_airflow_backfill.py::"
     "test_readme_airflow_backfill_create_runs_the_hours_on_the_stack_and_fills_its_lake",
     "make compose-check": "ci: make compose-check",
+    "make compose-test": "not run: it builds every image and runs the whole compose stack, too long for "
+    ".ci/run; run by hand (its output gives each phase's wall time and each image's size)",
+    "make test": "ci: make test",
     "klinestream stack up": "ci: make up",  # `make up` = klinestream stack up
     "klinestream stream": WORKING + "test_readme_stream_trades_the_champion_on_the_ingested_klines_into_cassandra",
     "klinestream kill-switch on": "tests/integration/test_kill_switch_cli.py::"
     "test_kill_switch_on_then_off_is_seen_by_traders",
-    "klinestream promote --version N | --rollback | --auto": "tests/integration/test_mlflow_registry.py::"
+    "klinestream promote --model N | --rollback | --auto": "tests/integration/test_mlflow_registry.py::"
     "test_the_promote_command_moves_gates_and_rolls_back_the_champion",
+    "klinestream stack status": CONVENTIONS + "test_stack_status_exits_1_with_a_service_down_and_says_so_in_json",
+    "klinestream config show": CONVENTIONS + "test_config_show_masks_secrets_in_text_and_json",
+    "klinestream models": "tests/integration/test_cli_mlflow.py::test_models_json_carries_the_figures_of_the_text",
+    "klinestream --install-completion": CONVENTIONS
+    + "test_install_completion_writes_a_bash_completion_that_lists_the_commands",
     "klinestream demo --keep-running": "not run: it serves the dashboard until Ctrl-C; CI's `make demo` runs the "
     "same demo to its summary, and tests/integration/test_make_dashboard.py serves the dashboard",
-    "cp .env.example .env": "not run: the Docker path needs a Docker engine, which no development or CI "
-    "machine has; `make compose-check` validates the compose file with .env.example",
-    "docker compose up -d": "not run: no Docker engine; `docker compose --dry-run up -d` needs the daemon too "
-    "(it fails with: unable to get image 'postgres:16': Cannot connect to the Docker daemon). "
-    "`make compose-check` (ci) validates the file",
+    "klinestream stack up live": "tests/integration/test_live_supervised.py::"
+    "test_a_supervised_stream_killed_with_sigkill_is_restarted_and_writes_each_decision_once",
+    "klinestream bot": "not run: as a command it needs a Telegram token and chat; its application is run against "
+    "the Bot API stand-in by tests/integration/test_telegram_alerts.py and tests/unit/test_telegram.py",
+    "cp .env.example .env": "not run: `make compose-test` writes its own env file with fresh secrets "
+    "(var/compose-test/compose.env) instead of a .env with .env.example's placeholders; `make compose-check` "
+    "validates the compose file with .env.example",
+    # .ci/compose-test runs `docker compose ... up -d` and `down -v` on docker-compose.yml (+ docker/compose.test.yml)
+    "docker compose up -d": "not run: `make compose-test` (run by hand, too long for .ci/run) runs it on "
+    "docker-compose.yml with the stand-ins of docker/compose.test.yml; `make compose-check` (ci) validates the file",
+    "docker compose down -v": "not run: `make compose-test` (run by hand, too long for .ci/run) ends with it",
 }
 
 _INLINE = re.compile(r"`((?:make|klinestream|airflow|docker|cp) [^`]+)`")

@@ -6,12 +6,14 @@ import pytest
 import torch
 
 from models.broker import PaperBroker
+from models.config import EnvConfig
 from models.kline import HOUR_MS
 from models.policy import Policy
+from models.records import NOT_EXECUTABLE
 from streaming.online_learner import OnlineConfig
 from streaming.online_trader import OnlineTrader, TraderConfig
 from streaming.portfolio import DAY_MS
-from streaming.risk import AccountView, CachedKillSwitch, RiskLimits, check_order
+from streaming.risk import REJECTION_REASONS, AccountView, CachedKillSwitch, RiskLimits, check_order, not_executable
 from tests.trader_fakes import (
     MemoryCheckpoints,
     MemorySink,
@@ -39,7 +41,6 @@ def test_check_order_refuses_what_breaks_a_limit_and_allows_the_rest() -> None:
     assert check_order(LIMITS, "SELL", 1.0, 20_000.0, losing, killed=False, fee_rate=0.0) is None
     poor = AccountView(0.0, 19_000.0, 19_000.0, 19_000.0)
     assert check_order(LIMITS, "BUY", 1.0, 20_000.0, poor, killed=False, fee_rate=0.0) == "insufficient_cash"
-    assert check_order(LIMITS, "SELL", 1.0, 20_000.0, FLAT, killed=False, fee_rate=0.0) == "no_position"
     assert check_order(RiskLimits(3.0, 50_000.0, 1_000.0, kill_switch=True), "BUY", 1.0, 20_000.0, FLAT,
                        killed=False, fee_rate=0.0) == "kill_switch"  # fmt: skip
 
@@ -53,9 +54,9 @@ def test_cached_kill_switch_rereads_the_control_after_its_ttl() -> None:
     assert switch.active() and controls.reads == 2
 
 
-def always(action: int, frame) -> Policy:
+def always(action: int, frame, env: EnvConfig | None = None) -> Policy:
     """A policy whose Q-values always prefer ``action``."""
-    policy = make_policy(frame)
+    policy = make_policy(frame, env=env)
     with torch.no_grad():
         for parameter in policy.network.parameters():
             parameter.zero_()
@@ -121,3 +122,37 @@ def test_kill_switch_stops_orders_within_the_batch_while_decisions_are_still_rec
     assert statuses[2:] == ["rejected"] * 22
     assert all(o.reason == "kill_switch" for o in sink.orders.values() if o.status == "rejected")
     assert all(d.order_status in ("filled", "rejected") for d in sink.decisions.values())
+
+
+def test_not_executable_is_a_fact_of_the_account_before_any_risk_check() -> None:
+    assert not_executable("SELL", 1.0, 0.0) == "no_position"  # nothing held
+    assert not_executable("SELL", 0.0, 2.0) == "no_position"  # nothing the accounting would sell
+    assert not_executable("BUY", 0.0, 0.0) == "no_room"  # portfolio accounting at its maximum, or no cash
+    assert not_executable("BUY", 1.0, 0.0) is None and not_executable("SELL", 1.0, 1.0) is None
+    assert {"no_position", "no_room"}.isdisjoint(REJECTION_REASONS)
+
+
+def test_a_sell_with_nothing_held_is_a_decision_to_do_nothing_not_an_order_even_under_the_kill_switch(frame) -> None:
+    controls = SwitchControls(on_after=5)  # the kill switch comes on in the middle: it changes nothing here
+    sink, results = trade(always(2, frame), RiskLimits(10.0, 1e9, 1e9), hours=24, controls=controls)
+    decisions = list(sink.decisions.values())
+    assert len(decisions) == 24 and all(d.action == 2 for d in decisions)
+    assert not sink.orders and not results[0].orders, "no order row for a sell with nothing held"
+    assert all(d.order_status == NOT_EXECUTABLE and d.order_reason == "no_position" for d in decisions)
+    assert all(d.client_order_id is None for d in decisions)
+    assert all(p.units == 0.0 and p.fees_paid == 0.0 for p in sink.positions.values())
+
+
+def test_a_buy_with_no_room_is_not_an_order_and_a_real_refusal_stays_a_rejected_order(frame) -> None:
+    all_in = EnvConfig(accounting="portfolio", reward="log_return", position_step=1.0, max_position=1.0)
+    sink, _ = trade(always(1, frame, all_in), RiskLimits(1e9, 1e9, 1e9), hours=24)
+    decisions = sorted(sink.decisions.values(), key=lambda d: d.open_time)
+    assert [o.status for o in sink.orders.values()] == ["filled"], "one buy puts all the equity in"
+    assert decisions[0].order_status == "filled" and decisions[0].order_reason is None
+    assert all(d.order_status == NOT_EXECUTABLE and d.order_reason == "no_room" for d in decisions[1:])
+    capped, _ = trade(always(1, frame), RiskLimits(max_position_units=2.0, max_order_notional=1e9,
+                                                   daily_loss_limit=1e9), hours=24)  # fmt: skip
+    rejected = [o for o in capped.orders.values() if o.status == "rejected"]
+    assert len(rejected) == 22 and {o.reason for o in rejected} == {"max_position"}
+    refused = [d for d in capped.decisions.values() if d.order_status == "rejected"]
+    assert len(refused) == 22 and all(d.order_reason == "max_position" and d.client_order_id for d in refused)

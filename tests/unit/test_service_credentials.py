@@ -101,6 +101,18 @@ def test_services_get_no_secret_of_the_caller(monkeypatch: pytest.MonkeyPatch) -
     assert not is_secret_variable("MLFLOW_SERVER_SECRETS_CACHE_TTL")
 
 
+def test_the_live_processes_keep_the_callers_klinestream_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The supervised ingestor, dashboard and bot are what use the signing key, the password and the token."""
+    from klinestream.stack.services import LiveService
+
+    monkeypatch.setenv("KLINESTREAM_KLINE_SIGNING_KEY", "k" * 40)
+    monkeypatch.setenv("KLINESTREAM_TELEGRAM_BOT_TOKEN", "123:token")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "cloud")
+    env = LiveService(ensure_secrets(load_settings())).env()
+    assert env["KLINESTREAM_KLINE_SIGNING_KEY"] == "k" * 40 and env["KLINESTREAM_TELEGRAM_BOT_TOKEN"] == "123:token"
+    assert "AWS_SECRET_ACCESS_KEY" not in env
+
+
 def test_airflow_scheduler_and_triggerer_start_without_their_log_servers() -> None:
     assert component_command(["scheduler"]) == ["scheduler", SKIP_FLAG]
     assert component_command(["triggerer"]) == ["triggerer", SKIP_FLAG]

@@ -13,12 +13,13 @@ from models.settings import Settings, load_settings
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Isolate from the developer's environment and any .env in the working directory."""
+    """Isolate from the developer's environment and the checkout's .env (if they have one)."""
     import os
 
     for name in list(os.environ):
         if name.startswith("KLINESTREAM_"):
             monkeypatch.delenv(name)
+    monkeypatch.setitem(Settings.model_config, "env_file", tmp_path / "no-such.env")
     monkeypatch.chdir(tmp_path)
 
 
@@ -40,9 +41,17 @@ def test_environment_overrides_and_comma_lists(monkeypatch: pytest.MonkeyPatch) 
     assert settings.traded_index == 0
 
 
-def test_dotenv_file_is_read(tmp_path: Path) -> None:
+def test_dotenv_file_is_read_from_its_place_not_from_the_working_folder(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text("KLINESTREAM_CASSANDRA_KEYSPACE=ks_from_dotenv\n")
-    assert load_settings().cassandra_keyspace == "ks_from_dotenv"
+    assert load_settings().cassandra_keyspace == "klinestream"  # the working folder's .env is not the project's
+    assert load_settings(_env_file=tmp_path / ".env").cassandra_keyspace == "ks_from_dotenv"
+
+
+def test_the_default_env_file_and_home_are_the_checkouts() -> None:
+    from models.settings import locate
+    from tests.readme import REPO_ROOT
+
+    assert locate().env_file == REPO_ROOT / ".env" and load_settings().home == REPO_ROOT / "var"
 
 
 def test_missing_key_for_testnet_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
