@@ -528,7 +528,9 @@ def load_settings(**overrides: Any) -> Settings:
         if not secrets.is_file():
             return settings
         _require_private(secrets)
-        return Settings(_env_file=(secrets, locate().env_file), **overrides)  # the later file wins: .env over secrets
+        dotenv = overrides.pop("_env_file", None) or locate().env_file
+        dotenvs = tuple(dotenv) if isinstance(dotenv, list | tuple) else (dotenv,)
+        return Settings(_env_file=(secrets, *dotenvs), **overrides)  # the later file wins: .env over secrets
     except ValidationError as exc:
         raise SettingsError(_describe(exc)) from None
 

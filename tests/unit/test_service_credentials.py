@@ -107,6 +107,7 @@ def test_the_live_processes_keep_the_callers_klinestream_secrets(monkeypatch: py
 
     monkeypatch.setenv("KLINESTREAM_KLINE_SIGNING_KEY", "k" * 40)
     monkeypatch.setenv("KLINESTREAM_TELEGRAM_BOT_TOKEN", "123:token")
+    monkeypatch.setenv("KLINESTREAM_TELEGRAM_CHAT_IDS", "42")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "cloud")
     env = LiveService(ensure_secrets(load_settings())).env()
     assert env["KLINESTREAM_KLINE_SIGNING_KEY"] == "k" * 40 and env["KLINESTREAM_TELEGRAM_BOT_TOKEN"] == "123:token"
