@@ -390,10 +390,10 @@ def retrained_extra(
     """The extra of the RETRAINED asset event a successful retrain publishes (what ``due`` reads next time),
     naming the registered model it retrained."""
     test = parse_range(str(snapshot["test_range"]))
-    return {"model": settings.mlflow_model_name, "holdout_end": iso(test.end_ms), "holdout_end_ms": test.end_ms, "test_range": str(snapshot["test_range"]),
-            "train_range": str(snapshot["train_range"]), "ranges_from": str(snapshot["ranges_from"]),
-            "snapshot_sha256": str(snapshot["sha256"]), "dag_run_id": dag_run_id,
-            "promoted": [int(d["version"]) for d in decisions if d["promoted"]]}  # fmt: skip
+    return {"model": settings.mlflow_model_name, "holdout_end": iso(test.end_ms), "holdout_end_ms": test.end_ms,
+            "test_range": str(snapshot["test_range"]), "train_range": str(snapshot["train_range"]),
+            "ranges_from": str(snapshot["ranges_from"]), "snapshot_sha256": str(snapshot["sha256"]),
+            "dag_run_id": dag_run_id, "promoted": [int(d["version"]) for d in decisions if d["promoted"]]}  # fmt: skip
 
 
 def due_from_events(settings: Settings, config: RetrainConfig, run_type: str, extras: list[Mapping[str, Any]]) -> bool:

@@ -165,8 +165,8 @@ class LongRunning:
     def __init__(self, ws: Workspace, argv: list[str]) -> None:
         self.argv, self.log = expand_tilde(ws, argv), ws.logs / f"{argv[1]}.log"
         self._out: IO[str] = self.log.open("w")
-        self.process = subprocess.Popen(self.argv, cwd=REPO_ROOT, env=ws.env, stdout=self._out, stderr=subprocess.STDOUT,
-                                        text=True, start_new_session=True)  # fmt: skip
+        self.process = subprocess.Popen(self.argv, cwd=REPO_ROOT, env=ws.env, stdout=self._out,
+                                        stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
         self.pgid = self.process.pid  # a new session: its leader's pid is the group id
 
     def output(self) -> str:
