@@ -190,7 +190,7 @@ with DAG(
 
         settings, config, run_id = _context()
         decisions = gate_versions(settings, config, snapshot, list(registered))
-        get_current_context()["outlet_events"][RETRAINED].extra = retrained_extra(snapshot, run_id, decisions)
+        get_current_context()["outlet_events"][RETRAINED].extra = retrained_extra(settings, snapshot, run_id, decisions)
         return decisions
 
     variants = plan()

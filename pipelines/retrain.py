@@ -384,19 +384,25 @@ def gate_versions(settings: Settings, config: RetrainConfig, snapshot: Mapping[s
     return results
 
 
-def retrained_extra(snapshot: Mapping[str, Any], dag_run_id: str, decisions: list[dict[str, Any]]) -> dict[str, Any]:
-    """The extra of the RETRAINED asset event a successful retrain publishes (what ``due`` reads next time)."""
+def retrained_extra(
+    settings: Settings, snapshot: Mapping[str, Any], dag_run_id: str, decisions: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The extra of the RETRAINED asset event a successful retrain publishes (what ``due`` reads next time),
+    naming the registered model it retrained."""
     test = parse_range(str(snapshot["test_range"]))
-    return {"holdout_end": iso(test.end_ms), "holdout_end_ms": test.end_ms, "test_range": str(snapshot["test_range"]),
-            "train_range": str(snapshot["train_range"]), "ranges_from": str(snapshot["ranges_from"]),
-            "snapshot_sha256": str(snapshot["sha256"]), "dag_run_id": dag_run_id,
-            "promoted": [int(d["version"]) for d in decisions if d["promoted"]]}  # fmt: skip
+    return {"model": settings.mlflow_model_name, "holdout_end": iso(test.end_ms), "holdout_end_ms": test.end_ms,
+            "test_range": str(snapshot["test_range"]), "train_range": str(snapshot["train_range"]),
+            "ranges_from": str(snapshot["ranges_from"]), "snapshot_sha256": str(snapshot["sha256"]),
+            "dag_run_id": dag_run_id, "promoted": [int(d["version"]) for d in decisions if d["promoted"]]}  # fmt: skip
 
 
 def due_from_events(settings: Settings, config: RetrainConfig, run_type: str, extras: list[Mapping[str, Any]]) -> bool:
     """:func:`retrain_due` for a run, the last rolling retrain's holdout end taken from the RETRAINED asset
-    events' ``extras`` (pinned-range retrains do not count); logs the reason."""
-    ends = [int(e["holdout_end_ms"]) for e in extras if e.get("ranges_from") == "run" and "holdout_end_ms" in e]
+    events' ``extras`` of this settings' registered model (pinned-range retrains, and the retrains of another
+    model sharing the Airflow, do not count); logs the reason."""
+    name = settings.mlflow_model_name
+    ends = [int(e["holdout_end_ms"]) for e in extras
+            if e.get("ranges_from") == "run" and "holdout_end_ms" in e and e.get("model", name) == name]  # fmt: skip
     last = max(ends, default=None)
     checks = run_type == ASSET_TRIGGERED and last is not None
     newest = validated_until(settings, int(datetime.now(UTC).timestamp() * 1000)) if checks else 0

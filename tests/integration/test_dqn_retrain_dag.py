@@ -64,9 +64,9 @@ def _params(uri: str, run_id: str) -> dict[str, str]:
     return {p["key"]: p["value"] for p in run["data"]["params"]}
 
 
-def _retrained_extras(dag: Any) -> list[dict[str, Any]]:
-    """The events of the asset the gate task publishes (RETRAINED) in Airflow's metadata database, oldest
-    first (as the ``due`` task reads them)."""
+def _retrained_extras(dag: Any, model: str) -> list[dict[str, Any]]:
+    """The events of the asset the gate task publishes (RETRAINED) in Airflow's metadata database for the
+    registered model ``model`` (other tests share the database), oldest first."""
     from airflow.models.asset import AssetEvent, AssetModel
     from airflow.utils.session import create_session
     from sqlalchemy import select
@@ -75,7 +75,7 @@ def _retrained_extras(dag: Any) -> list[dict[str, Any]]:
     with create_session() as session:
         query = select(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
         events = session.scalars(query.where(AssetModel.uri == retrained.uri).order_by(AssetEvent.timestamp)).all()
-        return [dict(e.extra or {}) for e in events]
+        return [dict(e.extra) for e in events if (e.extra or {}).get("model") == model]
 
 
 def _check_gate(tags: dict[int, dict[str, str]]) -> None:
@@ -138,7 +138,7 @@ def test_dag_test_retrains_on_rolling_windows_and_gates_against_cash(
         assert {"trades.png", "equity.png"} <= {Path(f["path"]).name for f in plots}
 
     # the gate published RETRAINED with the holdout end: a klines-triggered run is not due until 7 new days
-    extras = _retrained_extras(dag)
+    extras = _retrained_extras(dag, name)
     assert [e["holdout_end_ms"] for e in extras] == [t1] and extras[0]["dag_run_id"] == dag_run.run_id
     config = config_from_params(dag.params.dump())
     assert not due_from_events(load_settings(), config, ASSET_TRIGGERED, extras)
@@ -155,7 +155,7 @@ def test_dag_test_retrains_on_rolling_windows_and_gates_against_cash(
     _check_gate(new)
     params = _params(uri, next(iter(new.values()))["run_id"])
     assert params["data.snapshot_sha256"] != _params(uri, tags[min(tags)]["run_id"])["data.snapshot_sha256"]
-    assert [e["holdout_end_ms"] for e in _retrained_extras(dag)] == [t1, t2]
+    assert [e["holdout_end_ms"] for e in _retrained_extras(dag, name)] == [t1, t2]
     if promoted:  # the champion was judged again on the newest holdout and flagged (or not) against cash
         champion_tags = _versions(uri, name)[max(promoted)]
         assert champion_tags["gate.below_baseline.holdout"] == f"{iso(t2 - 7 * DAY_MS)}:{iso(t2)}"

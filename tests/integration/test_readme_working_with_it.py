@@ -1,7 +1,8 @@
 """The README's "Working with it" block, run verbatim, in README order, against the real stack.
 
 Each command line is read from README.md (``tests/readme.py``) and run as a subprocess from the repository
-root, exactly as a user would type it, with ``KLINESTREAM_*`` settings that point it at throw-away state:
+root, exactly as a user would type it (``~`` expanded as the shell would, to a home whose ``~/klines`` is the
+folder of real klines), with ``KLINESTREAM_*`` settings that point it at throw-away state:
 a temporary ``KLINESTREAM_HOME`` (its lake, models and Spark checkpoints), fresh Kafka topics, a fresh
 Cassandra keyspace and a fresh registered model. The tests run in file order and hand their results on
 (the trained policy → the champion → the stream; the ingested klines → the stream):
@@ -62,6 +63,8 @@ class Workspace:
     settings: Settings
     env: dict[str, str]
     logs: Path
+    user_home: Path
+    """What ``~`` stands for in the README's lines: its ``klines`` is the folder of real klines."""
     champion: int | None = None
     ingested: list[Any] = field(default_factory=list)
     stream_exit: int | None = None
@@ -116,9 +119,11 @@ def ws(stack: StackHandle, settings: Settings, tmp_path_factory: pytest.TempPath
         }
     )
     logs = tmp_path_factory.mktemp("readme-logs")
+    user_home = tmp_path_factory.mktemp("readme-user")
+    (user_home / "klines").symlink_to(SHARED, target_is_directory=True)
     ensure_topics(ours)  # the admin path: the ingestor and the stream may not create topics or keyspaces
     provision_keyspace(ours)
-    workspace = Workspace(home, ours, env, logs)
+    workspace = Workspace(home, ours, env, logs, user_home)
     try:
         yield workspace
     finally:
@@ -142,8 +147,14 @@ def _drop_everything(settings: Settings, delete_topics: Any, run_ids: list[str])
                 client.delete_registered_model(settings.mlflow_model_name)
 
 
+def expand_tilde(ws: Workspace, argv: list[str]) -> list[str]:
+    """``argv`` with a leading ``~/`` expanded to the workspace's user home, as the shell expands it."""
+    return [str(ws.user_home / arg[2:]) if arg.startswith("~/") else arg for arg in argv]
+
+
 def run(ws: Workspace, argv: list[str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
     """Run a command to its end from the repository root; fail with its output when it fails."""
+    argv = expand_tilde(ws, argv)
     done = subprocess.run(argv, cwd=REPO_ROOT, env=ws.env, capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, (
         f"{' '.join(argv)} exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
@@ -155,10 +166,10 @@ class LongRunning:
     """A long-running README command in its own session; its whole process group is killed on exit."""
 
     def __init__(self, ws: Workspace, argv: list[str]) -> None:
-        self.argv, self.log = argv, ws.logs / f"{argv[1]}.log"
+        self.argv, self.log = expand_tilde(ws, argv), ws.logs / f"{argv[1]}.log"
         self._out: IO[str] = self.log.open("w")
-        self.process = subprocess.Popen(argv, cwd=REPO_ROOT, env=ws.env, stdout=self._out, stderr=subprocess.STDOUT,
-                                        text=True, start_new_session=True)  # fmt: skip
+        self.process = subprocess.Popen(self.argv, cwd=REPO_ROOT, env=ws.env, stdout=self._out,
+                                        stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
         self.pgid = self.process.pid  # a new session: its leader's pid is the group id
 
     def output(self) -> str:

@@ -143,6 +143,11 @@ def test_the_last_rolling_retrain_comes_from_the_asset_events(tmp_path: Path) ->
     assert due_from_events(settings, config, ASSET_TRIGGERED, [pinned])  # no rolling retrain yet
     assert due_from_events(settings, config, ASSET_TRIGGERED, [{**rolling, "holdout_end_ms": T - 7 * DAY_MS}])
     assert due_from_events(settings, config, "scheduled", [rolling])
+    other = {**rolling, "model": f"{settings.mlflow_model_name}-other"}  # another model's retrain does not count
+    assert due_from_events(settings, config, ASSET_TRIGGERED, [pinned, other])
+    assert not due_from_events(
+        settings, config, ASSET_TRIGGERED, [other, {**rolling, "model": settings.mlflow_model_name}]
+    )
 
 
 def test_the_dag_short_circuits_first_and_reads_the_asset_its_gate_publishes() -> None:
