@@ -95,6 +95,12 @@ class _Admin:
                 return found
 
 
+def stream_permission(settings: Settings) -> str:
+    """The stream account's permission on the registered model: READ, or EDIT when the live monitor may roll
+    the champion back (``KLINESTREAM_MONITOR_AUTO_ROLLBACK``: moving the alias is then the stream's job)."""
+    return "EDIT" if settings.monitor_auto_rollback else "READ"
+
+
 def provision_accounts(settings: Settings) -> list[str]:
     """Create or update the stream and writer accounts and their grants; returns the accounts set."""
     admin = settings.mlflow_credentials(MlflowAccount.ADMIN)
@@ -106,11 +112,12 @@ def provision_accounts(settings: Settings) -> list[str]:
     assert stream is not None and writer is not None  # settings raise when one password of MLflow is missing
     for credentials in (stream, writer):
         api.upsert_user(credentials)
-    api.grant(stream.username, "registered_model", settings.mlflow_model_name, "READ")
+    api.grant(stream.username, "registered_model", settings.mlflow_model_name, stream_permission(settings))
     api.grant(writer.username, "registered_model", settings.mlflow_model_name, "MANAGE")
     for name in api.existing("/api/2.0/mlflow/registered-models/search", "registered_models", "name"):
         api.grant(writer.username, "registered_model", name, "MANAGE")
     for experiment_id in api.existing("/api/2.0/mlflow/experiments/search", "experiments", "experiment_id"):
         api.grant(writer.username, "experiment", experiment_id, "MANAGE")
-    log.info("mlflow accounts set: %s, %s", stream.username, writer.username)
+    log.info("mlflow accounts set: %s (%s on %s), %s", stream.username, stream_permission(settings),
+             settings.mlflow_model_name, writer.username)  # fmt: skip
     return [stream.username, writer.username]

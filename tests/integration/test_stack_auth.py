@@ -146,6 +146,38 @@ def test_mlflow_refuses_anonymous_calls_and_the_stream_account_cannot_move_an_al
                         auth=as_writer, timeout=30)  # fmt: skip
 
 
+def test_the_stream_account_may_move_the_alias_only_when_auto_rollback_is_on(
+    stack: StackHandle, settings: Settings
+) -> None:
+    """The live monitor's rollback is the stream's call to make only when KLINESTREAM_MONITOR_AUTO_ROLLBACK is set
+    at ``stack up`` (the admin path grants EDIT then); provisioning again without it takes the right back."""
+    from adapters.mlflow.accounts import provision_accounts
+
+    stack.require("mlflow")
+    base = settings.mlflow_tracking_uri.rstrip("/")
+    writer, stream = (settings.mlflow_credentials(a) for a in (MlflowAccount.WRITER, MlflowAccount.STREAM))
+    assert writer is not None and stream is not None, "the stack's MLflow has no passwords in the settings"
+    name = f"klinestream-auth-test-{uuid.uuid4().hex[:8]}"
+    as_writer, as_stream = (writer.username, writer.secret()), (stream.username, stream.secret())
+    created = requests.post(f"{base}/api/2.0/mlflow/registered-models/create", json={"name": name},
+                            auth=as_writer, timeout=30)  # fmt: skip
+    assert created.ok, created.text
+    tag = {"name": name, "key": "monitor.test", "value": "x"}
+
+    def stream_sets_a_tag() -> int:
+        url = f"{base}/api/2.0/mlflow/registered-models/set-tag"
+        return requests.post(url, json=tag, auth=as_stream, timeout=30).status_code
+
+    try:
+        provision_accounts(settings.model_copy(update={"mlflow_model_name": name, "monitor_auto_rollback": True}))
+        assert stream_sets_a_tag() == 200
+        provision_accounts(settings.model_copy(update={"mlflow_model_name": name, "monitor_auto_rollback": False}))
+        assert stream_sets_a_tag() == 403
+    finally:
+        requests.delete(f"{base}/api/2.0/mlflow/registered-models/delete", json={"name": name},
+                        auth=as_writer, timeout=30)  # fmt: skip
+
+
 def _service_processes(settings: Settings, names: tuple[str, ...]) -> dict[str, list[psutil.Process]]:
     from klinestream.stack.process import live_process, read_pid_file
     from klinestream.stack.services import build_services
