@@ -17,14 +17,17 @@ from models.kline import HOUR_MS
 ACTION_NAMES = ("hold", "buy", "sell")
 SIDES = {1: "BUY", 2: "SELL"}
 
-#: ``order_status`` of a decision whose action could not become an order: nothing to sell, or no room to buy.
-#: It is a decision to do nothing, not an order: no order row, no client order id; ``order_reason`` says why.
+#: ``order_status`` of a decision whose action could not become an order: nothing to sell, no room to buy, or
+#: the policy's minimum holding time since the last trade. It is a decision to do nothing, not an order: no
+#: order row, no client order id, the recorded action is hold; ``order_reason`` says why.
 NOT_EXECUTABLE = "not_executable"
 NO_POSITION = "no_position"
 """A sell with nothing held."""
 NO_ROOM = "no_room"
 """A buy with no room left (portfolio accounting: the position is at its maximum fraction, or no cash is left)."""
-NOT_EXECUTABLE_REASONS = (NO_POSITION, NO_ROOM)
+MIN_HOLD = "min_hold"
+"""A buy or sell within the policy's ``min_hold_hours`` of the last trade (models/accounting.py): held instead."""
+NOT_EXECUTABLE_REASONS = (NO_POSITION, NO_ROOM, MIN_HOLD)
 
 #: Binance accepts client order ids matching ``^[.A-Z:/a-z0-9_-]{1,36}$``.
 CLIENT_ORDER_ID_PREFIX = "ks"
@@ -70,7 +73,8 @@ class DecisionRecord:
     client_order_id: str | None
     order_status: str | None
     """The status of the decision's order (``filled``, ``failed``, ``rejected``); :data:`NOT_EXECUTABLE` when the
-    action could not become an order; None for a hold."""
+    action could not become an order (a trade the minimum holding time turned into hold included); None for a
+    hold."""
     swapped_from: str | None = None
     """Set on the first decision after a hot swap: the model version traded before."""
     order_reason: str | None = None

@@ -56,7 +56,7 @@ from models.features import FeatureTable
 from models.kline import HOUR_MS, Kline, klines_to_frame
 from models.policy import Policy
 from models.ports import CheckpointStore, Controls, ModelSource, OnlineLogger, TradeSink
-from models.records import NOT_EXECUTABLE, SIDES, DecisionRecord, OrderRecord, PositionRecord, client_order_id
+from models.records import MIN_HOLD, NOT_EXECUTABLE, SIDES, DecisionRecord, OrderRecord, PositionRecord, client_order_id
 from models.settings import Settings
 from streaming.history import History
 from streaming.model_source import NoOnlineLogging
@@ -135,6 +135,7 @@ class _Outcome(NamedTuple):
 
 
 _NO_ORDER = _Outcome(None, 0.0, None, None)
+_HELD = _Outcome(None, 0.0, NOT_EXECUTABLE, MIN_HOLD)
 
 
 @dataclass(frozen=True)
@@ -379,10 +380,11 @@ class OnlineTrader:
         tradable, degraded = tradable and hour not in self.quarantined, degraded or hour in self.quarantined
         action, greedy, explored = self.learner.act(q, tradable)
         executed = self.portfolio.executed_action(action, tradable, hour, self.rules)  # minimum holding time
+        held = _HELD if executed != action else _NO_ORDER  # the trade the minimum holding time turned into hold
         if executed != action:
             action, explored = executed, False
         self.portfolio.mark(hour, price)
-        done = self._order(batch_id, hour, action, price) if action else _NO_ORDER
+        done = self._order(batch_id, hour, action, price) if action else held
         order = done.order
         notional = order.filled_quantity * order.fill_price if order is not None and order.status == "filled" else 0.0
         self.pending = _Pending(hour_number, account, action, done.profit, equity_before, notional)

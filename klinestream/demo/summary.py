@@ -194,7 +194,7 @@ def _figure_rows(data: dict[str, Any]) -> list[tuple[str, str]]:
             (
                 "not executable",
                 f"{idle['total']} decisions, no order ({idle['no_position']} sells with nothing held, "
-                f"{idle['no_room']} buys with no room)",
+                f"{idle['no_room']} buys with no room, {idle['min_hold']} trades within the minimum holding time)",
             ),
             ("P&L", f"{_money(f['pnl'])} ({f['return']:+.2%}) from {_money(f['start_equity'])}"),
             ("buy-and-hold", f"{_money(f['buy_hold_pnl'])} ({f['buy_hold_return']:+.2%})"),

@@ -111,13 +111,14 @@ def test_routes_pick_the_newest_demo_trader_validate_limit_and_say_when_nothing_
 def test_decisions_that_could_not_be_orders_are_counted_apart_from_orders_old_rows_included() -> None:
     idle_sell = {**decision(3, 2), "order_status": "not_executable", "order_reason": "no_position"}
     idle_buy = {**decision(4, 1), "order_status": "not_executable", "order_reason": "no_room"}
+    held = {**decision(6, 0), "order_status": "not_executable", "order_reason": "min_hold"}  # a trade min-hold kept
     legacy = {**order(5, "SELL", status="rejected"), "reason": "no_position"}  # written before this change
     refused = {**order(6, "BUY", status="rejected"), "reason": "kill_switch"}
-    decisions, orders = [*DECISIONS, idle_sell, idle_buy], [*ORDERS, legacy, refused]
+    decisions, orders = [*DECISIONS, idle_sell, idle_buy, held], [*ORDERS, legacy, refused]
 
     body = summarize(decisions, orders, POSITIONS, kill_switch=False)
     assert body["orders"] == {"total": 4, "buy": 1, "sell": 1, "filled": 2, "rejected": 2}
-    assert body["not_executable"] == {"total": 3, "no_position": 2, "no_room": 1}
+    assert body["not_executable"] == {"total": 4, "no_position": 2, "no_room": 1, "min_hold": 1}
     figures = trade_figures(decisions, orders, POSITIONS, T0, T0 + 7 * H)
     assert (figures.orders, figures.filled, figures.rejected) == (4, 2, 2)
-    assert figures.not_executable == {"total": 3, "no_position": 2, "no_room": 1}
+    assert figures.not_executable == {"total": 4, "no_position": 2, "no_room": 1, "min_hold": 1}

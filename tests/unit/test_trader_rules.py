@@ -13,6 +13,7 @@ import torch
 from models.accounting import with_turnover_rules
 from models.broker import PaperBroker
 from models.kline import HOUR_MS, Kline
+from models.records import MIN_HOLD, NOT_EXECUTABLE
 from models.time_range import TimeRange
 from pipelines.evaluate import policy_decider, run_backtest
 from pipelines.walkforward.backtests import portfolio_config
@@ -101,6 +102,8 @@ def test_the_trader_executes_the_backtests_actions_with_the_policys_rules(market
         assert min(np.diff(filled)) >= hold * HOUR_MS, "two fills within the minimum holding time"
         blocked = [d for d in sink.decisions.values() if d.action == 0 and d.greedy_action != 0 and d.tradable]
         assert blocked, "the minimum holding time never blocked a trade: the test proves little"
+        said = [d for d in sink.decisions.values() if d.order_reason == MIN_HOLD]
+        assert said == blocked and all(d.order_status == NOT_EXECUTABLE and d.client_order_id is None for d in said)
 
 
 @pytest.mark.parametrize("name", ["half-steps-hold-4h", "ensemble-vote-lstm"])
