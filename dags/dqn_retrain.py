@@ -67,8 +67,9 @@ PARAMS = {
                       description="Q-network variants to train (one parallel task each)."),
     "seeds": Param(list(RETRAIN.seeds), type="array", items={"type": "integer"},
                    description="Seeds per variant (one MLflow run each; the best in-sample is registered)."),
-    "reward": Param(RETRAIN.reward, type="string", enum=list(REWARD_KINDS),
-                    description="Training reward: risk/log_return pay fees; reference reproduces the paper only."),
+    "reward": Param(RETRAIN.reward, type=["null", "string"], enum=[None, *REWARD_KINDS],
+                    description="Training reward: risk/log_return pay fees; reference reproduces the paper only; "
+                    "empty = the project's defaults' (risk unless a study chose another)."),
     "episodes": Param(RETRAIN.episodes, type=["null", "integer"], minimum=1,
                       description="Episodes per environment; empty = the project's default training length."),
     "episode_hours": Param(RETRAIN.episode_hours, type=["null", "integer"], minimum=2,

@@ -25,7 +25,7 @@ from typing import Any
 
 from airflow.sdk import DAG, Param, get_current_context, task
 
-from models.config import DEFAULT_REWARD, REWARD_KINDS
+from models.config import REWARD_KINDS
 
 PARAMS = {
     "test_range": Param("2022-01-01:2023-02-01", type="string",
@@ -45,8 +45,9 @@ PARAMS = {
     "n_envs": Param(None, type=["null", "integer"], minimum=1, description="Parallel environments; empty = default."),
     "episode_hours": Param(None, type=["null", "integer"], minimum=2, description="Episode length; empty = 720."),
     "fee_rate": Param(None, type=["null", "number"], minimum=0, description="Fee per side; empty = the settings'."),
-    "reward": Param(DEFAULT_REWARD, type="string", enum=list(REWARD_KINDS),
-                    description="Training reward: risk/log_return pay fees; reference reproduces the paper only."),
+    "reward": Param(None, type=["null", "string"], enum=[None, *REWARD_KINDS],
+                    description="Training reward: risk/log_return pay fees; reference reproduces the paper only; "
+                    "empty = the project's defaults' (risk unless a study chose another)."),
     "options": Param({}, type="object",
                      description="Agent options (models/options.py), e.g. {\"min_hold_hours\": 4}."),
     "extra_trials": Param(0, type="integer", minimum=0,

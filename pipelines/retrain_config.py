@@ -67,8 +67,9 @@ class RetrainConfig:
     """Days of new validated klines, since the last successful retrain's holdout end, that trigger a retrain."""
     variants: tuple[str, ...] = VARIANTS
     seeds: tuple[int, ...] = (0,)
-    reward: str = DEFAULT_REWARD
-    """Training reward (models.config.REWARD_KINDS): fee-aware by default; "reference" only reproduces the paper."""
+    reward: str | None = None
+    """Training reward (models.config.REWARD_KINDS); None = the reward of the project's defaults
+    (pipelines/defaults.py: fee-aware ``risk`` unless a study chose another). "reference" only reproduces the paper."""
     episodes: int | None = None
     """Episodes per environment (total env steps = episodes × episode_hours × n_envs); None = defaults."""
     episode_hours: int | None = None
@@ -84,7 +85,7 @@ class RetrainConfig:
             raise PermanentError(f"variants must be among {VARIANTS}, got {list(self.variants)}")
         if not self.seeds:
             raise PermanentError("seeds must name at least one seed, e.g. [0]")
-        if self.reward not in REWARD_KINDS:
+        if self.reward is not None and self.reward not in REWARD_KINDS:
             raise PermanentError(f"reward must be one of {REWARD_KINDS}, got {self.reward!r}")
         if self.train_range is not None and self.test_range is None:
             raise PermanentError("a pinned train_range needs a pinned test_range (or pin neither: rolling windows)")
@@ -98,7 +99,9 @@ class RetrainConfig:
         from pipelines.train import checked_options
 
         try:
-            object.__setattr__(self, "options", checked_options(self.options, self.variants, self.reward))
+            object.__setattr__(
+                self, "options", checked_options(self.options, self.variants, self.reward or DEFAULT_REWARD)
+            )
         except ValueError as error:
             raise PermanentError(f"options: {error}") from None
 
@@ -142,7 +145,7 @@ def config_from_params(params: Mapping[str, Any]) -> RetrainConfig:
         min_new_days=days("min_new_days", defaults.min_new_days),
         variants=tuple(params.get("variants") or defaults.variants),
         seeds=tuple(int(s) for s in (params.get("seeds") or defaults.seeds)),
-        reward=str(params.get("reward") or defaults.reward),
+        reward=str(params["reward"]) if params.get("reward") else None,
         episodes=optional_int("episodes"),
         episode_hours=optional_int("episode_hours"),
         n_envs=optional_int("n_envs"),

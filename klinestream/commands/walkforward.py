@@ -72,8 +72,11 @@ def walkforward(
     workers: int = typer.Option(2, "--workers", min=1, help="Worker processes (one torch thread each)."),
     device: Device | None = typer.Option(None, "--device", help="Where to train (default: KLINESTREAM_DEVICE)."),
     tracking: bool = typer.Option(True, "--tracking/--no-tracking", help="Log the runs to MLflow."),
-    reward: RewardKind = typer.Option(
-        DEFAULT_REWARD, "--reward", help="Training reward: risk (default), log_return, or the paper's reference."
+    reward: RewardKind | None = typer.Option(
+        None,
+        "--reward",
+        help="Training reward: risk, log_return, or the paper's reference (default: the project's defaults', "
+        "risk unless a study chose another).",
     ),
     option: list[str] = typer.Option([], "--option", help=f"NAME=VALUE agent option, repeatable. {OPTION_HELP}"),
     online_replay: bool = typer.Option(
@@ -92,7 +95,7 @@ def walkforward(
     from pipelines.walkforward.runner import WalkForwardConfig, run_walkforward
 
     variant_names = tuple(v.strip() for v in variants.split(",") if v.strip())
-    options = cli_options(option, variant_names, reward)
+    options = cli_options(option, variant_names, reward or DEFAULT_REWARD)
     settings = load_settings()
     device = device or settings.device
     names = tuple(n.strip() for n in studies.split(",") if n.strip())

@@ -69,9 +69,9 @@ class WalkForwardConfig:
     """Env steps per member (None = the default configuration); for quick runs."""
     n_envs: int | None = None
     episode_hours: int | None = None
-    reward: str = DEFAULT_REWARD
-    """Training reward (fee-aware by default): the project's defaults (pipelines/defaults.py) when they chose
-    this reward, else its preset (pipelines.train.default_configs)."""
+    reward: str | None = None
+    """Training reward; None = the project's defaults' (pipelines/defaults.py: fee-aware ``risk`` unless a study
+    chose another). A reward other than the defaults' trains its preset (pipelines.train.default_configs)."""
     defaults_file: str = ""
     """Training defaults file (blank = the committed pipelines/defaults.json; see pipelines/defaults.py)."""
     options: Mapping[str, Any] = field(default_factory=dict)
@@ -108,7 +108,9 @@ class WalkForwardConfig:
         if self.steps is not None and self.steps < 1:
             raise PermanentError("steps must be at least 1 (or empty for the default configuration)")
         try:
-            object.__setattr__(self, "options", checked_options(self.options, self.variants, self.reward))
+            object.__setattr__(
+                self, "options", checked_options(self.options, self.variants, self.reward or DEFAULT_REWARD)
+            )
         except ValueError as error:
             raise PermanentError(f"options: {error}") from None
         if self.online_batch_hours < 1:

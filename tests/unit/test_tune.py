@@ -19,7 +19,7 @@ from models.errors import PermanentError
 from models.kline import HOUR_MS
 from models.synthetic import random_walk_klines
 from models.time_range import parse_range
-from pipelines.defaults import Configuration, default_configuration, load_defaults, write_defaults
+from pipelines.defaults import Configuration, TrainingDefaults, default_configuration, load_defaults, write_defaults
 from pipelines.tune.config import TestMonthsError, TuneConfig, reading_span, resolved, validation_folds
 from pipelines.tune.objective import FoldScore, StudyData, run_trial
 from pipelines.tune.space import SearchSpace, SpaceError, load_space
@@ -173,6 +173,25 @@ def test_the_best_trial_becomes_the_defaults_with_its_provenance(tmp_path: Path,
     assert default_configuration("linear", reward="risk", defaults=defaults)[1].source == "preset"
 
 
+def test_the_retrain_dag_and_the_walkforward_train_what_the_defaults_chose_unless_a_reward_is_asked(
+    tmp_path: Path,
+) -> None:
+    """No reward param means the defaults' configuration whole (its reward included), not the risk preset."""
+    from pipelines.retrain import retrain_configuration
+    from pipelines.retrain_config import RetrainConfig, config_from_params
+    from pipelines.walkforward.runner import config_from_params as walkforward_params
+
+    path = tmp_path / "defaults.json"
+    write_defaults(path, "linear", TrainingDefaults({"env.reward": "log_return", "agent.gamma": 0.9}, {"study": "s"}))
+    defaults = load_defaults(path)
+    unset = config_from_params({"reward": None})
+    assert unset.reward is None and walkforward_params({"reward": ""}).reward is None
+    configuration, used = retrain_configuration("linear", 0, unset, "cpu", defaults=defaults)
+    assert (configuration.env.reward, configuration.agent.gamma, used.source) == ("log_return", 0.9, "study")
+    asked = retrain_configuration("linear", 0, RetrainConfig(reward="risk"), "cpu", defaults=defaults)
+    assert (asked[0].env.reward, asked[1].source) == ("risk", "preset")
+
+
 def test_a_space_with_an_unknown_field_or_a_bad_value_is_refused() -> None:
     with pytest.raises(PermanentError, match="AgentConfig has no field 'learning_rat'"):
         SearchSpace.from_dict({"params": {"agent.learning_rat": {"low": 0.1, "high": 0.2}}})
@@ -252,7 +271,7 @@ def test_walkforward_counts_a_studys_trials_and_names_a_missing_study(tmp_path: 
 
 
 def test_the_walk_forward_reads_the_history_of_the_feature_set_the_defaults_choose(tmp_path: Path) -> None:
-    from pipelines.defaults import FeatureConfig, TrainingDefaults
+    from pipelines.defaults import FeatureConfig
     from pipelines.walkforward.runner import WalkForwardConfig, history_hours
 
     path = tmp_path / "defaults.json"
