@@ -39,7 +39,7 @@ def use_account(settings: Settings, account: MlflowAccount) -> None:
         return
     os.environ[USERNAME_VARIABLE] = credentials.username
     os.environ[PASSWORD_VARIABLE] = credentials.secret()
-    log.info("mlflow account=%s", credentials.username)
+    log.debug("mlflow account=%s", credentials.username)  # every command logs in: not worth a line each
 
 
 class _Admin:
