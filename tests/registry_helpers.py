@@ -3,6 +3,8 @@ with a chosen drift) and policies whose behaviour is known (random or constant Q
 
 from __future__ import annotations
 
+import os
+
 import pandas as pd
 import torch
 from torch import nn
@@ -44,3 +46,10 @@ def constant_policy(klines: pd.DataFrame, action: int) -> Policy:
         last = [m for m in policy.network.modules() if isinstance(m, nn.Linear)][-1]
         last.bias[action] = 1.0
     return policy
+
+
+def mlflow_login() -> tuple[str, str] | None:
+    """The MLflow account the tests act as, for their raw REST calls (the integration conftest logs the process in
+    as the writer through ``MLFLOW_TRACKING_USERNAME``/``_PASSWORD``); None when MLflow has no passwords."""
+    user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    return (user, password) if user and password else None

@@ -459,7 +459,9 @@ class AirflowService(Service):
                 "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(8793 + self.port - 8080),
                 "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(8794 + self.port - 8080),
                 "AIRFLOW__API__BASE_URL": base,
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.airflow_home / 'airflow.db'}",
+                # SQLite has one writer: the scheduler, the API server and a CLI (`airflow backfill create`)
+                # wait up to 60 s for the lock instead of sqlite's 5 s ("database is locked" under load)
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.airflow_home / 'airflow.db'}?timeout=60",
             }
         )
         return env

@@ -29,10 +29,14 @@ def free_port() -> int:
 def process_env(settings: Settings, **variables: object) -> dict[str, str]:
     """The test's environment plus the settings a live process must share with the test (topics, keyspace,
     Cassandra's port) and ``variables`` (``stream_metrics_port=…`` → ``KLINESTREAM_STREAM_METRICS_PORT``)."""
-    env = {**os.environ, "KLINESTREAM_CASSANDRA_KEYSPACE": settings.cassandra_keyspace,
-           "KLINESTREAM_CASSANDRA_PORT": str(settings.cassandra_port),
-           "KLINESTREAM_KAFKA_TOPIC_KLINES": settings.kafka_topic_klines,
-           "KLINESTREAM_KAFKA_TOPIC_DLQ": settings.kafka_topic_dlq}  # fmt: skip
+    env = {
+        **os.environ,
+        "KLINESTREAM_CASSANDRA_KEYSPACE": settings.cassandra_keyspace,
+        "KLINESTREAM_CASSANDRA_PORT": str(settings.cassandra_port),
+        "KLINESTREAM_KAFKA_TOPIC_KLINES": settings.kafka_topic_klines,
+        "KLINESTREAM_KAFKA_TOPIC_DLQ": settings.kafka_topic_dlq,
+        "KLINESTREAM_SECRETS_FILE": str(settings.secrets_path),
+    }  # fmt: skip (the stack's passwords, any home)
     env.update({f"KLINESTREAM_{name.upper()}": str(value) for name, value in variables.items()})
     return env
 

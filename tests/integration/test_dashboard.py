@@ -158,6 +158,7 @@ def test_the_page_draws_candles_markers_drawdown_orders_and_the_overview_from_ca
     card = browser.evaluate("document.getElementById('c-drawdown').textContent")
     assert card.endswith(f"/ {worst * 100:.2f}%"), card
 
+    browser.wait_for("document.querySelectorAll('#overview tbody tr').length >= 2", timeout=30)  # polled beside
     overview = browser.evaluate(TABLE_ROWS.format("#overview"))
     assert [row[:2] for row in overview] == [[TRADER, SYMBOL], [SHADOW, SYMBOL]]
     pnl = served.written["equity"] - CAPITAL

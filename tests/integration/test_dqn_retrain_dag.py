@@ -26,7 +26,7 @@ from pipelines.retrain import ASSET_TRIGGERED, DAY_MS, due_from_events
 from pipelines.retrain_config import config_from_params
 from pipelines.walkforward.folds import iso, min_embargo_hours
 from tests.integration.conftest import StackHandle
-from tests.registry_helpers import registry_klines
+from tests.registry_helpers import mlflow_login, registry_klines
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -49,7 +49,7 @@ DAYS, MORE_DAYS = 50, 9
 
 
 def _get(uri: str, endpoint: str, **params: Any) -> dict[str, Any]:
-    response = requests.get(f"{uri}/api/2.0/mlflow/{endpoint}", params=params, timeout=10)
+    response = requests.get(f"{uri}/api/2.0/mlflow/{endpoint}", params=params, auth=mlflow_login(), timeout=10)
     response.raise_for_status()
     return dict(response.json())
 

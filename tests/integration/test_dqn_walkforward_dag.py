@@ -22,6 +22,7 @@ from models.settings import DEFAULT_SYMBOLS, Settings
 from models.synthetic import random_walk_klines
 from models.time_range import parse_time
 from tests.integration.conftest import StackHandle
+from tests.registry_helpers import mlflow_login
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -40,7 +41,9 @@ TINY = {
 
 def _api(uri: str, endpoint: str, body: dict[str, Any] | None = None, **params: Any) -> dict[str, Any]:
     url = f"{uri}/api/2.0/mlflow/{endpoint}"
-    response = requests.post(url, json=body, timeout=10) if body else requests.get(url, params=params, timeout=10)
+    login = mlflow_login()
+    response = (requests.post(url, json=body, auth=login, timeout=10) if body
+                else requests.get(url, params=params, auth=login, timeout=10))  # fmt: skip
     response.raise_for_status()
     return dict(response.json())
 
@@ -105,7 +108,8 @@ def test_dag_test_logs_a_parent_run_and_one_nested_run_per_fold_and_registers_no
         assert [Path(f["path"]).name for f in plots] == [f"{run['info']['run_name']}.png"]
 
     # it registers nothing: no model under the run's name, no version made from any of its runs
-    missing = requests.get(f"{uri}/api/2.0/mlflow/registered-models/get", params={"name": name}, timeout=10)
+    missing = requests.get(f"{uri}/api/2.0/mlflow/registered-models/get", params={"name": name},
+                           auth=mlflow_login(), timeout=10)  # fmt: skip
     assert missing.status_code == 404
     for run_id in [parent_id, *(r["info"]["run_id"] for r in nested)]:
         assert not _api(uri, "model-versions/search", filter=f"run_id='{run_id}'").get("model_versions")

@@ -19,6 +19,7 @@ import torch
 
 from models.alerts import Alert
 from models.config import EnvConfig
+from models.credentials import KafkaPrincipal
 from models.kline import HOUR_MS
 from models.settings import Settings
 from tests.integration.live_helpers import live_topics, seed
@@ -30,6 +31,7 @@ from tests.integration.live_stream_helpers import (
     read_rows,
     register,
 )
+from tests.registry_helpers import mlflow_login
 from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -40,14 +42,14 @@ WARMUP = 33  # hours before the first state (24 h of rolling features + a 10 h w
 def version_tags(uri: str, name: str, version: int) -> dict[str, str]:
     """A version's tags through MLflow's REST API (what the UI shows)."""
     response = requests.get(f"{uri}/api/2.0/mlflow/model-versions/get", params={"name": name, "version": version},
-                            timeout=10)  # fmt: skip
+                            auth=mlflow_login(), timeout=10)  # fmt: skip
     response.raise_for_status()
     return {t["key"]: t["value"] for t in response.json()["model_version"].get("tags", [])}
 
 
 def champion_alias(uri: str, name: str) -> str:
     response = requests.get(f"{uri}/api/2.0/mlflow/registered-models/alias", params={"name": name, "alias": "champion"},
-                            timeout=10)  # fmt: skip
+                            auth=mlflow_login(), timeout=10)  # fmt: skip
     response.raise_for_status()
     return str(response.json()["model_version"]["version"])
 
@@ -159,7 +161,7 @@ def test_a_churning_champion_is_flagged_rolled_back_with_tags_saying_why_and_the
     with live_topics(settings, **changes) as live, keyspace_dropped_after(live):
         traders: Any = build_trader(live, None, online=False, alerts=alerts)
         trader_id = traders.config.trader_id
-        producer = build_producer(live, client_id="test-monitor-dlq")
+        producer = build_producer(live, client_id="test-monitor-dlq", principal=KafkaPrincipal.STREAM)
         options = StreamOptions(name="monitor", trigger_seconds=1.0, max_offsets_per_trigger=30,
                                 checkpoint_dir=tmp_path / "checkpoint")  # fmt: skip
         query = start_stream(spark, live, traders, options, producer)

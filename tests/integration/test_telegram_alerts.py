@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from models.credentials import CassandraRole, KafkaPrincipal
 from models.kline import Kline
 from models.settings import Settings
 from simulator.telegram import TelegramStandIn
@@ -73,7 +74,7 @@ def test_the_kill_switch_and_stale_data_each_send_one_message(
 
     stack.require("cassandra")
     with fresh_keyspace(settings, "test_tg_kill") as ours:
-        db = CassandraSession.connect(ours, max_outage_seconds=60)
+        db = CassandraSession.connect(ours, CassandraRole.STREAM, max_outage_seconds=60)
         sink = build_alert_sink(with_telegram(ours, api))
         try:
             controls = CassandraControls(db)
@@ -129,7 +130,7 @@ def test_a_daily_loss_stop_and_a_dead_letter_burst_each_send_one_message(
         sink = build_alert_sink(live)
         watch = monitor(live, sink)
         trader = start_live_trader(live, DirectoryModelSource({"1": model}, "1"), online=False, alerts=watch.alerts)
-        producer = build_producer(live, client_id="test-tg-dlq")
+        producer = build_producer(live, client_id="test-tg-dlq", principal=KafkaPrincipal.STREAM)
         try:
             options = StreamOptions(checkpoint_dir=tmp_path / "checkpoint")
             processor = build_processor(live, trader, options, producer, watch.alerts)
@@ -225,7 +226,7 @@ def test_kill_from_the_allowed_chat_stops_orders_at_the_next_batch_and_another_c
     with fresh_keyspace(settings, "test_tg_bot") as ours:
         live = with_telegram(ours, api, **LOOSE_LIMITS)
         trader = start_live_trader(live, DirectoryModelSource({"1": model}, "1"), online=False)
-        db = CassandraSession.connect(live, max_outage_seconds=60)
+        db = CassandraSession.connect(live, CassandraRole.STREAM, max_outage_seconds=60)
         bot = BotThread(KlinestreamBot(OpsBackend(live, db), (CHAT,)).application(TOKEN, api.api_url)).start()
         try:
             statuses = [process(trader, i, b) for i, b in enumerate(batches[:13])]  # decisions from batch 11

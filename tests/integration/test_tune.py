@@ -20,6 +20,7 @@ from models.synthetic import random_walk_klines
 from models.time_range import parse_range
 from pipelines.defaults import load_defaults
 from tests.integration.conftest import StackHandle
+from tests.registry_helpers import mlflow_login
 from tests.tune_space import SYMBOLS
 from tests.tune_space import TINY_SPACE as SPACE
 
@@ -28,7 +29,7 @@ pytestmark = pytest.mark.integration
 
 def _search(uri: str, experiment_id: str, filter_string: str) -> list[dict[str, Any]]:
     body = {"experiment_ids": [experiment_id], "filter": filter_string, "max_results": 100}
-    response = requests.post(f"{uri}/api/2.0/mlflow/runs/search", json=body, timeout=10)
+    response = requests.post(f"{uri}/api/2.0/mlflow/runs/search", json=body, auth=mlflow_login(), timeout=10)
     response.raise_for_status()
     return list(response.json().get("runs", []))
 
@@ -63,7 +64,7 @@ def test_tune_logs_nested_runs_resumes_and_writes_defaults_only_when_asked(
     assert second.returncode == 0, second.stderr[-2000:]
 
     found = requests.get(f"{uri}/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": experiment},
-                         timeout=10)  # fmt: skip
+                         auth=mlflow_login(), timeout=10)  # fmt: skip
     experiment_id = found.json()["experiment"]["experiment_id"]
     parents = _search(uri, experiment_id, "tags.kind = 'tune-study'")
     assert len(parents) == 1  # the resumed study reopened its parent run

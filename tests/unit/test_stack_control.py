@@ -91,7 +91,7 @@ def test_service_environment_drops_the_callers_airflow_and_mlflow_variables(monk
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://elsewhere:5000")
     airflow = build_services(load_settings(), ["airflow"])[0]
     env = airflow.env()
-    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].endswith("/stack/airflow/data/airflow.db")
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].endswith("/stack/airflow/data/airflow.db?timeout=60")
     assert "MLFLOW_TRACKING_URI" not in env
 
 
