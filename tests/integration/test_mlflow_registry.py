@@ -8,7 +8,6 @@ rollback restores the previous champion, and every decision is readable as tags 
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +28,14 @@ from models.time_range import parse_range
 from pipelines import promotion
 from pipelines.retrain_config import GateConfig
 from tests.integration.conftest import StackHandle
-from tests.registry_helpers import TEST_RANGE, TRAIN_RANGE, constant_policy, random_policy, registry_klines
+from tests.registry_helpers import (
+    TEST_RANGE,
+    TRAIN_RANGE,
+    constant_policy,
+    mlflow_login,
+    random_policy,
+    registry_klines,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -71,9 +77,8 @@ def register(uri: str, name: str, policy: Policy, klines: pd.DataFrame, folder: 
 
 def version_tags(uri: str, name: str, version: int) -> dict[str, str]:
     """A version's tags, read through MLflow's REST API (what the UI shows)."""
-    login = (os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"])  # the settings' writer
     response = requests.get(f"{uri}/api/2.0/mlflow/model-versions/get", params={"name": name, "version": version},
-                            auth=login, timeout=10)  # fmt: skip
+                            auth=mlflow_login(), timeout=10)  # fmt: skip
     response.raise_for_status()
     return {t["key"]: t["value"] for t in response.json()["model_version"].get("tags", [])}
 
