@@ -66,10 +66,10 @@ test: install system-deps ## All tests: test-unit, then test-integration (togeth
 	@$(MAKE) --no-print-directory test-integration
 
 test-unit: $(STAMP) ## Fast tests that need no service
-	$(BIN)/pytest -m "not integration" || $(PYTEST_NONE_COLLECTED)
+	$(BIN)/pytest -m "not integration" --durations=10 || $(PYTEST_NONE_COLLECTED)
 
 test-integration: install system-deps ## Tests against the real local services (they bring the local stack up, and stop what they started)
-	$(BIN)/pytest -m integration || $(PYTEST_NONE_COLLECTED)
+	$(BIN)/pytest -m integration --durations=15 || $(PYTEST_NONE_COLLECTED)
 
 up: install ## Start Kafka, Cassandra, MLflow and Airflow as local processes
 	$(BIN)/klinestream stack up

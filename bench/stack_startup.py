@@ -24,6 +24,7 @@ from rich.table import Table
 
 from klinestream.stack import control
 from klinestream.stack.process import host_port_from_bootstrap, host_port_from_url
+from klinestream.stack.secrets import ensure_secrets
 from klinestream.stack.services import SERVICE_NAMES, Service, build_services
 from models.settings import Settings, load_settings
 
@@ -42,13 +43,15 @@ def bench_settings(base: Settings, home: Path, offset: int) -> Settings:
     kafka_host, kafka_port = host_port_from_bootstrap(base.kafka_bootstrap_servers)
     mlflow_host, mlflow_port = host_port_from_url(base.mlflow_tracking_uri)
     airflow_host, airflow_port = host_port_from_url(base.airflow_api_url)
-    return load_settings(
+    settings = load_settings(
         home=home,
         kafka_bootstrap_servers=f"{kafka_host}:{kafka_port + offset}",
         cassandra_port=base.cassandra_port + offset,
         mlflow_tracking_uri=f"http://{mlflow_host}:{mlflow_port + offset}",
         airflow_api_url=f"http://{airflow_host}:{airflow_port + offset}",
     )
+    # the throw-away stack is locked like the real one, with its own passwords in its own home
+    return ensure_secrets(settings)
 
 
 def timed_start(service: Service) -> Start:

@@ -18,6 +18,8 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from cassandra import AuthenticationFailed
 from cassandra.auth import PlainTextAuthProvider
@@ -58,12 +60,25 @@ def _connect_as(settings: Settings, user: str, password: str, timeout: float) ->
         raise
 
 
+@contextmanager
+def _driver_quiet() -> Iterator[None]:
+    """The driver logs a refused login as an ERROR with a traceback; on a fresh node that refusal is expected."""
+    driver_log = logging.getLogger("cassandra.cluster")
+    level = driver_log.level
+    driver_log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        driver_log.setLevel(level)
+
+
 def admin_session(settings: Settings, timeout: float = 10.0) -> tuple[Cluster, Session]:
     """A superuser session: ``klinestream_admin``, or on a node never provisioned the default superuser
     (raises NoHostAvailable when neither logs in, e.g. while the node is still creating its default role)."""
     admin = _admin(settings)
     try:
-        return _connect_as(settings, admin.username, admin.secret(), timeout)
+        with _driver_quiet():
+            return _connect_as(settings, admin.username, admin.secret(), timeout)
     except NoHostAvailable as exc:
         if not auth_failed(exc):
             raise
