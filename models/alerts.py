@@ -33,9 +33,10 @@ MONITOR_KINDS = ("champion_trailing", "champion_rolled_back", "shadow_failed")
 #: The kinds the operations side emits (streaming/monitoring.py, the gate, the DAGs' failure callback): an
 #: order filled (only with ``KLINESTREAM_ALERT_ORDER_FILLED``), the kill switch turned on or off, a trader's
 #: daily-loss stop engaged, no kline of an hour N minutes after it closed, a burst of dead letters, a hot
-#: swap of the model, a gate decision (promoted or rejected), a failed DAG run.
+#: swap of the model, a gate decision (promoted or rejected), the champion below the gate's baseline on the
+#: newest holdout, a failed DAG run.
 OPERATIONS_KINDS = ("order_filled", "kill_switch", "daily_loss_stop", "stale_data", "dead_letter_burst",
-                    "model_swap", "gate_decision", "dag_failed")  # fmt: skip
+                    "model_swap", "gate_decision", "champion_below_baseline", "dag_failed")  # fmt: skip
 ALERT_KINDS = RECORD_PATH_KINDS + MONITOR_KINDS + OPERATIONS_KINDS
 
 

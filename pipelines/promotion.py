@@ -201,7 +201,8 @@ def gate_version(
     alerts: AlertSink | None = None,
 ) -> GateDecision:
     """Compare ``version`` with the current champion on ``holdout``; tag it; promote when it wins; tell
-    ``alerts`` the decision (a ``gate_decision`` alert, keyed by model, version, champion and holdout)."""
+    ``alerts`` the decision (a ``gate_decision`` alert, keyed by model, version, champion and holdout) and,
+    before it, a champion that does not beat the baseline (a ``champion_below_baseline`` alert)."""
     client = registry_client(tracking_uri)
     champion_version = alias_version(tracking_uri, name, CHAMPION)
     if champion_version == version:
@@ -213,7 +214,9 @@ def gate_version(
     champion = None
     if champion_version is not None:
         champion = holdout_metrics(tracking_uri, name, champion_version, klines, holdout, fee_rate)
-        flag_champion(tracking_uri, name, champion_version, champion, baseline, config, str(holdout))
+        below = flag_champion(tracking_uri, name, champion_version, champion, baseline, config, str(holdout))
+        if below and alerts is not None:
+            emit(alerts, below_baseline_alert(name, champion_version, config.baseline, str(holdout), below))
     decision = compare_with_champion(challenger, champion, config, baseline)
     set_tags(client, name, version, decision_tags(decision, champion_version, str(holdout)))
     if decision.promote:
@@ -235,3 +238,13 @@ def gate_alert(name: str, version: int, champion_version: int | None, holdout: s
                  {"model": name, "version": version, "champion_version": champion_version, "holdout": holdout,
                   "promoted": decision.promote, "sharpe": round(c.sharpe, 4), "max_drawdown": round(c.max_drawdown, 4),
                   "trades": c.n_trades})  # fmt: skip
+
+
+def below_baseline_alert(name: str, champion_version: int, baseline: str, holdout: str, failed: list[str]) -> Alert:
+    """The ``champion_below_baseline`` alert: the champion that trades does not beat ``baseline`` on the holdout."""
+    return Alert("champion_below_baseline", "warning",
+                 f"{name} champion v{champion_version} is below the {baseline} baseline on {holdout}: "
+                 f"{'; '.join(failed)}",
+                 f"champion_below_baseline:{name}:{champion_version}:{holdout}",
+                 {"model": name, "version": champion_version, "baseline": baseline, "holdout": holdout,
+                  "reasons": failed})  # fmt: skip
