@@ -150,6 +150,14 @@ def write_report(groups: dict[str, list[RunSummary]], path: Path) -> None:
         ".venv/bin/python bench/reference_protocol.py --report-only",
         "```",
         "",
+        "**Reproducibility.** A run is deterministic for one seed, one commit and one machine (the same run "
+        "twice gives the same figures to the cent), not across machines: a different CPU can pick different "
+        "float kernels and training amplifies the differences (the five linear seeds of commit e7334af gave "
+        "$21,731.65 ± 12,833.25 on the machine of 2026-11-22 and $23,722.55 ± 2,858 on that of 2026-11-30). "
+        "Compare distributions over seeds, not single seeds, across machines. The restructure of issue 11 left "
+        "every bisected run unchanged; the batched ensemble trainer (walk-forward merge 9ddf0f3) changed "
+        "per-seed results (linear seed 2: $25,997.09 before it, −$253.63 after) but not their distribution.",
+        "",
     ]
     for reward, runs in groups.items():
         seeds = sorted({r.seed for r in runs})

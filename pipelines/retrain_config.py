@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from models.config import DEFAULT_REWARD, REWARD_KINDS
+from models.config import REWARD_KINDS
 from models.errors import PermanentError
 from models.time_range import TimeRange, parse_range
 
@@ -95,13 +95,14 @@ class RetrainConfig:
             self._check_options()
 
     def _check_options(self) -> None:
-        """Options parsed to their types and valid on every variant's default configuration (imports torch)."""
+        """Options parsed to their types and valid on the configuration each variant trains (imports torch)."""
+        from models.settings import load_settings
+        from pipelines.defaults import load_defaults
         from pipelines.train import checked_options
 
+        defaults = load_defaults(load_settings().defaults_file)  # what the retrain trains (pipelines/retrain.py)
         try:
-            object.__setattr__(
-                self, "options", checked_options(self.options, self.variants, self.reward or DEFAULT_REWARD)
-            )
+            object.__setattr__(self, "options", checked_options(self.options, self.variants, self.reward, defaults))
         except ValueError as error:
             raise PermanentError(f"options: {error}") from None
 

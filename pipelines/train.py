@@ -18,7 +18,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -35,12 +35,15 @@ from models.config import (
 )
 from models.ensemble import EnsembleAgent
 from models.env import VectorTradingEnv
-from models.options import apply_options, parse_options
+from models.options import parse_options
 from models.policy import Policy
 from models.replay import EnsembleReplayBuffer, NStepWindow
 from models.time_range import TimeRange
 from pipelines.dataset import MarketDataset
 from pipelines.early_stopping import EarlyStopping, split_validation
+
+if TYPE_CHECKING:
+    from pipelines.defaults import ProjectDefaults
 
 logger = logging.getLogger(__name__)
 
@@ -84,13 +87,20 @@ def default_configs(
 
 
 def checked_options(
-    options: Mapping[str, Any] | Iterable[str], variants: Sequence[str], reward: str = DEFAULT_REWARD
+    options: Mapping[str, Any] | Iterable[str],
+    variants: Sequence[str],
+    reward: str | None = None,
+    defaults: ProjectDefaults | None = None,
 ) -> dict[str, Any]:
     """``options`` (models/options.py: a mapping or ``NAME=VALUE`` texts) parsed to their types and valid
-    on every variant's default configuration with ``reward``; ValueError says which option is wrong and why."""
+    on every variant's default configuration: the one the run will train, i.e. the configuration of
+    ``defaults`` (None = the committed defaults file) or, with another ``reward``, that reward's preset
+    (pipelines.defaults.default_configuration). ValueError says which option is wrong and why."""
+    from pipelines.defaults import default_configuration  # it imports this module's presets
+
     parsed = parse_options(options)
     for variant in variants:
-        apply_options(default_configs(variant, reward=reward), parsed)
+        default_configuration(variant, reward=reward, defaults=defaults, options=parsed)
     return parsed
 
 

@@ -45,13 +45,16 @@ OPTION_HELP = (
 )
 
 
-def cli_options(texts: list[str], variants: Sequence[str], reward: str, option: str = "--option") -> dict[str, Any]:
-    """``--option NAME=VALUE`` texts parsed and checked on each variant's default configuration with
-    ``reward`` (pipelines.train.checked_options); a bad one is a one-line usage error."""
+def cli_options(
+    texts: list[str], variants: Sequence[str], reward: str | None, defaults: Any = None, option: str = "--option"
+) -> dict[str, Any]:
+    """``--option NAME=VALUE`` texts parsed and checked on the configuration each variant will train: that of
+    ``defaults`` (pipelines.defaults.ProjectDefaults; None = the committed file), or ``reward``'s preset
+    when it asks for another (pipelines.train.checked_options); a bad one is a one-line usage error."""
     from pipelines.train import checked_options
 
     try:
-        return checked_options(texts, variants, reward)
+        return checked_options(texts, variants, reward, defaults)
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint=option) from None
 
@@ -156,7 +159,7 @@ def train(
         raise typer.BadParameter("--register logs the run: drop --no-track", param_hint="--register")
     settings = load_settings()
     defaults = load_defaults(settings.defaults_file)
-    options = cli_options(option, [variant], reward or defaults.for_variant(variant).reward)
+    options = cli_options(option, [variant], reward, defaults)
     device = device or settings.device
     if device == "cuda":
         import torch

@@ -13,7 +13,6 @@ import typer
 
 from klinestream.commands.dqn import OPTION_HELP, _data_dir, _klines, cli_options
 from klinestream.commands.options import DATA_DIR_HELP, RANGE_HELP, RANGE_METAVAR, Device, RewardKind, WindowKind
-from models.config import DEFAULT_REWARD
 
 
 def _ints(value: str, option: str) -> tuple[int, ...]:
@@ -91,12 +90,13 @@ def walkforward(
 
     from klinestream.online_replay import walkforward_replay
     from models.settings import load_settings
+    from pipelines.defaults import load_defaults
     from pipelines.walkforward.folds import min_embargo_hours
     from pipelines.walkforward.runner import WalkForwardConfig, run_walkforward
 
     variant_names = tuple(v.strip() for v in variants.split(",") if v.strip())
-    options = cli_options(option, variant_names, reward or DEFAULT_REWARD)
     settings = load_settings()
+    options = cli_options(option, variant_names, reward, load_defaults(settings.defaults_file))
     device = device or settings.device
     names = tuple(n.strip() for n in studies.split(",") if n.strip())
     if names:

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models.config import DEFAULT_REWARD, AgentConfig, EnvConfig, TrainConfig
+from models.config import AgentConfig, EnvConfig, TrainConfig
 from models.errors import PermanentError
 from models.features import WARMUP_HOURS
 from models.kline import HOUR_MS
@@ -109,7 +109,9 @@ class WalkForwardConfig:
             raise PermanentError("steps must be at least 1 (or empty for the default configuration)")
         try:
             object.__setattr__(
-                self, "options", checked_options(self.options, self.variants, self.reward or DEFAULT_REWARD)
+                self,
+                "options",
+                checked_options(self.options, self.variants, self.reward, load_defaults(self.defaults_file or None)),
             )
         except ValueError as error:
             raise PermanentError(f"options: {error}") from None

@@ -279,3 +279,27 @@ def test_the_walk_forward_reads_the_history_of_the_feature_set_the_defaults_choo
     chosen = WalkForwardConfig(variants=("linear",), defaults_file=str(path))
     assert history_hours(chosen) >= FeatureConfig("indicators").history_hours > 500
     assert history_hours(WalkForwardConfig(variants=("linear",))) < FeatureConfig("indicators").history_hours
+
+
+def test_options_are_checked_on_the_configuration_the_defaults_give_not_on_the_preset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A defaults file that chose the reference reward (unit accounting): an option that needs portfolio
+    accounting is refused at every entry point when no reward is asked, and accepted with --reward risk."""
+    from pipelines.retrain_config import RetrainConfig
+    from pipelines.train import checked_options
+    from pipelines.walkforward.runner import WalkForwardConfig
+
+    path = tmp_path / "defaults.json"
+    write_defaults(path, "linear", TrainingDefaults({"env.reward": "reference"}, {"study": "s"}))
+    needs_portfolio = {"turnover_penalty": 0.1}
+    with pytest.raises(ValueError, match="turnover penalty needs"):
+        checked_options(needs_portfolio, ["linear"], None, load_defaults(path))
+    assert checked_options(needs_portfolio, ["linear"], "risk", load_defaults(path)) == needs_portfolio
+    assert checked_options(needs_portfolio, ["linear"], None, load_defaults()) == needs_portfolio  # the preset
+    with pytest.raises(PermanentError, match="turnover penalty needs"):
+        WalkForwardConfig(variants=("linear",), options=needs_portfolio, defaults_file=str(path))
+    monkeypatch.setenv("KLINESTREAM_DEFAULTS_FILE", str(path))
+    with pytest.raises(PermanentError, match="turnover penalty needs"):
+        RetrainConfig(variants=("linear",), options=needs_portfolio)
+    assert RetrainConfig(variants=("linear",), options=needs_portfolio, reward="risk").options == needs_portfolio
