@@ -155,8 +155,13 @@ def write_report(groups: dict[str, list[RunSummary]], path: Path) -> None:
         "float kernels and training amplifies the differences (the five linear seeds of commit e7334af gave "
         "$21,731.65 ± 12,833.25 on the machine of 2026-11-22 and $23,722.55 ± 2,858 on that of 2026-11-30). "
         "Compare distributions over seeds, not single seeds, across machines. The restructure of issue 11 left "
-        "every bisected run unchanged; the batched ensemble trainer (walk-forward merge 9ddf0f3) changed "
-        "per-seed results (linear seed 2: $25,997.09 before it, −$253.63 after) but not their distribution.",
+        "all ten runs (both variants, seeds 0–4) unchanged to the cent; the batched ensemble trainer "
+        "(walk-forward merge 9ddf0f3) changed the linear runs' per-seed results (seed 2: $25,997.09 before "
+        "it, −$253.63 after) but not their distribution, and left the LSTM runs as they were.",
+        "",
+        "January 2023 alone is one month and one market. The walk-forward over the 13 months 2022-01 → 2023-01 "
+        "(monthly folds, 12-month training windows, both variants, 5 seeds, against cash, buy-and-hold and the "
+        "trend rule, with the deflated Sharpe) is in [docs/walkforward.md](walkforward.md#measured).",
         "",
     ]
     for reward, runs in groups.items():
