@@ -46,7 +46,11 @@ OPTION_HELP = (
 
 
 def cli_options(
-    texts: list[str], variants: Sequence[str], reward: str | None, defaults: Any = None, option: str = "--option"
+    texts: list[str],
+    variants: Sequence[str],
+    reward: str | None,
+    defaults: ProjectDefaults | None = None,
+    option: str = "--option",
 ) -> dict[str, Any]:
     """``--option NAME=VALUE`` texts parsed and checked on the configuration each variant will train: that of
     ``defaults`` (pipelines.defaults.ProjectDefaults; None = the committed file), or ``reward``'s preset
