@@ -96,9 +96,10 @@ def checked_options(
     on every variant's default configuration: the one the run will train, i.e. the configuration of
     ``defaults`` (None = the committed defaults file) or, with another ``reward``, that reward's preset
     (pipelines.defaults.default_configuration). ValueError says which option is wrong and why."""
-    from pipelines.defaults import default_configuration  # it imports this module's presets
+    from pipelines.defaults import default_configuration, load_defaults  # it imports this module's presets
 
     parsed = parse_options(options)
+    defaults = defaults or load_defaults()  # read once, not once per variant
     for variant in variants:
         default_configuration(variant, reward=reward, defaults=defaults, options=parsed)
     return parsed

@@ -11,7 +11,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 
 import mlflow
 import numpy as np
@@ -21,7 +20,6 @@ import requests
 
 from adapters.mlflow import aliases, registry, tracking
 from adapters.mlflow.pyfunc import input_example
-from models.alerts import Alert
 from models.config import AgentConfig, EnvConfig, TrainConfig
 from models.env import BUY, HOLD
 from models.policy import Policy
@@ -38,6 +36,7 @@ from tests.registry_helpers import (
     random_policy,
     registry_klines,
 )
+from tests.streaming_fakes import ListAlerts
 
 pytestmark = pytest.mark.integration
 
@@ -128,11 +127,10 @@ def test_the_gate_promotes_a_better_challenger_and_rejects_a_worse_one_and_a_tie
     aliases.promote(registry.registry_client(mlflow_uri), model_name, stay_out, "test", mlflow_uri)
 
     buyer = register(mlflow_uri, model_name, constant_policy(uptrend, BUY), uptrend, tmp_path)
-    told: list[Alert] = []
-    sink = SimpleNamespace(emit=told.append)
+    sink = ListAlerts()
     better = promotion.gate_version(mlflow_uri, model_name, buyer, uptrend, holdout, strict, alerts=sink)
-    assert [alert.kind for alert in told] == ["champion_below_baseline", "gate_decision"]
-    assert told[0].details["version"] == stay_out and "does not beat cash" in told[0].message
+    assert sink.kinds() == ["champion_below_baseline", "gate_decision"]
+    assert sink.alerts[0].details["version"] == stay_out and "does not beat cash" in sink.alerts[0].message
     assert better.promote and better.challenger.sharpe > better.champion.sharpe + 0.1  # type: ignore[union-attr]
     assert registry.alias_version(mlflow_uri, model_name) == buyer
     assert registry.alias_version(mlflow_uri, model_name, "previous") == stay_out
@@ -146,9 +144,9 @@ def test_the_gate_promotes_a_better_challenger_and_rejects_a_worse_one_and_a_tie
     assert below["gate.below_baseline.holdout"] == TEST_RANGE
 
     worse = register(mlflow_uri, model_name, constant_policy(uptrend, HOLD), uptrend, tmp_path)
-    told.clear()
+    sink = ListAlerts()
     assert not promotion.gate_version(mlflow_uri, model_name, worse, uptrend, holdout, strict, alerts=sink).promote
-    assert [alert.kind for alert in told] == ["gate_decision"]  # the champion (buyer) beats cash: no flag
+    assert sink.kinds() == ["gate_decision"]  # the champion (buyer) beats cash: no flag
     tie = register(mlflow_uri, model_name, constant_policy(uptrend, BUY), uptrend, tmp_path)
     tied = promotion.gate_version(mlflow_uri, model_name, tie, uptrend, holdout, strict)
     assert not tied.promote and tied.challenger == tied.champion
